@@ -1,0 +1,86 @@
+# libmoe: `make` builds lib/libmoe.a and bin/moe; `make test` runs the test
+# suite (SANITIZE=1: under AddressSanitizer and UBSan); `make demo` checks
+# every golden file. Missing Debian packages are installed first (as root)
+# by scripts/setup.sh.
+
+CC      ?= cc
+PKGS    := openblas hdf5
+CSTD    := -std=c11 -D_POSIX_C_SOURCE=200809L
+WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+OPT     := -O2 -march=native -fopenmp
+ifeq ($(SANITIZE),1)
+  OPT   := -O1 -g -fopenmp -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+  BUILD := build/san
+else
+  BUILD := build/rel
+endif
+SETUP_STAMP := build/.setup-ok
+
+# pkg-config is only asked once the packages are there (after setup)
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CUNIT_LIBS = $(shell pkg-config --libs cunit 2>/dev/null)
+CFLAGS  += $(CSTD) $(WARN) $(OPT) $(PKG_CFLAGS) -Ilib -MMD -MP
+LDLIBS  += $(PKG_LIBS) -lm
+
+LIB_SRC  := $(wildcard lib/*.c)
+CLI_SRC  := $(wildcard lib/cli/*.c)
+TEST_SRC := $(wildcard tests/*.c)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
+LIBMOE   := $(BUILD)/libmoe.a
+MOE_BIN  := $(BUILD)/moe
+TEST_BIN := $(BUILD)/run_tests
+GOLDEN   := $(sort $(wildcard tests/golden/*.h5))
+
+.PHONY: all setup test demo clean check-golden
+all: bin/moe
+
+setup: $(SETUP_STAMP)
+$(SETUP_STAMP): scripts/setup.sh
+	@scripts/setup.sh
+	@mkdir -p build && touch $@
+
+$(BUILD)/%.o: %.c | $(SETUP_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIBMOE): $(LIB_OBJ)
+	$(AR) rcs $@ $^
+
+$(MOE_BIN): $(CLI_OBJ) $(LIBMOE)
+	$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
+
+bin/moe: $(MOE_BIN)
+	@mkdir -p bin
+	@if [ "$(SANITIZE)" != 1 ]; then cp $< $@.tmp && mv -f $@.tmp $@; fi
+
+$(TEST_BIN): $(TEST_OBJ) $(LIBMOE)
+	$(CC) $(CFLAGS) $^ $(LDLIBS) $(CUNIT_LIBS) -o $@
+
+# The CUnit runner exits nonzero on any failed assertion; its check_errors
+# suite also runs the CLI ($(MOE_BIN)) on good and bad files.
+# `make test` runs the suite twice: optimised, then under ASan + UBSan.
+test: $(TEST_BIN) $(MOE_BIN)
+	MOE_BIN=$(MOE_BIN) $(TEST_BIN)
+ifneq ($(SANITIZE),1)
+	@$(MAKE) --no-print-directory SANITIZE=1 test
+endif
+
+# The most complete job the project can do so far: check every golden file
+# of the implemented families (must pass), then show which are not yet.
+IMPLEMENTED := top2_gshard topn_stmoe switch_top1 expert_choice
+GOLDEN_DONE := $(foreach f,$(IMPLEMENTED),tests/golden/$(f).h5)
+GOLDEN_TODO := $(filter-out $(GOLDEN_DONE),$(GOLDEN))
+demo: bin/moe
+	bin/moe check $(GOLDEN_DONE) $(wildcard tests/golden/extra/*.h5)
+ifneq ($(GOLDEN_TODO),)
+	@echo "--- families not implemented yet (reported by name, nonzero exit expected):"
+	-@bin/moe check $(GOLDEN_TODO)
+endif
+
+clean:
+	rm -rf build bin
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

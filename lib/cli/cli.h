@@ -1,0 +1,8 @@
+/* Subcommands of bin/moe: each takes argv starting at its own name and
+ * returns the process exit status. */
+#ifndef MOE_CLI_H
+#define MOE_CLI_H
+
+int cli_check(int argc, char **argv);
+
+#endif

@@ -1,0 +1,36 @@
+/* Expert FFN kernels over a block of m rows of one expert. */
+#ifndef MOE_EXPERT_H
+#define MOE_EXPERT_H
+
+#include "internal.h"
+
+/* Weights of one expert (views). hin = 2h for geglu, else h. */
+typedef struct {
+    int32_t d, h;
+    float *w1; /* (d, hin) */
+    float *b1; /* (hin) or NULL */
+    float *w2; /* (h, d) */
+    float *b2; /* (d) or NULL */
+} moe_expert_w;
+
+/* y (m, d) = act(x (m, d) W1 + b1) W2 + b2; keeps hpre (m, hin) and
+ * a (m, h) for backward. m = 0 does nothing. */
+void moe_expert_forward(const moe_expert_w *w, moe_act act, int32_t m,
+                        const float *x, float *hpre, float *a, float *y);
+/* Backward of moe_expert_forward: ADDS into g's tensors, WRITES dx (m, d)
+ * (scratch: da (m, h), dhpre (m, hin)). */
+void moe_expert_backward(const moe_expert_w *w, moe_expert_w *g, moe_act act,
+                         int32_t m, const float *x, const float *hpre,
+                         const float *a, const float *dy, float *da,
+                         float *dhpre, float *dx);
+
+/* y (m, n) = x (m, k) w (k, n). */
+void moe_matmul(const float *x, const float *w, float *y, int32_t m,
+                int32_t k, int32_t n);
+/* Backward of moe_matmul: dw (k, n) += x^T dy, dx (m, k) += dy w^T;
+ * either may be NULL. */
+void moe_matmul_backward(const float *x, const float *w, const float *dy,
+                         float *dx, float *dw, int32_t m, int32_t k,
+                         int32_t n);
+
+#endif

@@ -1,0 +1,39 @@
+/* Internal helpers shared by the modules of lib/ (not installed). */
+#ifndef MOE_INTERNAL_H
+#define MOE_INTERNAL_H
+
+#include "moe.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Programmer errors: print file:line and abort. Never for run-time input. */
+#define MOE_ASSERT(c)                                                       \
+    do {                                                                    \
+        if (!(c)) {                                                         \
+            fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__,      \
+                    __LINE__, #c);                                          \
+            abort();                                                        \
+        }                                                                   \
+    } while (0)
+
+/* Records a printf-style message for moe_errmsg() and returns status. */
+moe_status moe_fail(moe_status s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Clears the thread's message. */
+void moe_clear_error(void);
+
+/* Grows *buf to hold at least n elements of size sz (contents are not
+ * kept). Returns 0 on success, -1 on allocation failure. */
+int moe_grow(void **buf, size_t *cap, size_t n, size_t sz);
+
+/* Number of input columns of w1: 2h for geglu, h otherwise. */
+static inline int32_t moe_hin(const moe_config *c) {
+    return c->act == MOE_ACT_GEGLU ? 2 * c->d_hidden : c->d_hidden;
+}
+
+/* Stable sort of idx[0..n) by descending key[idx[i]] (ties keep order). */
+void moe_argsort_desc(const float *key, int32_t *idx, int32_t n,
+                      int32_t *tmp);
+
+#endif

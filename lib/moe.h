@@ -1,0 +1,239 @@
+/* libmoe: mixture-of-experts layers in C, forward and backward.
+ *
+ * Conventions (see README.md, "Library"):
+ * - Tensors are row-major float32; every pointer carries its shape in a
+ *   comment, e.g. x (T, d) where T = b * n tokens in b routing groups of n.
+ * - Forward writes its outputs; backward ADDS into gradient buffers (zero
+ *   them with moe_params_zero / memset first).
+ * - Run-time failures (bad configuration, I/O, allocation) return a
+ *   moe_status and leave a one-line message in moe_errmsg(). Programmer
+ *   errors (NULL where forbidden, shapes that contradict the config) stop
+ *   through MOE_ASSERT with file:line.
+ */
+#ifndef MOE_H
+#define MOE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- status */
+
+typedef enum {
+    MOE_OK = 0,
+    MOE_EINVAL,       /* invalid configuration or argument value */
+    MOE_ENOMEM,       /* allocation failed */
+    MOE_EIO,          /* file missing, unreadable or unwritable */
+    MOE_EFORMAT,      /* file readable but not what was expected */
+    MOE_EUNSUPPORTED, /* feature or family not implemented */
+    MOE_EMISMATCH     /* a golden comparison failed */
+} moe_status;
+
+/* The message of the last failure on this thread ("" if none). The pointer
+ * stays valid until the next failing call on the same thread. */
+const char *moe_errmsg(void);
+/* Name of a status code, e.g. "invalid argument". */
+const char *moe_status_str(moe_status s);
+
+/* ------------------------------------------------------------------- rng */
+
+/* Counter-based generator (Philox4x32-10). Every draw is a pure function of
+ * (seed, stream, index): results never depend on call order or thread
+ * count. Use one stream per purpose (layer, step, role). */
+void moe_rng_philox(uint64_t seed, uint64_t stream, uint64_t index,
+                    uint32_t out[4]);
+/* Uniform double in [0, 1) with 53 random bits. */
+double moe_rng_uniform(uint64_t seed, uint64_t stream, uint64_t index);
+/* Standard normal (Box-Muller on the same counter). */
+double moe_rng_normal(uint64_t seed, uint64_t stream, uint64_t index);
+/* Fill out[i] = uniform(seed, stream, first + i) for i < count. */
+void moe_rng_fill_uniform(float *out, size_t count, uint64_t seed,
+                          uint64_t stream, uint64_t first);
+
+/* ---------------------------------------------------------------- config */
+
+typedef enum {
+    MOE_TOP2_GSHARD = 0, /* GShard top-2 with second-expert policies     */
+    MOE_TOPN_STMOE,      /* ST-MoE top-n with per-rank thresholds        */
+    MOE_SWITCH_TOP1,     /* Switch top-1, raw probability gate           */
+    MOE_EXPERT_CHOICE,   /* Zhou et al. 2022: experts pick top-k tokens  */
+    MOE_FAMILY_COUNT
+} moe_family;
+
+typedef enum { MOE_ACT_RELU = 0, MOE_ACT_GELU, MOE_ACT_GEGLU } moe_act;
+
+typedef enum {
+    MOE_POLICY_ALL = 0,   /* second expert always kept                   */
+    MOE_POLICY_NONE,      /* never                                       */
+    MOE_POLICY_THRESHOLD, /* kept if its renormalised gate > threshold   */
+    MOE_POLICY_RANDOM     /* kept if u < gate / threshold                */
+} moe_policy;
+
+typedef enum {
+    MOE_PRIORITY_TOKEN = 0, /* capacity slots filled in token order      */
+    MOE_PRIORITY_BPR        /* batch prioritized: by descending top-1 p  */
+} moe_priority;
+
+#define MOE_MAX_TOPN 8
+
+typedef struct {
+    moe_family family;
+    int32_t d_model;     /* d: token width                               */
+    int32_t d_hidden;    /* h: expert hidden width (geglu: value width)  */
+    int32_t n_expert;    /* e                                            */
+    int32_t top_n;       /* ranks per token: top2 = 2, switch = 1        */
+    moe_act act;
+    int32_t bias;        /* 1: experts have b1, b2                       */
+    moe_policy policy;   /* top2_gshard only                             */
+    float threshold;     /* top2_gshard threshold / random policy        */
+    float thresholds[MOE_MAX_TOPN]; /* topn: [r] for rank r+1 >= 2 (r >= 1);
+                                       [0] is unused (rank 1 always)     */
+    float capacity_factor_train;
+    float capacity_factor_eval;
+    moe_priority priority; /* topn_stmoe and switch_top1 only            */
+    float balance_coef;  /* weight of the GShard/Switch balance loss     */
+    float z_coef;        /* weight of the router z-loss                  */
+    uint64_t seed;       /* key of the layer's random draws              */
+} moe_config;
+
+/* Defaults for a family: d=0 etc. must still be set by the caller.
+ * top2: policy random, threshold 0.2, cf 1.25 / 2.0, balance 1e-2;
+ * topn: top_n 2, thresholds 0.2; switch: cf 1.25 / 2.0, z 1e-3. */
+moe_config moe_config_default(moe_family family);
+/* Checks every field; MOE_EINVAL with a message naming the field and the
+ * allowed range otherwise. */
+moe_status moe_config_validate(const moe_config *cfg);
+
+const char *moe_family_name(moe_family f);
+const char *moe_act_name(moe_act a);
+const char *moe_policy_name(moe_policy p);
+/* Name lookups: MOE_EINVAL with the allowed values listed on failure. */
+moe_status moe_family_parse(const char *s, moe_family *out);
+moe_status moe_act_parse(const char *s, moe_act *out);
+moe_status moe_policy_parse(const char *s, moe_policy *out);
+moe_status moe_priority_parse(const char *s, moe_priority *out);
+
+/* Capacity of one expert in a group of n tokens:
+ * max(4, min(n, floor(n * capacity_factor / e))). */
+int32_t moe_capacity(int32_t n, int32_t n_expert, double capacity_factor);
+/* Tokens per expert of expert choice: clamp(floor(n * cf / e), 1, n). */
+int32_t moe_ec_capacity(int32_t n, int32_t n_expert, double capacity_factor);
+
+/* ---------------------------------------------------------------- params */
+
+/* Views into one flat buffer (llm.c style). Absent tensors are NULL. */
+typedef struct {
+    float *w_gate; /* (d, e)      router                                */
+    float *w1;     /* (e, d, hin) hin = 2h for geglu, else h            */
+    float *b1;     /* (e, hin)    if bias                               */
+    float *w2;     /* (e, h, d)                                         */
+    float *b2;     /* (e, d)      if bias                               */
+} moe_params;
+
+/* Number of floats of all parameters of a layer with this config. */
+size_t moe_params_count(const moe_config *cfg);
+/* Points the views of p into buf (moe_params_count floats). */
+void moe_params_map(const moe_config *cfg, float *buf, moe_params *p);
+/* Deterministic init: router N(0, 1/d) scaled by init_scale, w1 N(0, 1/d),
+ * w2 N(0, 1/h) (times init_scale), biases 0; draws keyed by (seed, stream). */
+void moe_params_init(const moe_config *cfg, float *buf, float init_scale,
+                     uint64_t seed, uint64_t stream);
+
+/* ----------------------------------------------------------------- layer */
+
+typedef struct moe_layer moe_layer;
+
+/* Auxiliary losses and routing statistics of the last forward. */
+typedef struct {
+    double aux_loss;      /* balance_coef * balance + z_coef * z           */
+    double balance_loss;  /* unweighted                                    */
+    double z_loss;        /* unweighted                                    */
+    int32_t capacity;     /* per expert per group (ec: tokens per expert)  */
+    int64_t n_choices;    /* token-expert choices before any dropping      */
+    int64_t n_dropped_policy;   /* ranks >= 2 turned off by the policy     */
+    int64_t n_dropped_capacity; /* choices lost to a full expert           */
+    int64_t n_tokens_unrouted;  /* tokens with no expert at all (y = 0)    */
+} moe_aux;
+
+/* Routing decisions of the last forward (views owned by the layer). For
+ * token choice: k = top_n ranks over T = b*n tokens; for expert choice the
+ * arrays are ec_token / ec_gate of shape (b, e, k). */
+typedef struct {
+    int32_t k, T, n_expert;
+    const float *logits;   /* (T, e)                                      */
+    const float *probs;    /* (T, e) softmax of logits                    */
+    const int32_t *expert; /* (k, T) chosen expert of each rank           */
+    const int32_t *position; /* (k, T) slot in (group, expert), -1 dropped */
+    const float *gate;     /* (k, T) combine weight after dropping        */
+    const int32_t *ec_token; /* (b, e, k) expert choice: token in group   */
+    const float *ec_gate;    /* (b, e, k)                                 */
+} moe_route;
+
+/* Creates a layer for cfg (validated first). *out is NULL on failure. */
+moe_status moe_layer_create(const moe_config *cfg, moe_layer **out);
+void moe_layer_free(moe_layer *L);
+const moe_config *moe_layer_config(const moe_layer *L);
+/* Training mode (1, default) uses capacity_factor_train, eval (0) the eval
+ * one; training mode also enables random policies' draws. */
+void moe_layer_set_train(moe_layer *L, int train);
+/* Stream of the layer's own draws (e.g. layer id << 32 | step). */
+void moe_layer_set_stream(moe_layer *L, uint64_t stream);
+
+/* Forward of b groups of n tokens: y (b*n, d) from x (b*n, d).
+ * draws: the uniforms of the random policies, (top_n - 1, b*n) for ranks
+ * 2..top_n (top2: (1, b*n)), or NULL to draw them from the layer's
+ * counter-based generator. Keeps what backward needs until the next
+ * forward. MOE_ENOMEM if the workspace cannot grow. */
+moe_status moe_layer_forward(moe_layer *L, const moe_params *p,
+                             const float *x, int32_t b, int32_t n,
+                             const float *draws, float *y);
+/* Backward of the last forward for L = sum(y * dy) + aux_loss: ADDS
+ * dL/dparam into g and dL/dx into dx (b*n, d). x and p must be the ones
+ * given to forward. */
+moe_status moe_layer_backward(moe_layer *L, const moe_params *p,
+                              const float *x, const float *dy,
+                              moe_params *g, float *dx);
+const moe_aux *moe_layer_aux(const moe_layer *L);
+void moe_layer_route(const moe_layer *L, moe_route *out);
+
+/* ------------------------------------------------------------- threading */
+
+/* Threads for the library's parallel loops (OpenMP); 0 = all cores.
+ * Results are bit-identical for every value. */
+void moe_set_threads(int n);
+int moe_get_threads(void);
+
+/* ---------------------------------------------------------------- golden */
+
+/* Result of checking one case of a moe-golden/1 file. */
+typedef struct {
+    char name[64];
+    char family[32];
+    moe_status status;     /* MOE_OK pass, MOE_EMISMATCH fail, else error */
+    double worst_ratio;    /* max over tensors of rel_err / tolerance     */
+    char worst_key[64];    /* tensor with the worst ratio                 */
+    double worst_err;      /* its relative error                          */
+    double worst_tol;      /* its tolerance                               */
+    int64_t decisions;     /* routing decisions compared exactly          */
+    int64_t decision_mismatches;
+    char message[256];     /* what failed, if anything                    */
+} moe_check_result;
+
+typedef void (*moe_check_cb)(const char *file, const moe_check_result *r,
+                             void *user);
+
+/* Runs every case of a moe-golden/1 file (or only case `only` if not
+ * NULL), calling cb after each. Returns MOE_OK if every case passed,
+ * MOE_EMISMATCH if a comparison failed, another status (with moe_errmsg
+ * naming the file, case and problem) if the file or a case is unusable
+ * or a family is not implemented. *n_cases counts the cases run. */
+moe_status moe_check_file(const char *path, const char *only,
+                          moe_check_cb cb, void *user, int *n_cases);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MOE_H */

@@ -1,0 +1,204 @@
+/* Suite check_errors: `moe check` and moe_check_file on bad input. Each
+ * bad file is built with the HDF5 API from a golden case; the library
+ * must return a status with a message naming the file, the case and the
+ * problem, and the CLI (MOE_BIN, default bin/moe) must print one line and
+ * exit 1 without crashing (the SANITIZE=1 build runs it under ASan). */
+#include "test_util.h"
+
+#include <hdf5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char dir[64];
+
+static int setup(void) {
+    snprintf(dir, sizeof dir, "/tmp/moe-test-XXXXXX");
+    if (!mkdtemp(dir)) return -1;
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    return 0;
+}
+
+static int teardown(void) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static const char *path_of(const char *name) {
+    static char p[128];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return p;
+}
+
+/* A new file holding case top2_all of the golden file (and the format
+ * attribute unless fmt is NULL). Returns the open file. */
+static hid_t copy_case(const char *name, const char *fmt) {
+    hid_t src = H5Fopen("tests/golden/top2_gshard.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t dst = H5Fcreate(path_of(name), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    CU_ASSERT_FATAL(src >= 0 && dst >= 0);
+    CU_ASSERT_FATAL(H5Ocopy(src, "top2_all", dst, "top2_all", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    if (fmt) {
+        hid_t t = H5Tcopy(H5T_C_S1);
+        H5Tset_size(t, strlen(fmt));
+        hid_t sp = H5Screate(H5S_SCALAR);
+        hid_t a = H5Acreate2(dst, "format", t, sp, H5P_DEFAULT, H5P_DEFAULT);
+        H5Awrite(a, t, fmt);
+        H5Aclose(a), H5Sclose(sp), H5Tclose(t);
+    }
+    H5Fclose(src);
+    return dst;
+}
+
+/* Runs the CLI on the file: returns the exit status, output in out. */
+static int run_cli(const char *file, char *out, size_t cap) {
+    const char *bin = getenv("MOE_BIN") ? getenv("MOE_BIN") : "bin/moe";
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "%s check '%s' 2>&1", bin, file);
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* The library and the CLI both reject the file with a message holding
+ * every one of the words. */
+static void expect_error(const char *file, moe_status want, const char *w1,
+                         const char *w2) {
+    int n = -1;
+    moe_status st = moe_check_file(file, NULL, NULL, NULL, &n);
+    CU_ASSERT_EQUAL(st, want);
+    const char *msg = moe_errmsg();
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, file));
+    if (w1) CU_ASSERT_PTR_NOT_NULL(strstr(msg, w1));
+    if (w2) CU_ASSERT_PTR_NOT_NULL(strstr(msg, w2));
+    char out[4096];
+    int code = run_cli(file, out, sizeof out);
+    CU_ASSERT_EQUAL(code, 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "ERROR"));
+    if (w1) CU_ASSERT_PTR_NOT_NULL(strstr(out, w1));
+    if (w2) CU_ASSERT_PTR_NOT_NULL(strstr(out, w2));
+    if (code != 1 || (w1 && !strstr(out, w1))) printf("\n  cli said: %s", out);
+}
+
+static void test_missing_file_is_reported_by_name(void) {
+    expect_error(path_of("does-not-exist.h5"), MOE_EIO, "No such file", NULL);
+}
+
+static void test_non_hdf5_file_is_reported(void) {
+    FILE *f = fopen(path_of("text.h5"), "w");
+    fputs("this is not HDF5\n", f);
+    fclose(f);
+    expect_error(path_of("text.h5"), MOE_EFORMAT, "not an HDF5 file", NULL);
+}
+
+static void test_file_without_format_attribute_is_reported(void) {
+    H5Fclose(copy_case("noformat.h5", NULL));
+    expect_error(path_of("noformat.h5"), MOE_EFORMAT, "format", NULL);
+    H5Fclose(copy_case("otherformat.h5", "moe-golden/9"));
+    expect_error(path_of("otherformat.h5"), MOE_EFORMAT, "moe-golden/9", NULL);
+}
+
+static void test_case_missing_a_dataset_names_case_and_dataset(void) {
+    hid_t f = copy_case("missing.h5", "moe-golden/1");
+    H5Ldelete(f, "top2_all/param/w1", H5P_DEFAULT);
+    H5Fclose(f);
+    expect_error(path_of("missing.h5"), MOE_EFORMAT, "case top2_all", "param/w1");
+    f = copy_case("nogroup.h5", "moe-golden/1");
+    H5Ldelete(f, "top2_all/grad", H5P_DEFAULT);
+    H5Fclose(f);
+    expect_error(path_of("nogroup.h5"), MOE_EFORMAT, "case top2_all", "grad/");
+}
+
+static void test_dataset_of_wrong_shape_names_expected_shape(void) {
+    hid_t f = copy_case("shape.h5", "moe-golden/1");
+    H5Ldelete(f, "top2_all/input/x", H5P_DEFAULT);
+    hsize_t dims[3] = {2, 16, 7};
+    hid_t sp = H5Screate_simple(3, dims, NULL);
+    hid_t ds = H5Dcreate2(f, "top2_all/input/x", H5T_IEEE_F64LE, sp, H5P_DEFAULT,
+                          H5P_DEFAULT, H5P_DEFAULT);
+    double zero[2 * 16 * 7] = {0};
+    H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, zero);
+    H5Dclose(ds), H5Sclose(sp), H5Fclose(f);
+    expect_error(path_of("shape.h5"), MOE_EFORMAT, "input/x", "[2, 16, 8]");
+}
+
+static void set_string_attr(hid_t f, const char *obj, const char *name, const char *v) {
+    hid_t g = H5Oopen(f, obj, H5P_DEFAULT);
+    H5Adelete(g, name);
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, strlen(v));
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(g, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+    H5Awrite(a, t, v);
+    H5Aclose(a), H5Sclose(sp), H5Tclose(t), H5Oclose(g);
+}
+
+static void test_unknown_family_and_bad_policy_are_reported_by_name(void) {
+    hid_t f = copy_case("family.h5", "moe-golden/1");
+    set_string_attr(f, "top2_all", "family", "mystery_moe");
+    H5Fclose(f);
+    expect_error(path_of("family.h5"), MOE_EUNSUPPORTED, "mystery_moe", "not implemented");
+    f = copy_case("policy.h5", "moe-golden/1");
+    set_string_attr(f, "top2_all", "policy", "sometimes");
+    H5Fclose(f);
+    expect_error(path_of("policy.h5"), MOE_EFORMAT, "sometimes", "all|none|threshold|random");
+}
+
+static void test_invalid_config_in_a_case_is_reported(void) {
+    hid_t f = copy_case("cf.h5", "moe-golden/1");
+    hid_t g = H5Gopen2(f, "top2_all", H5P_DEFAULT);
+    double bad = -1.0;
+    hid_t a = H5Aopen(g, "capacity_factor", H5P_DEFAULT);
+    H5Awrite(a, H5T_NATIVE_DOUBLE, &bad);
+    H5Aclose(a), H5Gclose(g), H5Fclose(f);
+    expect_error(path_of("cf.h5"), MOE_EFORMAT, "capacity_factor", "invalid configuration");
+}
+
+static void test_a_wrong_reference_value_fails_the_case(void) {
+    hid_t f = copy_case("wrong.h5", "moe-golden/1");
+    hid_t ds = H5Dopen2(f, "top2_all/grad/w_gate", H5P_DEFAULT);
+    double v[8 * 4];
+    H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
+    v[3] *= 1.01; /* a 1% error in one entry of one gradient */
+    H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
+    H5Dclose(ds), H5Fclose(f);
+    int n;
+    CU_ASSERT_EQUAL(moe_check_file(path_of("wrong.h5"), NULL, NULL, NULL, &n), MOE_EMISMATCH);
+    CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "grad/w_gate"));
+    char out[4096];
+    CU_ASSERT_EQUAL(run_cli(path_of("wrong.h5"), out, sizeof out), 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "FAIL"));
+}
+
+static void test_cli_usage_errors_exit_two_and_help_exits_zero(void) {
+    const char *bin = getenv("MOE_BIN") ? getenv("MOE_BIN") : "bin/moe";
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "%s check >/dev/null 2>&1", bin);
+    CU_ASSERT_EQUAL(WEXITSTATUS(system(cmd)), 2);
+    snprintf(cmd, sizeof cmd, "%s check --bogus x.h5 >/dev/null 2>&1", bin);
+    CU_ASSERT_EQUAL(WEXITSTATUS(system(cmd)), 2);
+    snprintf(cmd, sizeof cmd, "%s frobnicate >/dev/null 2>&1", bin);
+    CU_ASSERT_EQUAL(WEXITSTATUS(system(cmd)), 2);
+    snprintf(cmd, sizeof cmd, "%s check --help >/dev/null 2>&1", bin);
+    CU_ASSERT_EQUAL(WEXITSTATUS(system(cmd)), 0);
+    snprintf(cmd, sizeof cmd, "%s check tests/golden/switch_top1.h5 >/dev/null 2>&1", bin);
+    CU_ASSERT_EQUAL(WEXITSTATUS(system(cmd)), 0);
+}
+
+void suite_check_errors(void) {
+    CU_pSuite s = CU_add_suite("check_errors", setup, teardown);
+    CU_add_test(s, "missing_file_is_reported_by_name", test_missing_file_is_reported_by_name);
+    CU_add_test(s, "non_hdf5_file_is_reported", test_non_hdf5_file_is_reported);
+    CU_add_test(s, "file_without_format_attribute_is_reported", test_file_without_format_attribute_is_reported);
+    CU_add_test(s, "case_missing_a_dataset_names_case_and_dataset", test_case_missing_a_dataset_names_case_and_dataset);
+    CU_add_test(s, "dataset_of_wrong_shape_names_expected_shape", test_dataset_of_wrong_shape_names_expected_shape);
+    CU_add_test(s, "unknown_family_and_bad_policy_are_reported_by_name", test_unknown_family_and_bad_policy_are_reported_by_name);
+    CU_add_test(s, "invalid_config_in_a_case_is_reported", test_invalid_config_in_a_case_is_reported);
+    CU_add_test(s, "a_wrong_reference_value_fails_the_case", test_a_wrong_reference_value_fails_the_case);
+    CU_add_test(s, "cli_usage_errors_exit_two_and_help_exits_zero", test_cli_usage_errors_exit_two_and_help_exits_zero);
+}

@@ -1,0 +1,38 @@
+/* The test runner: every suite, CUnit basic interface. Exits 1 if any
+ * assertion failed (CU_get_error() would stay 0) or a suite could not run. */
+#include "test_util.h"
+
+#include <CUnit/Basic.h>
+#include <stdio.h>
+#include <string.h>
+
+int main(int argc, char **argv) {
+    if (CU_initialize_registry() != CUE_SUCCESS) return 2;
+    suite_rng();
+    suite_config();
+    suite_expert();
+    suite_router();
+    suite_layer();
+    suite_gradcheck();
+    suite_golden();
+    suite_check_errors();
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    if (argc > 1) { /* run one suite: run_tests SUITE */
+        CU_pSuite s = CU_get_suite(argv[1]);
+        if (!s) {
+            fprintf(stderr, "run_tests: no suite '%s'\n", argv[1]);
+            CU_cleanup_registry();
+            return 2;
+        }
+        CU_basic_run_suite(s);
+    } else {
+        CU_basic_run_tests();
+    }
+    unsigned failed = CU_get_number_of_failures();
+    unsigned tests_failed = CU_get_number_of_tests_failed();
+    unsigned run = CU_get_number_of_tests_run();
+    unsigned bad_suites = CU_get_number_of_suites_failed();
+    CU_cleanup_registry();
+    printf("\n%u passed, %u failed\n", run - tests_failed, tests_failed);
+    return (failed || tests_failed || bad_suites || run == 0) ? 1 : 0;
+}

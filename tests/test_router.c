@@ -1,0 +1,221 @@
+/* Suite router: properties of the routing decisions on random batches. */
+#include "router.h"
+#include "test_util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Per (group, expert): kept positions are unique, contiguous from 0, and
+ * below the capacity. Returns the number of violations. */
+static int position_violations(const tcase *c) {
+    moe_route r;
+    moe_layer_route(c->L, &r);
+    const int32_t e = r.n_expert, cap = moe_layer_aux(c->L)->capacity;
+    int bad = 0;
+    int32_t *seen = calloc((size_t)e * (cap + 1), sizeof *seen);
+    int32_t *cnt = calloc((size_t)e, sizeof *cnt);
+    for (int32_t b = 0; b < c->b; b++) {
+        memset(seen, 0, (size_t)e * (cap + 1) * sizeof *seen);
+        memset(cnt, 0, (size_t)e * sizeof *cnt);
+        for (int32_t q = 0; q < r.k; q++)
+            for (int32_t i = 0; i < c->n; i++) {
+                size_t at = (size_t)q * r.T + (size_t)b * c->n + i;
+                int32_t p = r.position[at], x = r.expert[at];
+                if (p < 0) continue;
+                if (p >= cap) { bad++; continue; }
+                bad += seen[(size_t)x * (cap + 1) + p]++ > 0;
+                cnt[x]++;
+            }
+        for (int32_t x = 0; x < e; x++)
+            for (int32_t p = 0; p < cnt[x]; p++) bad += seen[(size_t)x * (cap + 1) + p] != 1;
+    }
+    free(seen);
+    free(cnt);
+    return bad;
+}
+
+static void run_props(moe_config cfg, float cf) {
+    cfg.capacity_factor_train = cf;
+    tcase c;
+    tcase_init(&c, &cfg, 3, 64, 99, 3.0f);
+    tcase_forward(&c);
+    CU_ASSERT_EQUAL(position_violations(&c), 0);
+    /* a token dropped by every rank has y = 0 exactly */
+    moe_route r;
+    moe_layer_route(c.L, &r);
+    int dropped = 0, nonzero = 0;
+    for (int32_t t = 0; t < c.T; t++) {
+        int kept = 0;
+        for (int32_t q = 0; q < r.k; q++) kept |= r.position[(size_t)q * r.T + t] >= 0;
+        if (kept) continue;
+        dropped++;
+        for (int32_t i = 0; i < cfg.d_model; i++) nonzero += c.y[(size_t)t * cfg.d_model + i] != 0.0f;
+    }
+    CU_ASSERT_EQUAL(nonzero, 0);
+    CU_ASSERT_EQUAL(dropped, moe_layer_aux(c.L)->n_tokens_unrouted);
+    tcase_free(&c);
+}
+
+static void test_no_expert_exceeds_capacity_and_positions_are_contiguous(void) {
+    const float cfs[] = {0.25f, 0.5f, 1.0f, 1.25f, 2.0f};
+    for (size_t i = 0; i < sizeof cfs / sizeof cfs[0]; i++) {
+        moe_config g = tcfg(MOE_TOP2_GSHARD, MOE_ACT_RELU, 8, 8, 8);
+        for (int p = 0; p <= MOE_POLICY_RANDOM; p++) {
+            g.policy = (moe_policy)p;
+            run_props(g, cfs[i]);
+        }
+        moe_config t = tcfg(MOE_TOPN_STMOE, MOE_ACT_RELU, 8, 8, 8);
+        t.top_n = 3;
+        t.thresholds[1] = 0.2f, t.thresholds[2] = 0.05f;
+        run_props(t, cfs[i]);
+        t.priority = MOE_PRIORITY_BPR;
+        run_props(t, cfs[i]);
+        moe_config s = tcfg(MOE_SWITCH_TOP1, MOE_ACT_RELU, 8, 8, 8);
+        run_props(s, cfs[i]);
+        s.priority = MOE_PRIORITY_BPR;
+        run_props(s, cfs[i]);
+    }
+}
+
+static void test_dropped_tokens_get_zero_output_at_tiny_capacity(void) {
+    moe_config s = tcfg(MOE_SWITCH_TOP1, MOE_ACT_GELU, 8, 8, 4);
+    s.capacity_factor_train = 0.1f; /* cap = 4 of 64 tokens: many drops */
+    tcase c;
+    tcase_init(&c, &s, 2, 64, 5, 3.0f);
+    tcase_forward(&c);
+    CU_ASSERT(moe_layer_aux(c.L)->n_tokens_unrouted >= 64);
+    tcase_free(&c);
+    run_props(s, 0.1f);
+}
+
+static void test_policy_none_never_routes_a_second_expert(void) {
+    moe_config g = tcfg(MOE_TOP2_GSHARD, MOE_ACT_RELU, 8, 8, 4);
+    g.policy = MOE_POLICY_NONE;
+    g.capacity_factor_train = 4.0f;
+    tcase c;
+    tcase_init(&c, &g, 2, 32, 3, 1.0f);
+    tcase_forward(&c);
+    moe_route r;
+    moe_layer_route(c.L, &r);
+    int second = 0;
+    for (int32_t t = 0; t < c.T; t++) second += r.position[r.T + t] >= 0 || r.gate[r.T + t] != 0.0f;
+    CU_ASSERT_EQUAL(second, 0);
+    CU_ASSERT_EQUAL(moe_layer_aux(c.L)->n_dropped_policy, c.T);
+    tcase_free(&c);
+}
+
+static void test_large_capacity_factor_drops_nothing(void) {
+    moe_config cfgs[3] = {tcfg(MOE_TOP2_GSHARD, MOE_ACT_RELU, 8, 8, 4),
+                          tcfg(MOE_TOPN_STMOE, MOE_ACT_RELU, 8, 8, 4),
+                          tcfg(MOE_SWITCH_TOP1, MOE_ACT_RELU, 8, 8, 4)};
+    cfgs[0].policy = MOE_POLICY_ALL;
+    for (int i = 0; i < 3; i++) {
+        cfgs[i].capacity_factor_train = (float)cfgs[i].n_expert; /* cap = n */
+        tcase c;
+        tcase_init(&c, &cfgs[i], 2, 40, 8, 4.0f);
+        tcase_forward(&c);
+        CU_ASSERT_EQUAL(moe_layer_aux(c.L)->n_dropped_capacity, 0);
+        CU_ASSERT_EQUAL(moe_layer_aux(c.L)->n_tokens_unrouted, 0);
+        tcase_free(&c);
+    }
+}
+
+static void test_expert_choice_gives_every_expert_exactly_k_tokens(void) {
+    const float cfs[] = {0.5f, 1.0f, 2.0f, 16.0f};
+    for (size_t i = 0; i < 4; i++) {
+        moe_config e = tcfg(MOE_EXPERT_CHOICE, MOE_ACT_RELU, 8, 8, 8);
+        e.capacity_factor_train = cfs[i];
+        tcase c;
+        tcase_init(&c, &e, 3, 24, 2, 2.0f);
+        tcase_forward(&c);
+        moe_route r;
+        moe_layer_route(c.L, &r);
+        CU_ASSERT_EQUAL(r.k, moe_ec_capacity(24, 8, cfs[i]));
+        int bad = 0;
+        for (int32_t b = 0; b < c.b; b++)
+            for (int32_t x = 0; x < 8; x++) {
+                const int32_t *tok = r.ec_token + ((size_t)b * 8 + x) * r.k;
+                const float *g = r.ec_gate + ((size_t)b * 8 + x) * r.k;
+                for (int32_t q = 0; q < r.k; q++) {
+                    bad += tok[q] < 0 || tok[q] >= 24;
+                    for (int32_t s = 0; s < q; s++) bad += tok[s] == tok[q];
+                    if (q) bad += g[q] > g[q - 1]; /* sorted by gate */
+                }
+            }
+        CU_ASSERT_EQUAL(bad, 0);
+        tcase_free(&c);
+    }
+}
+
+/* BPR: in each (group, rank, expert), a kept token has a higher top-1
+ * probability than every token dropped there, and positions follow it. */
+static void test_bpr_fills_slots_by_descending_top1_probability(void) {
+    moe_config s = tcfg(MOE_SWITCH_TOP1, MOE_ACT_RELU, 8, 8, 4);
+    s.priority = MOE_PRIORITY_BPR;
+    s.capacity_factor_train = 0.5f;
+    tcase c;
+    tcase_init(&c, &s, 2, 64, 21, 3.0f);
+    tcase_forward(&c);
+    moe_route r;
+    moe_layer_route(c.L, &r);
+    int bad = 0;
+    for (int32_t b = 0; b < c.b; b++)
+        for (int32_t i = 0; i < c.n; i++)
+            for (int32_t j = 0; j < c.n; j++) {
+                int32_t ti = b * c.n + i, tj = b * c.n + j;
+                if (r.expert[ti] != r.expert[tj] || r.position[ti] < 0) continue;
+                float pi = r.probs[(size_t)ti * 4 + r.expert[ti]];
+                float pj = r.probs[(size_t)tj * 4 + r.expert[tj]];
+                if (r.position[tj] < 0) bad += pj > pi;
+                else if (r.position[tj] > r.position[ti]) bad += pj > pi;
+            }
+    CU_ASSERT_EQUAL(bad, 0);
+    tcase_free(&c);
+}
+
+/* top-n: rank r >= 2 is routed iff u < gate_r / threshold_r, and gates sum
+ * to 1 over the n ranks before dropping. */
+static void test_topn_routes_rank_r_iff_draw_below_gate_over_threshold(void) {
+    moe_config t = tcfg(MOE_TOPN_STMOE, MOE_ACT_RELU, 8, 8, 6);
+    t.top_n = 3;
+    t.thresholds[1] = 0.3f, t.thresholds[2] = 0.1f;
+    t.capacity_factor_train = 6.0f;
+    tcase c;
+    tcase_init(&c, &t, 2, 32, 4, 2.0f);
+    tcase_forward(&c);
+    moe_route r;
+    moe_layer_route(c.L, &r);
+    int bad = 0;
+    for (int32_t q = 1; q < 3; q++)
+        for (int32_t i = 0; i < c.T; i++) {
+            double p[3], s = 0;
+            for (int32_t z = 0; z < 3; z++) s += p[z] = r.probs[(size_t)i * 6 + r.expert[(size_t)z * c.T + i]];
+            float gate = (float)(p[q] / s);
+            int want = c.draws[(size_t)(q - 1) * c.T + i] < gate / t.thresholds[q];
+            bad += want != (r.position[(size_t)q * c.T + i] >= 0);
+        }
+    CU_ASSERT_EQUAL(bad, 0);
+    tcase_free(&c);
+}
+
+static void test_softmax_rows_sum_to_one_and_lse_is_consistent(void) {
+    float l[6] = {1000.0f, 999.0f, -5.0f, 0.0f, 0.0f, 0.0f}, p[6], lse[2];
+    moe_softmax_forward(l, p, lse, 2, 3);
+    CU_ASSERT(fabs(p[0] + p[1] + p[2] - 1.0) < 1e-6);
+    CU_ASSERT(fabs(p[3] - 1.0 / 3.0) < 1e-7);
+    CU_ASSERT(fabs(lse[0] - (1000.0 + log(1.0 + exp(-1.0)))) < 1e-3);
+    CU_ASSERT(isfinite(lse[0]) && fabs(lse[1] - log(3.0)) < 1e-6);
+}
+
+void suite_router(void) {
+    ADD_SUITE("router",
+              {"no_expert_exceeds_capacity_and_positions_are_contiguous", test_no_expert_exceeds_capacity_and_positions_are_contiguous},
+              {"dropped_tokens_get_zero_output_at_tiny_capacity", test_dropped_tokens_get_zero_output_at_tiny_capacity},
+              {"policy_none_never_routes_a_second_expert", test_policy_none_never_routes_a_second_expert},
+              {"large_capacity_factor_drops_nothing", test_large_capacity_factor_drops_nothing},
+              {"expert_choice_gives_every_expert_exactly_k_tokens", test_expert_choice_gives_every_expert_exactly_k_tokens},
+              {"bpr_fills_slots_by_descending_top1_probability", test_bpr_fills_slots_by_descending_top1_probability},
+              {"topn_routes_rank_r_iff_draw_below_gate_over_threshold", test_topn_routes_rank_r_iff_draw_below_gate_over_threshold},
+              {"softmax_rows_sum_to_one_and_lse_is_consistent", test_softmax_rows_sum_to_one_and_lse_is_consistent});
+}

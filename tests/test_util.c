@@ -1,0 +1,141 @@
+/* Shared helpers of the CUnit suites (see test_util.h). */
+#include "test_util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void add_suite(const char *name, const ttest *tests, size_t n) {
+    CU_pSuite s = CU_add_suite(name, NULL, NULL);
+    if (!s) {
+        fprintf(stderr, "cannot add suite %s\n", name);
+        exit(2);
+    }
+    for (size_t i = 0; i < n; i++) CU_add_test(s, tests[i].name, tests[i].fn);
+}
+
+moe_config tcfg(moe_family f, moe_act act, int32_t d, int32_t h, int32_t e) {
+    moe_config c = moe_config_default(f);
+    c.d_model = d;
+    c.d_hidden = h;
+    c.n_expert = e;
+    c.act = act;
+    c.seed = 1234;
+    return c;
+}
+
+static float *alloc_f(size_t n) {
+    float *p = calloc(n ? n : 1, sizeof *p);
+    if (!p) abort();
+    return p;
+}
+
+void tcase_init(tcase *c, const moe_config *cfg, int32_t b, int32_t n,
+                uint64_t seed, float router_scale) {
+    memset(c, 0, sizeof *c);
+    c->cfg = *cfg;
+    c->b = b;
+    c->n = n;
+    c->T = b * n;
+    c->np = moe_params_count(cfg);
+    const size_t Td = (size_t)c->T * cfg->d_model;
+    c->params = alloc_f(c->np);
+    c->grads = alloc_f(c->np);
+    c->x = alloc_f(Td);
+    c->dy = alloc_f(Td);
+    c->y = alloc_f(Td);
+    c->dx = alloc_f(Td);
+    moe_params_init(cfg, c->params, 1.0f, seed, 1);
+    moe_params_map(cfg, c->params, &c->p);
+    moe_params_map(cfg, c->grads, &c->g);
+    const size_t de = (size_t)cfg->d_model * cfg->n_expert;
+    for (size_t i = 0; i < de; i++) c->p.w_gate[i] *= router_scale;
+    if (c->p.b1) /* small nonzero biases, so their gradients matter */
+        for (size_t i = 0; i < (size_t)cfg->n_expert * (cfg->act == MOE_ACT_GEGLU ? 2 : 1) * cfg->d_hidden; i++)
+            c->p.b1[i] = 0.1f * (float)moe_rng_normal(seed, 5, i);
+    if (c->p.b2)
+        for (size_t i = 0; i < (size_t)cfg->n_expert * cfg->d_model; i++)
+            c->p.b2[i] = 0.1f * (float)moe_rng_normal(seed, 6, i);
+    for (size_t i = 0; i < Td; i++) {
+        c->x[i] = (float)moe_rng_normal(seed, 2, i);
+        c->dy[i] = (float)moe_rng_normal(seed, 3, i);
+    }
+    if (cfg->top_n > 1) {
+        c->draws = alloc_f((size_t)(cfg->top_n - 1) * c->T);
+        moe_rng_fill_uniform(c->draws, (size_t)(cfg->top_n - 1) * c->T, seed, 4, 0);
+    }
+    CU_ASSERT_FATAL(moe_layer_create(cfg, &c->L) == MOE_OK);
+}
+
+void tcase_free(tcase *c) {
+    moe_layer_free(c->L);
+    free(c->params);
+    free(c->grads);
+    free(c->x);
+    free(c->dy);
+    free(c->y);
+    free(c->dx);
+    free(c->draws);
+    memset(c, 0, sizeof *c);
+}
+
+double tcase_forward(tcase *c) {
+    moe_status st = moe_layer_forward(c->L, &c->p, c->x, c->b, c->n, c->draws, c->y);
+    CU_ASSERT_FATAL(st == MOE_OK);
+    double s = 0.0;
+    for (size_t i = 0; i < (size_t)c->T * c->cfg.d_model; i++)
+        s += (double)c->y[i] * c->dy[i];
+    return s + moe_layer_aux(c->L)->aux_loss;
+}
+
+void tcase_backward(tcase *c) {
+    memset(c->grads, 0, c->np * sizeof *c->grads);
+    memset(c->dx, 0, (size_t)c->T * c->cfg.d_model * sizeof *c->dx);
+    CU_ASSERT_FATAL(moe_layer_backward(c->L, &c->p, c->x, c->dy, &c->g, c->dx) == MOE_OK);
+}
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
+uint64_t tcase_route_sig(const tcase *c) {
+    moe_route r;
+    moe_layer_route(c->L, &r);
+    uint64_t h = 1469598103934665603ull;
+    if (r.ec_token)
+        return fnv(h, r.ec_token, (size_t)c->b * r.n_expert * r.k * sizeof(int32_t));
+    h = fnv(h, r.expert, (size_t)r.k * r.T * sizeof(int32_t));
+    return fnv(h, r.position, (size_t)r.k * r.T * sizeof(int32_t));
+}
+
+double tcase_fd(tcase *c, float *param, const float *grad, size_t n,
+                float eps, int *skipped) {
+    tcase_forward(c);
+    const uint64_t sig0 = tcase_route_sig(c);
+    double num = 0.0, den = 0.0;
+    *skipped = 0;
+    for (size_t i = 0; i < n; i++) {
+        const float v = param[i];
+        param[i] = v + eps;
+        double lp = tcase_forward(c);
+        uint64_t sp = tcase_route_sig(c);
+        param[i] = v - eps;
+        double lm = tcase_forward(c);
+        uint64_t sm = tcase_route_sig(c);
+        param[i] = v;
+        if (sp != sig0 || sm != sig0) {
+            (*skipped)++;
+            continue;
+        }
+        /* the step actually taken in float32 */
+        double h = ((double)(v + eps) - (double)(v - eps));
+        double fd = (lp - lm) / h;
+        num += (fd - grad[i]) * (fd - grad[i]);
+        den += (double)grad[i] * grad[i];
+    }
+    tcase_forward(c); /* leave the layer at the unperturbed point */
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}

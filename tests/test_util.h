@@ -1,0 +1,67 @@
+/* Shared helpers of the CUnit suites. */
+#ifndef MOE_TEST_UTIL_H
+#define MOE_TEST_UTIL_H
+
+#include "moe.h"
+
+#include <CUnit/CUnit.h>
+#include <stdint.h>
+
+/* A layer with its inputs, all owned: params (np), grads (np), x, dy, y,
+ * dx (T, d), draws ((top_n - 1), T) or NULL. */
+typedef struct {
+    moe_config cfg;
+    int32_t b, n, T;
+    size_t np;
+    float *params, *grads, *x, *dy, *y, *dx, *draws;
+    moe_params p, g;
+    moe_layer *L;
+} tcase;
+
+/* Builds a case with random inputs keyed by seed (x ~ N(0,1), router
+ * weights scaled by router_scale / sqrt(d), dy ~ N(0,1)); draws are
+ * generated when the family needs them. Asserts success. */
+void tcase_init(tcase *c, const moe_config *cfg, int32_t b, int32_t n,
+                uint64_t seed, float router_scale);
+void tcase_free(tcase *c);
+/* Forward (and backward into zeroed grads/dx); returns sum(y * dy) + aux
+ * in double. */
+double tcase_forward(tcase *c);
+void tcase_backward(tcase *c);
+/* A hash of every routing decision of the last forward. */
+uint64_t tcase_route_sig(const tcase *c);
+
+/* Central finite differences of tcase_forward against the analytic
+ * gradient `grad` of the n values at `param`: coordinates whose +-eps
+ * perturbation changes a routing decision are skipped (the loss is only
+ * piecewise smooth). Returns ||fd - grad|| / ||grad|| over the checked
+ * coordinates; *skipped counts the others. */
+double tcase_fd(tcase *c, float *param, const float *grad, size_t n,
+                float eps, int *skipped);
+
+/* A small config of a family with the given activation. */
+moe_config tcfg(moe_family f, moe_act act, int32_t d, int32_t h, int32_t e);
+
+/* Registration functions of the suites (one per module). */
+void suite_rng(void);
+void suite_config(void);
+void suite_expert(void);
+void suite_router(void);
+void suite_layer(void);
+void suite_gradcheck(void);
+void suite_golden(void);
+void suite_check_errors(void);
+
+/* Adds a suite with its tests: ADD_SUITE("name", {"test", fn}, ...). */
+typedef struct {
+    const char *name;
+    void (*fn)(void);
+} ttest;
+void add_suite(const char *name, const ttest *tests, size_t n);
+#define ADD_SUITE(name, ...)                                               \
+    do {                                                                   \
+        static const ttest t_[] = {__VA_ARGS__};                           \
+        add_suite(name, t_, sizeof t_ / sizeof t_[0]);                     \
+    } while (0)
+
+#endif
