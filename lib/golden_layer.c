@@ -146,7 +146,17 @@ moe_status golden_run_layer(gcase *c, const char *family) {
     if ((st = read_config(c, fam, &cfg, &b, &n))) return st;
     const int64_t d = cfg.d_model;
     const size_t T = (size_t)b * n, np = moe_params_count(&cfg);
-    float *buf = calloc(2 * np, sizeof *buf), *x, *dy, *draws;
+    const size_t limit = (size_t)1 << 26; /* floats: golden cases are small */
+    if (np > limit || T * (size_t)d > limit || T * (size_t)cfg.n_expert > limit)
+        return moe_fail(MOE_EFORMAT, "%s: attributes describe a case too large to check "
+                        "(%zu parameters, %zu tokens; at most %zu floats each)",
+                        c->where, np, T, limit);
+    float *x, *dy, *draws; /* inputs first: their shapes vouch for b, n, d */
+    if ((st = gcase_f32(c, "input/x", &x, 3, I64(b), I64(n), d)) ||
+        (st = gcase_f32(c, "input/dy", &dy, 3, I64(b), I64(n), d)) ||
+        (st = read_draws(c, &cfg, b, n, &draws)))
+        return st;
+    float *buf = calloc(2 * np, sizeof *buf);
     float *y = calloc(T * (size_t)d, sizeof *y), *dx = calloc(T * (size_t)d, sizeof *dx);
     moe_layer *L = NULL;
     moe_params p, g;
@@ -157,9 +167,6 @@ moe_status golden_run_layer(gcase *c, const char *family) {
     moe_params_map(&cfg, buf, &p);
     moe_params_map(&cfg, buf + np, &g);
     if ((st = read_params(c, &cfg, &p)) ||
-        (st = gcase_f32(c, "input/x", &x, 3, I64(b), I64(n), d)) ||
-        (st = gcase_f32(c, "input/dy", &dy, 3, I64(b), I64(n), d)) ||
-        (st = read_draws(c, &cfg, b, n, &draws)) ||
         (st = moe_layer_create(&cfg, &L)) ||
         (st = moe_layer_forward(L, &p, x, b, n, draws, y)) ||
         (st = moe_layer_backward(L, &p, x, dy, &g, dx)))

@@ -178,17 +178,19 @@ static moe_status open_checked(hid_t loc, const char *path, int rank,
     return st;
 }
 
-moe_status moe_h5_read_doubles(hid_t loc, const char *path, int rank,
-                               int64_t *want, double **out,
-                               const char *where) {
+/* Reads a whole dataset converted to the memory type mt (elements of sz
+ * bytes) into a new malloc'd array, after the class/rank/shape checks. */
+static moe_status read_as(hid_t loc, const char *path, int rank, int64_t *want,
+                          H5T_class_t cls, hid_t mt, size_t sz, void **out,
+                          const char *where) {
     hid_t ds;
     size_t n = 0;
     *out = NULL;
-    moe_status st = open_checked(loc, path, rank, want, H5T_FLOAT, &ds, &n, where);
+    moe_status st = open_checked(loc, path, rank, want, cls, &ds, &n, where);
     if (st != MOE_OK) return st;
-    double *v = malloc((n ? n : 1) * sizeof *v);
+    void *v = malloc((n ? n : 1) * sz);
     if (!v) st = moe_fail(MOE_ENOMEM, "%s: out of memory reading '%s'", where, path);
-    else if (H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0)
+    else if (H5Dread(ds, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0)
         st = moe_fail(MOE_EFORMAT, "%s: cannot read dataset '%s'", where, path);
     H5Dclose(ds);
     if (st != MOE_OK) free(v);
@@ -196,19 +198,15 @@ moe_status moe_h5_read_doubles(hid_t loc, const char *path, int rank,
     return st;
 }
 
+moe_status moe_h5_read_doubles(hid_t loc, const char *path, int rank,
+                               int64_t *want, double **out,
+                               const char *where) {
+    return read_as(loc, path, rank, want, H5T_FLOAT, H5T_NATIVE_DOUBLE,
+                   sizeof **out, (void **)out, where);
+}
+
 moe_status moe_h5_read_ints(hid_t loc, const char *path, int rank,
                             int64_t *want, int32_t **out, const char *where) {
-    hid_t ds;
-    size_t n = 0;
-    *out = NULL;
-    moe_status st = open_checked(loc, path, rank, want, H5T_INTEGER, &ds, &n, where);
-    if (st != MOE_OK) return st;
-    int32_t *v = malloc((n ? n : 1) * sizeof *v);
-    if (!v) st = moe_fail(MOE_ENOMEM, "%s: out of memory reading '%s'", where, path);
-    else if (H5Dread(ds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0)
-        st = moe_fail(MOE_EFORMAT, "%s: cannot read dataset '%s'", where, path);
-    H5Dclose(ds);
-    if (st != MOE_OK) free(v);
-    else *out = v;
-    return st;
+    return read_as(loc, path, rank, want, H5T_INTEGER, H5T_NATIVE_INT32,
+                   sizeof **out, (void **)out, where);
 }

@@ -245,8 +245,8 @@ static void route_token_choice(moe_layer *L, const float *draws) {
 moe_status moe_layer_forward(moe_layer *L, const moe_params *p,
                              const float *x, int32_t b, int32_t n,
                              const float *draws, float *y) {
-    const moe_config *c = &L->cfg;
     MOE_ASSERT(L && p && x && y && p->w_gate && p->w1 && p->w2);
+    const moe_config *c = &L->cfg;
     if (b < 1 || n < 1)
         return moe_fail(MOE_EINVAL, "moe_layer_forward: b = %d, n = %d: both must be >= 1", b, n);
     moe_status st = ensure(L, b, n);
@@ -287,8 +287,8 @@ moe_status moe_layer_forward(moe_layer *L, const moe_params *p,
 moe_status moe_layer_backward(moe_layer *L, const moe_params *p,
                               const float *x, const float *dy, moe_params *g,
                               float *dx) {
-    const moe_config *c = &L->cfg;
     MOE_ASSERT(L && p && x && dy && g && dx && L->T > 0);
+    const moe_config *c = &L->cfg;
     const int32_t T = L->T, e = c->n_expert, d = c->d_model;
     const moe_plan *pl = &L->plan;
     moe_combine_backward(pl, L->ye, dy, L->dye, L->dgate_row, d);

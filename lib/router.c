@@ -101,6 +101,7 @@ void moe_gating_forward(moe_gating *g, const moe_gate_rule *rule,
                         const float *importance) {
     const int32_t G = g->G, n = g->n, e = g->e, k = g->k, T = G * n;
     MOE_ASSERT(k >= 1 && k <= MOE_MAX_TOPN && k <= e);
+    MOE_ASSERT(!importance || k == 2); /* the half slot is a top-2 rule */
     g->n_choice = 0;
     g->n_routed_first = g->n_dropped_policy = g->n_dropped_capacity = 0;
     for (int32_t t = 0; t < T; t++)

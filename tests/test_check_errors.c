@@ -159,6 +159,24 @@ static void test_invalid_config_in_a_case_is_reported(void) {
     expect_error(path_of("cf.h5"), MOE_EFORMAT, "capacity_factor", "invalid configuration");
 }
 
+static void test_absurd_sizes_in_attributes_are_refused_before_allocating(void) {
+    hid_t f = copy_case("huge.h5", "moe-golden/1");
+    hid_t g = H5Gopen2(f, "top2_all", H5P_DEFAULT);
+    int64_t big = 1 << 16;
+    hid_t a = H5Aopen(g, "b", H5P_DEFAULT);
+    H5Awrite(a, H5T_NATIVE_INT64, &big);
+    H5Aclose(a), H5Gclose(g), H5Fclose(f);
+    /* 2^16 x 16 x 8 floats claimed: refused by the shape of input/x */
+    expect_error(path_of("huge.h5"), MOE_EFORMAT, "case top2_all", "input/x");
+    f = copy_case("huger.h5", "moe-golden/1");
+    g = H5Gopen2(f, "top2_all", H5P_DEFAULT);
+    int64_t huge_d = 1 << 20;
+    a = H5Aopen(g, "d", H5P_DEFAULT);
+    H5Awrite(a, H5T_NATIVE_INT64, &huge_d);
+    H5Aclose(a), H5Gclose(g), H5Fclose(f);
+    expect_error(path_of("huger.h5"), MOE_EFORMAT, "case top2_all", "too large");
+}
+
 static void test_a_wrong_reference_value_fails_the_case(void) {
     hid_t f = copy_case("wrong.h5", "moe-golden/1");
     hid_t ds = H5Dopen2(f, "top2_all/grad/w_gate", H5P_DEFAULT);
@@ -199,6 +217,7 @@ void suite_check_errors(void) {
     CU_add_test(s, "dataset_of_wrong_shape_names_expected_shape", test_dataset_of_wrong_shape_names_expected_shape);
     CU_add_test(s, "unknown_family_and_bad_policy_are_reported_by_name", test_unknown_family_and_bad_policy_are_reported_by_name);
     CU_add_test(s, "invalid_config_in_a_case_is_reported", test_invalid_config_in_a_case_is_reported);
+    CU_add_test(s, "absurd_sizes_in_attributes_are_refused_before_allocating", test_absurd_sizes_in_attributes_are_refused_before_allocating);
     CU_add_test(s, "a_wrong_reference_value_fails_the_case", test_a_wrong_reference_value_fails_the_case);
     CU_add_test(s, "cli_usage_errors_exit_two_and_help_exits_zero", test_cli_usage_errors_exit_two_and_help_exits_zero);
 }
