@@ -82,7 +82,7 @@ moe_config moe_config_default(moe_family family) {
         c.z_coef = 1e-3f;
         for (int r = 1; r < MOE_MAX_TOPN; r++) c.thresholds[r] = 0.2f;
         break;
-    case MOE_SWITCH_TOP1: c.top_n = 1; c.z_coef = 1e-3f; break;
+    case MOE_SWITCH_TOP1: c.top_n = 1; break; /* Switch has no z-loss */
     case MOE_EXPERT_CHOICE:
         c.top_n = 1;
         c.balance_coef = 0.0f;
@@ -140,14 +140,17 @@ moe_status moe_config_validate(const moe_config *c) {
             return moe_fail(MOE_EINVAL, "top_n = %d > n_expert = %d", c->top_n, c->n_expert);
         for (int r = 1; r < c->top_n; r++)
             if (!(c->thresholds[r] > 0.0f && c->thresholds[r] <= 1.0f))
-                return moe_fail(MOE_EINVAL, "thresholds[%d] (rank %d) = %g: allowed (0, 1]",
-                                r - 1, r + 1, (double)c->thresholds[r]);
+                return moe_fail(MOE_EINVAL, "thresholds[%d] (threshold of rank %d) = %g: allowed (0, 1]",
+                                r, r + 1, (double)c->thresholds[r]);
         break;
     case MOE_SWITCH_TOP1:
         if (c->top_n != 1)
             return moe_fail(MOE_EINVAL, "top_n = %d: switch_top1 routes exactly 1", c->top_n);
         break;
     case MOE_EXPERT_CHOICE:
+        if (c->balance_coef != 0.0f)
+            return moe_fail(MOE_EINVAL, "balance_coef = %g: expert_choice has no balance loss (must be 0)",
+                            (double)c->balance_coef);
         if (c->priority != MOE_PRIORITY_TOKEN)
             return moe_fail(MOE_EINVAL, "priority = bpr: only topn_stmoe and switch_top1 support it");
         break;

@@ -99,8 +99,15 @@ moe_status gcase_f32_into(gcase *c, const char *path, float *dst, int rank, ...)
     return read_into(c, path, &dst, rank, dims);
 }
 
-static double tolerance(gcase *c, const char *key) {
-    double tol = strncmp(key, "grad/", 5) == 0 ? 1e-4 : 1e-5;
+/* The file's tolerance of tensor `key`: attribute tolerance/<key>, where
+ * routing tensors route/<k> are stored as output/<k>; else the floor. */
+static double tolerance(gcase *c, const char *key_in) {
+    double tol = strncmp(key_in, "grad/", 5) == 0 ? 1e-4 : 1e-5;
+    char key[96];
+    if (strncmp(key_in, "route/", 6) == 0)
+        snprintf(key, sizeof key, "output/%s", key_in + 6);
+    else
+        snprintf(key, sizeof key, "%s", key_in);
     if (moe_h5_has(c->g, "tolerance")) {
         hid_t t = H5Gopen2(c->g, "tolerance", H5P_DEFAULT);
         double v;

@@ -94,14 +94,16 @@ typedef struct {
     float capacity_factor_train;
     float capacity_factor_eval;
     moe_priority priority; /* topn_stmoe and switch_top1 only            */
-    float balance_coef;  /* weight of the GShard/Switch balance loss     */
-    float z_coef;        /* weight of the router z-loss                  */
+    float balance_coef;  /* GShard/Switch balance loss (token choice)    */
+    float z_coef;        /* router z-loss (any family)                   */
     uint64_t seed;       /* key of the layer's random draws              */
 } moe_config;
 
 /* Defaults for a family: d=0 etc. must still be set by the caller.
  * top2: policy random, threshold 0.2, cf 1.25 / 2.0, balance 1e-2;
- * topn: top_n 2, thresholds 0.2; switch: cf 1.25 / 2.0, z 1e-3. */
+ * topn: top_n 2, thresholds 0.2, z 1e-3; switch: cf 1.25 / 2.0, no z-loss;
+ * expert choice: cf 2.0, no balance loss. z_coef may be set on any family
+ * (the router z-loss applies to every softmax router). */
 moe_config moe_config_default(moe_family family);
 /* Checks every field; MOE_EINVAL with a message naming the field and the
  * allowed range otherwise. */
@@ -177,7 +179,8 @@ moe_status moe_layer_create(const moe_config *cfg, moe_layer **out);
 void moe_layer_free(moe_layer *L);
 const moe_config *moe_layer_config(const moe_layer *L);
 /* Training mode (1, default) uses capacity_factor_train, eval (0) the eval
- * one; training mode also enables random policies' draws. */
+ * one. Nothing else changes: the second-expert policies (random included)
+ * apply in both modes, as mesh_tensorflow's default eval policy does. */
 void moe_layer_set_train(moe_layer *L, int train);
 /* Stream of the layer's own draws (e.g. layer id << 32 | step). */
 void moe_layer_set_stream(moe_layer *L, uint64_t stream);

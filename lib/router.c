@@ -1,6 +1,6 @@
 /* Token-choice routing (see router.h). Semantics follow mesh_tensorflow's
- * _top_2_gating / _switch_gating and ST-MoE top-n, as written in
- * tests/golden/README.md. */
+ * _top_2_gating / _switch_gating and ST-MoE top-n, as specified with the
+ * golden files (README.md, "Golden files"). */
 #include "router.h"
 
 #include <math.h>

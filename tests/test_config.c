@@ -74,6 +74,9 @@ static void test_bad_sizes_and_bpr_on_gshard_are_rejected(void) {
     c = tcfg(MOE_SWITCH_TOP1, MOE_ACT_RELU, 8, 16, 4);
     c.balance_coef = -1.0f;
     expect_rejected(&c, "balance_coef");
+    c = tcfg(MOE_EXPERT_CHOICE, MOE_ACT_RELU, 8, 16, 4);
+    c.balance_coef = 0.01f; /* expert choice has no balance loss */
+    expect_rejected(&c, "balance_coef");
 }
 
 static void test_capacity_follows_the_mesh_tensorflow_formula(void) {

@@ -35,8 +35,11 @@ static void test_extra_cases_at_other_shapes_and_seeds_pass(void) {
 static void test_golden_cases_pass_with_two_threads(void) {
     int saved = moe_get_threads();
     moe_set_threads(2);
-    check_golden("tests/golden/top2_gshard.h5", 5);
-    check_golden("tests/golden/expert_choice.h5", 2);
+    test_every_top2_gshard_case_passes();
+    test_every_topn_stmoe_case_passes();
+    test_every_switch_top1_case_passes();
+    test_every_expert_choice_case_passes();
+    test_extra_cases_at_other_shapes_and_seeds_pass();
     moe_set_threads(saved);
 }
 

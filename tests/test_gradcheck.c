@@ -59,19 +59,28 @@ static void check_all(tcase *c, double tol, const char *what) {
     }
 }
 
-static void check(moe_config cfg, int32_t b, int32_t n, double tol, const char *what) {
+/* Checks a fresh case; returns how many second choices the policy
+ * dropped (so tests can show the policy path was exercised). */
+static int64_t check(moe_config cfg, int32_t b, int32_t n, double tol, const char *what) {
     tcase c;
     tcase_init(&c, &cfg, b, n, 31, 2.0f);
     check_all(&c, tol, what);
+    int64_t dropped = moe_layer_aux(c.L)->n_dropped_policy;
     tcase_free(&c);
+    return dropped;
 }
 
 static void test_top2_gradients_match_finite_differences_for_every_policy(void) {
     for (int p = 0; p <= MOE_POLICY_RANDOM; p++) {
         moe_config c = tcfg(MOE_TOP2_GSHARD, MOE_ACT_GELU, 6, 8, 4);
         c.policy = (moe_policy)p;
+        c.threshold = 0.45f;   /* second gates straddle it: some dropped */
         c.balance_coef = 0.5f; /* large, so its gradient is visible */
-        check(c, 2, 12, 3e-3, moe_policy_name(c.policy));
+        int64_t dropped = check(c, 2, 12, 3e-3, moe_policy_name(c.policy));
+        int64_t lo = 1, hi = 23; /* threshold, random: some, not all */
+        if (c.policy == MOE_POLICY_ALL) lo = hi = 0;
+        if (c.policy == MOE_POLICY_NONE) lo = hi = 24;
+        CU_ASSERT(dropped >= lo && dropped <= hi);
     }
 }
 
@@ -114,6 +123,9 @@ static void test_expert_choice_gradients_match_finite_differences(void) {
     c.z_coef = 0.1f; /* z-loss also applies to the expert-choice router */
     c.bias = 1;
     check(c, 2, 12, 3e-3, "expert choice z");
+    c.z_coef = 0.0f;
+    c.capacity_factor_train = 0.5f; /* k = 1 of 12 tokens per expert */
+    check(c, 2, 12, 3e-3, "expert choice k=1");
 }
 
 /* dy = 0: the loss is the auxiliary loss alone, so these isolate the
@@ -125,7 +137,7 @@ static void test_balance_and_z_loss_gradients_alone_match(void) {
         c.balance_coef = 1.0f;
         c.z_coef = 0.5f;
         tcase t;
-        tcase_init(&t, &c, 3, 16, 41, 2.0f);
+        tcase_init(&t, &c, 3, 16, 41 + (uint64_t)i, 2.0f);
         for (int32_t j = 0; j < t.T * c.d_model; j++) t.dy[j] = 0.0f;
         check_all(&t, 3e-3, moe_family_name(c.family));
         tcase_free(&t);

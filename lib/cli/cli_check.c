@@ -26,7 +26,7 @@ static void report(const char *file, const moe_check_result *r, void *user) {
     if (r->status == MOE_OK || r->status == MOE_EMISMATCH) {
         int ok = r->status == MOE_OK;
         ok ? t->pass++ : t->fail++;
-        printf("%s %-18s %-28s %-14s worst=%.2e/%.0e (%s) decisions=%lld/%lld%s%s\n",
+        printf("%s %-18s %-28s %-14s worst=%.2e/%.3g (%s) decisions=%lld/%lld%s%s\n",
                ok ? "PASS " : "FAIL ", base, r->name, r->family, r->worst_err,
                r->worst_tol, r->worst_key,
                (long long)(r->decisions - r->decision_mismatches),
