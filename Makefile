@@ -42,22 +42,27 @@ $(SETUP_STAMP): scripts/setup.sh
 	@scripts/setup.sh
 	@mkdir -p build && touch $@
 
+# V=1 shows the full commands
+Q := $(if $(V),,@)
 $(BUILD)/%.o: %.c | $(SETUP_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
 $(LIBMOE): $(LIB_OBJ)
-	$(AR) rcs $@ $^
+	$(Q)$(AR) rcs $@ $^
 
 $(MOE_BIN): $(CLI_OBJ) $(LIBMOE)
-	$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 
 bin/moe: $(MOE_BIN)
 	@mkdir -p bin
 	@if [ "$(SANITIZE)" != 1 ]; then cp $< $@.tmp && mv -f $@.tmp $@; fi
 
 $(TEST_BIN): $(TEST_OBJ) $(LIBMOE)
-	$(CC) $(CFLAGS) $^ $(LDLIBS) $(CUNIT_LIBS) -o $@
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) $(CUNIT_LIBS) -o $@
 
 # The CUnit runner exits nonzero on any failed assertion; its check_errors
 # suite also runs the CLI ($(MOE_BIN)) on good and bad files.

@@ -6,7 +6,9 @@
 #include <string.h>
 
 static const char *const family_names[MOE_FAMILY_COUNT] = {
-    "top2_gshard", "topn_stmoe", "switch_top1", "expert_choice"};
+    "top2_gshard",   "topn_stmoe", "switch_top1",   "expert_choice",
+    "noisy_topk",    "soft_moe",   "dense_softmax", "hierarchical",
+    "hash"};
 static const char *const act_names[] = {"relu", "gelu", "geglu"};
 static const char *const policy_names[] = {"all", "none", "threshold",
                                            "random"};
@@ -88,6 +90,32 @@ moe_config moe_config_default(moe_family family) {
         c.balance_coef = 0.0f;
         c.capacity_factor_train = c.capacity_factor_eval = 2.0f;
         break;
+    case MOE_NOISY_TOPK: /* tensor2tensor defaults */
+        c.top_n = 2;
+        c.balance_coef = 0.0f;
+        c.noisy = 1;
+        c.noise_epsilon = 1e-2f;
+        c.w_importance = c.w_load = 1e-2f;
+        break;
+    case MOE_SOFT_MOE:
+        c.top_n = 1;
+        c.balance_coef = 0.0f;
+        c.slots = 1;
+        c.normalize = 1;
+        break;
+    case MOE_DENSE_SOFTMAX:
+        c.top_n = 1;
+        c.balance_coef = 0.0f;
+        c.d_gate = 64;
+        break;
+    case MOE_HIERARCHICAL:
+        c.top_n = 2;
+        c.n_expert_inner = 2;
+        break;
+    case MOE_HASH:
+        c.top_n = 1;
+        c.balance_coef = 0.0f;
+        break;
     default: break;
     }
     return c;
@@ -130,8 +158,6 @@ moe_status moe_config_validate(const moe_config *c) {
             return moe_fail(MOE_EINVAL, "threshold = %g: allowed (0, 1]", (double)c->threshold);
         if (c->n_expert < 2)
             return moe_fail(MOE_EINVAL, "n_expert = %d: top2_gshard needs >= 2", c->n_expert);
-        if (c->priority != MOE_PRIORITY_TOKEN)
-            return moe_fail(MOE_EINVAL, "priority = bpr: only topn_stmoe and switch_top1 support it");
         break;
     case MOE_TOPN_STMOE:
         if (c->top_n < 2 || c->top_n > MOE_MAX_TOPN)
@@ -148,14 +174,71 @@ moe_status moe_config_validate(const moe_config *c) {
             return moe_fail(MOE_EINVAL, "top_n = %d: switch_top1 routes exactly 1", c->top_n);
         break;
     case MOE_EXPERT_CHOICE:
-        if (c->balance_coef != 0.0f)
-            return moe_fail(MOE_EINVAL, "balance_coef = %g: expert_choice has no balance loss (must be 0)",
-                            (double)c->balance_coef);
-        if (c->priority != MOE_PRIORITY_TOKEN)
-            return moe_fail(MOE_EINVAL, "priority = bpr: only topn_stmoe and switch_top1 support it");
+        break;
+    case MOE_NOISY_TOPK:
+        if (c->top_n < 1 || c->top_n > c->n_expert || c->top_n > MOE_MAX_TOPN)
+            return moe_fail(MOE_EINVAL, "k (top_n) = %d: allowed 1..min(n_expert = %d, %d)",
+                            c->top_n, c->n_expert, MOE_MAX_TOPN);
+        if (!(c->noise_epsilon >= 0.0f) || !isfinite(c->noise_epsilon))
+            return moe_fail(MOE_EINVAL, "noise_epsilon = %g: must be >= 0", (double)c->noise_epsilon);
+        if (!(c->w_importance >= 0.0f) || !isfinite(c->w_importance))
+            return moe_fail(MOE_EINVAL, "w_importance = %g: must be >= 0", (double)c->w_importance);
+        if (!(c->w_load >= 0.0f) || !isfinite(c->w_load))
+            return moe_fail(MOE_EINVAL, "w_load = %g: must be >= 0", (double)c->w_load);
+        if (c->noisy != 0 && c->noisy != 1)
+            return moe_fail(MOE_EINVAL, "noisy = %d: allowed 0 or 1", c->noisy);
+        break;
+    case MOE_SOFT_MOE:
+        if (c->slots < 1 || c->slots > 65536)
+            return moe_fail(MOE_EINVAL, "slots = %d: allowed 1..65536 (slots per expert)", c->slots);
+        if (c->normalize != 0 && c->normalize != 1)
+            return moe_fail(MOE_EINVAL, "normalize = %d: allowed 0 or 1", c->normalize);
+        break;
+    case MOE_DENSE_SOFTMAX:
+        if (c->d_gate < 1 || c->d_gate > (1 << 20))
+            return moe_fail(MOE_EINVAL, "d_gate = %d: allowed 1..1048576", c->d_gate);
+        break;
+    case MOE_HIERARCHICAL:
+        if (c->n_expert < 2)
+            return moe_fail(MOE_EINVAL, "n_expert (eo) = %d: hierarchical needs >= 2 outer experts", c->n_expert);
+        if (c->n_expert_inner < 2 || c->n_expert_inner > 65536)
+            return moe_fail(MOE_EINVAL, "n_expert_inner (ei) = %d: allowed 2..65536", c->n_expert_inner);
+        if (c->top_n != 2)
+            return moe_fail(MOE_EINVAL, "top_n = %d: hierarchical routes top-2 at both levels", c->top_n);
+        if ((unsigned)c->policy > MOE_POLICY_RANDOM)
+            return moe_fail(MOE_EINVAL, "policy: unknown value %d (allowed all|none|threshold|random)", (int)c->policy);
+        if (!(c->threshold > 0.0f && c->threshold <= 1.0f))
+            return moe_fail(MOE_EINVAL, "threshold = %g: allowed (0, 1]", (double)c->threshold);
+        break;
+    case MOE_HASH:
+        if (c->top_n != 1)
+            return moe_fail(MOE_EINVAL, "top_n = %d: hash routing sends a token to exactly 1 expert", c->top_n);
         break;
     default: break;
     }
+    if (c->family >= MOE_EXPERT_CHOICE && c->family != MOE_HIERARCHICAL &&
+        c->balance_coef != 0.0f)
+        return moe_fail(MOE_EINVAL, "balance_coef = %g: %s has no balance loss (must be 0)",
+                        (double)c->balance_coef, moe_family_name(c->family));
+    if (c->priority != MOE_PRIORITY_TOKEN && c->family != MOE_TOPN_STMOE &&
+        c->family != MOE_SWITCH_TOP1)
+        return moe_fail(MOE_EINVAL, "priority = bpr: only topn_stmoe and switch_top1 support it");
+    if ((unsigned)c->router_noise > MOE_NOISE_GUMBEL)
+        return moe_fail(MOE_EINVAL, "router_noise: unknown value %d (allowed none|jitter|gumbel)",
+                        (int)c->router_noise);
+    if (c->router_noise != MOE_NOISE_NONE && c->family > MOE_SWITCH_TOP1)
+        return moe_fail(MOE_EINVAL, "router_noise: only the token-choice families (top2_gshard, "
+                        "topn_stmoe, switch_top1) support it");
+    if (c->router_noise == MOE_NOISE_JITTER && !(c->noise_eps > 0.0f && c->noise_eps < 1.0f))
+        return moe_fail(MOE_EINVAL, "noise_eps = %g: allowed (0, 1) for input jitter", (double)c->noise_eps);
+    if (c->mult_bias != 0 && c->mult_bias != 1)
+        return moe_fail(MOE_EINVAL, "mult_bias = %d: allowed 0 or 1", c->mult_bias);
+    if (c->mult_bias && c->act != MOE_ACT_GEGLU)
+        return moe_fail(MOE_EINVAL, "mult_bias = 1: only geglu experts have a multiplicative bias");
+    if (c->z_coef != 0.0f && (c->family == MOE_SOFT_MOE || c->family == MOE_HASH ||
+                              c->family == MOE_NOISY_TOPK))
+        return moe_fail(MOE_EINVAL, "z_coef = %g: %s has no softmax router for a z-loss (must be 0)",
+                        (double)c->z_coef, moe_family_name(c->family));
     return MOE_OK;
 }
 
@@ -173,46 +256,93 @@ int32_t moe_ec_capacity(int32_t n, int32_t n_expert, double capacity_factor) {
 
 /* ---------------------------------------------------------------- params */
 
-/* The layout table: one row per tensor, in buffer order. */
-typedef struct {
-    size_t off[5], len[5];
-} layout;
+int32_t moe_n_experts(const moe_config *c) {
+    return c->family == MOE_HIERARCHICAL ? c->n_expert * c->n_expert_inner
+                                         : c->n_expert;
+}
 
-static layout params_layout(const moe_config *c) {
-    size_t d = (size_t)c->d_model, e = (size_t)c->n_expert;
-    size_t h = (size_t)c->d_hidden, hin = (size_t)moe_hin(c);
-    size_t len[5] = {d * e, e * d * hin, c->bias ? e * hin : 0, e * h * d,
-                     c->bias ? e * d : 0};
-    layout L;
-    size_t off = 0;
-    for (int i = 0; i < 5; i++) {
-        L.off[i] = off;
-        L.len[i] = len[i];
-        off += len[i];
+static const char *const param_names[MOE_PARAM_TENSORS] = {
+    "w_gate", "w_noise", "w_gate_inner", "g_w1", "g_b1", "g_w2", "g_b2",
+    "phi",    "scale",   "w1",           "b1",   "w2",   "b2",   "mult_bias"};
+
+const char *moe_params_name(int i) {
+    MOE_ASSERT(i >= 0 && i < MOE_PARAM_TENSORS);
+    return param_names[i];
+}
+
+float **moe_params_view(moe_params *p, int i) {
+    float **v[MOE_PARAM_TENSORS] = {
+        &p->w_gate, &p->w_noise, &p->w_gate_inner, &p->g_w1, &p->g_b1,
+        &p->g_w2,   &p->g_b2,    &p->phi,          &p->scale, &p->w1,
+        &p->b1,     &p->w2,      &p->b2,           &p->mult_bias};
+    MOE_ASSERT(i >= 0 && i < MOE_PARAM_TENSORS);
+    return v[i];
+}
+
+size_t moe_params_len(const moe_config *c, int i) {
+    const size_t d = (size_t)c->d_model, e = (size_t)c->n_expert;
+    const size_t h = (size_t)c->d_hidden, hin = (size_t)moe_hin(c);
+    const size_t E = (size_t)moe_n_experts(c), f = (size_t)c->family;
+    const size_t ei = (size_t)c->n_expert_inner, g = (size_t)c->d_gate;
+    const int routed = f != MOE_SOFT_MOE && f != MOE_DENSE_SOFTMAX && f != MOE_HASH;
+    switch (i) {
+    case 0: return routed ? d * e : 0;
+    case 1: return f == MOE_NOISY_TOPK ? d * e : 0;
+    case 2: return f == MOE_HIERARCHICAL ? e * d * ei : 0;
+    case 3: return f == MOE_DENSE_SOFTMAX ? d * g : 0;
+    case 4: return f == MOE_DENSE_SOFTMAX ? g : 0;
+    case 5: return f == MOE_DENSE_SOFTMAX ? g * e : 0;
+    case 6: return f == MOE_DENSE_SOFTMAX ? e : 0;
+    case 7: return f == MOE_SOFT_MOE ? d * e * (size_t)c->slots : 0;
+    case 8: return f == MOE_SOFT_MOE ? 1 : 0;
+    case 9: return E * d * hin;
+    case 10: return c->bias ? E * hin : 0;
+    case 11: return E * h * d;
+    case 12: return c->bias ? E * d : 0;
+    case 13: return c->mult_bias ? E * h : 0;
     }
-    return L;
+    MOE_ASSERT(0 && "no such parameter tensor");
+    return 0;
 }
 
 size_t moe_params_count(const moe_config *c) {
-    layout L = params_layout(c);
-    return L.off[4] + L.len[4];
+    size_t n = 0;
+    for (int i = 0; i < MOE_PARAM_TENSORS; i++) n += moe_params_len(c, i);
+    return n;
 }
 
 void moe_params_map(const moe_config *c, float *buf, moe_params *p) {
-    layout L = params_layout(c);
-    float **views[5] = {&p->w_gate, &p->w1, &p->b1, &p->w2, &p->b2};
-    for (int i = 0; i < 5; i++) *views[i] = L.len[i] ? buf + L.off[i] : NULL;
+    size_t off = 0;
+    for (int i = 0; i < MOE_PARAM_TENSORS; i++) {
+        size_t len = moe_params_len(c, i);
+        *moe_params_view(p, i) = len ? buf + off : NULL;
+        off += len;
+    }
+}
+
+/* Fan-in of tensor i for the N(0, scale^2 / fan_in) init; 0: constant. */
+static double fan_in(const moe_config *c, int i) {
+    switch (i) {
+    case 0: case 1: case 2: case 3: case 7: case 9: return c->d_model;
+    case 5: return c->d_gate;
+    case 11: return c->d_hidden;
+    default: return 0.0;
+    }
 }
 
 void moe_params_init(const moe_config *c, float *buf, float init_scale,
                      uint64_t seed, uint64_t stream) {
-    layout L = params_layout(c);
-    double fan[5] = {(double)c->d_model, (double)c->d_model, 0.0,
-                     (double)c->d_hidden, 0.0};
-    for (int i = 0; i < 5; i++) {
-        float *t = buf + L.off[i];
-        double sd = fan[i] > 0 ? init_scale / sqrt(fan[i]) : 0.0;
-        for (size_t j = 0; j < L.len[i]; j++)
-            t[j] = (float)(sd * moe_rng_normal(seed, stream, L.off[i] + j));
+    size_t off = 0;
+    for (int i = 0; i < MOE_PARAM_TENSORS; i++) {
+        const size_t len = moe_params_len(c, i);
+        float *t = buf + off;
+        const double fan = fan_in(c, i);
+        const double sd = fan > 0 ? init_scale / sqrt(fan) : 0.0;
+        /* the noise router starts at zero (Shazeer et al. App. A); the
+         * soft-moe scale and the multiplicative bias start at one */
+        const double fill = (i == 8 || i == 13) ? 1.0 : 0.0;
+        for (size_t j = 0; j < len; j++)
+            t[j] = (float)(i == 1 ? 0.0 : fan > 0 ? sd * moe_rng_normal(seed, stream, off + j) : fill);
+        off += len;
     }
 }

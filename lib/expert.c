@@ -78,6 +78,7 @@ void moe_expert_forward(const moe_expert_w *w, moe_act act, int32_t m,
             case MOE_ACT_GELU: ai[j] = gelu(hp[j]); break;
             case MOE_ACT_GEGLU: ai[j] = hp[j] * gelu(hp[h + j]); break;
             }
+            if (w->mb) ai[j] *= w->mb[j];
         }
     }
     gemm_nn(m, d, h, a, w->w2, 0.0f, y);
@@ -94,12 +95,16 @@ void moe_expert_backward(const moe_expert_w *w, moe_expert_w *g, moe_act act,
     gemm_tn_acc(h, d, m, a, dy, g->w2);
     if (g->b2) sum_rows_acc(dy, g->b2, m, d);
     gemm_nt(m, h, d, dy, w->w2, 0.0f, da);
-    /* a = act(hpre) */
+    /* a = act(hpre) (* mb) */
     for (int32_t i = 0; i < m; i++) {
         const float *hp = hpre + (size_t)i * hin;
-        const float *dai = da + (size_t)i * h;
+        float *dai = da + (size_t)i * h;
         float *dh = dhpre + (size_t)i * hin;
         for (int32_t j = 0; j < h; j++) {
+            if (w->mb) { /* geglu only: a = u * mb, dmb += da * u, du = da * mb */
+                g->mb[j] += dai[j] * hp[j] * gelu(hp[h + j]);
+                dai[j] *= w->mb[j];
+            }
             switch (act) {
             case MOE_ACT_RELU: dh[j] = hp[j] > 0.0f ? dai[j] : 0.0f; break;
             case MOE_ACT_GELU: dh[j] = dai[j] * gelu_grad(hp[j]); break;

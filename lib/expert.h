@@ -11,6 +11,7 @@ typedef struct {
     float *b1; /* (hin) or NULL */
     float *w2; /* (h, d) */
     float *b2; /* (d) or NULL */
+    float *mb; /* (h) geglu multiplicative bias, or NULL */
 } moe_expert_w;
 
 /* y (m, d) = act(x (m, d) W1 + b1) W2 + b2; keeps hpre (m, hin) and

@@ -12,6 +12,10 @@ static const gfamily families[] = {
     {"topn_stmoe", golden_run_layer},
     {"switch_top1", golden_run_layer},
     {"expert_choice", golden_run_layer},
+    {"noisy_topk", golden_run_noisy_topk},
+    {"soft_moe", golden_run_soft_moe},
+    {"dense_softmax", golden_run_dense_softmax},
+    {"hierarchical", golden_run_hierarchical},
 };
 
 static void *gcase_keep(gcase *c, void *p) {

@@ -54,7 +54,12 @@ typedef struct {
     gcase_fn run;
 } gfamily;
 
-/* Handlers of the layer families (golden_layer.c). */
+/* Handlers: the token-choice and expert-choice families (golden_layer.c),
+ * and one file per other family (golden_<family>.c). */
 moe_status golden_run_layer(gcase *c, const char *family);
+moe_status golden_run_noisy_topk(gcase *c, const char *family);
+moe_status golden_run_soft_moe(gcase *c, const char *family);
+moe_status golden_run_dense_softmax(gcase *c, const char *family);
+moe_status golden_run_hierarchical(gcase *c, const char *family);
 
 #endif

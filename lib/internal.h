@@ -27,6 +27,17 @@ void moe_clear_error(void);
  * kept). Returns 0 on success, -1 on allocation failure. */
 int moe_grow(void **buf, size_t *cap, size_t n, size_t sz);
 
+/* Purposes of a layer's random draws: the counter index of draw i of a
+ * purpose is MOE_DRAW_INDEX(purpose, i), so purposes never overlap. */
+enum {
+    MOE_DRAW_POLICY = 0, /* uniforms of second-expert policies / thresholds */
+    MOE_DRAW_JITTER,     /* router input jitter                            */
+    MOE_DRAW_GUMBEL,     /* Gumbel noise on router logits                  */
+    MOE_DRAW_NOISY,      /* noisy top-k standard normals                   */
+    MOE_DRAW_INNER       /* hierarchical inner-level uniforms              */
+};
+#define MOE_DRAW_INDEX(purpose, i) (((uint64_t)(purpose) << 56) | (uint64_t)(i))
+
 /* Number of input columns of w1: 2h for geglu, h otherwise. */
 static inline int32_t moe_hin(const moe_config *c) {
     return c->act == MOE_ACT_GEGLU ? 2 * c->d_hidden : c->d_hidden;

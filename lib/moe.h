@@ -60,8 +60,23 @@ typedef enum {
     MOE_TOPN_STMOE,      /* ST-MoE top-n with per-rank thresholds        */
     MOE_SWITCH_TOP1,     /* Switch top-1, raw probability gate           */
     MOE_EXPERT_CHOICE,   /* Zhou et al. 2022: experts pick top-k tokens  */
+    MOE_NOISY_TOPK,      /* Shazeer et al. 2017: noisy top-k, importance
+                            and load losses, no capacity               */
+    MOE_SOFT_MOE,        /* Puigcerver et al. 2023: soft slots          */
+    MOE_DENSE_SOFTMAX,   /* every expert, softmax of a gate MLP         */
+    MOE_HIERARCHICAL,    /* 2-level top-2 (mesh-tf moe_layer_v2)        */
+    MOE_HASH,            /* Roller et al. 2021: token id -> expert      */
     MOE_FAMILY_COUNT
 } moe_family;
+
+/* Router exploration noise of the token-choice families, training only
+ * (Switch Table 11): multiplicative input jitter U[1 - eps, 1 + eps] on the
+ * router input, or Gumbel noise added to the router logits. */
+typedef enum {
+    MOE_NOISE_NONE = 0,
+    MOE_NOISE_JITTER,
+    MOE_NOISE_GUMBEL
+} moe_router_noise;
 
 typedef enum { MOE_ACT_RELU = 0, MOE_ACT_GELU, MOE_ACT_GEGLU } moe_act;
 
@@ -94,9 +109,24 @@ typedef struct {
     float capacity_factor_train;
     float capacity_factor_eval;
     moe_priority priority; /* topn_stmoe and switch_top1 only            */
-    float balance_coef;  /* GShard/Switch balance loss (token choice)    */
-    float z_coef;        /* router z-loss (any family)                   */
+    float balance_coef;  /* GShard/Switch balance loss (token choice,
+                            hierarchical: both levels)                   */
+    float z_coef;        /* router z-loss (any softmax-router family)    */
     uint64_t seed;       /* key of the layer's random draws              */
+    moe_router_noise router_noise; /* token-choice families, training  */
+    float noise_eps;     /* jitter half-width (router_noise = jitter)    */
+    int32_t mult_bias;   /* geglu experts: multiplicative bias (e, h)    */
+    /* noisy_topk (top_n is k) */
+    int32_t noisy;       /* learned noise std at training time           */
+    float noise_epsilon; /* added to softplus(x w_noise)                 */
+    float w_importance, w_load;
+    /* soft_moe */
+    int32_t slots;       /* per expert                                   */
+    int32_t normalize;   /* l2-normalise tokens and phi, learned scale   */
+    /* dense_softmax */
+    int32_t d_gate;      /* hidden width of the gate MLP                 */
+    /* hierarchical: n_expert is the outer count */
+    int32_t n_expert_inner;
 } moe_config;
 
 /* Defaults for a family: d=0 etc. must still be set by the caller.
@@ -126,14 +156,35 @@ int32_t moe_ec_capacity(int32_t n, int32_t n_expert, double capacity_factor);
 
 /* ---------------------------------------------------------------- params */
 
-/* Views into one flat buffer (llm.c style). Absent tensors are NULL. */
+/* Views into one flat buffer (llm.c style). Absent tensors are NULL.
+ * E is the number of experts: e, or eo * ei for hierarchical (expert
+ * (o, i) is o * ei + i). */
 typedef struct {
-    float *w_gate; /* (d, e)      router                                */
-    float *w1;     /* (e, d, hin) hin = 2h for geglu, else h            */
-    float *b1;     /* (e, hin)    if bias                               */
-    float *w2;     /* (e, h, d)                                         */
-    float *b2;     /* (e, d)      if bias                               */
+    float *w_gate;       /* (d, e) router; hierarchical: outer (d, eo)   */
+    float *w_noise;      /* (d, e) noisy_topk                            */
+    float *w_gate_inner; /* (eo, d, ei) hierarchical                     */
+    float *g_w1;         /* (d, g) dense_softmax gate MLP                */
+    float *g_b1;         /* (g)                                          */
+    float *g_w2;         /* (g, e)                                       */
+    float *g_b2;         /* (e)                                          */
+    float *phi;          /* (d, e, s) soft_moe slot parameters           */
+    float *scale;        /* (1) soft_moe normalisation scale             */
+    float *w1;           /* (E, d, hin) hin = 2h for geglu, else h       */
+    float *b1;           /* (E, hin) if bias                             */
+    float *w2;           /* (E, h, d)                                    */
+    float *b2;           /* (E, d) if bias                               */
+    float *mult_bias;    /* (E, h) if mult_bias (geglu), init 1          */
 } moe_params;
+
+#define MOE_PARAM_TENSORS 14
+/* Name of view i (in struct order) and a pointer to it, for loops over
+ * every tensor (checkpoints, optimizers, tests). */
+const char *moe_params_name(int i);
+float **moe_params_view(moe_params *p, int i);
+/* Number of floats of view i for this config (0 if absent). */
+size_t moe_params_len(const moe_config *cfg, int i);
+/* Total experts E of a config (e, or eo * ei). */
+int32_t moe_n_experts(const moe_config *cfg);
 
 /* Number of floats of all parameters of a layer with this config. */
 size_t moe_params_count(const moe_config *cfg);
@@ -150,9 +201,12 @@ typedef struct moe_layer moe_layer;
 
 /* Auxiliary losses and routing statistics of the last forward. */
 typedef struct {
-    double aux_loss;      /* balance_coef * balance + z_coef * z           */
-    double balance_loss;  /* unweighted                                    */
+    double aux_loss;      /* the weighted sum of the parts below           */
+    double balance_loss;  /* unweighted (hierarchical: outer + inner)      */
     double z_loss;        /* unweighted                                    */
+    double cv_importance; /* noisy_topk: cv^2 of importance, unweighted    */
+    double cv_load;       /* noisy_topk: cv^2 of load, unweighted          */
+    double outer_balance_loss, inner_balance_loss; /* hierarchical         */
     int32_t capacity;     /* per expert per group (ec: tokens per expert)  */
     int64_t n_choices;    /* token-expert choices before any dropping      */
     int64_t n_dropped_policy;   /* ranks >= 2 turned off by the policy     */
@@ -172,6 +226,18 @@ typedef struct {
     const float *gate;     /* (k, T) combine weight after dropping        */
     const int32_t *ec_token; /* (b, e, k) expert choice: token in group   */
     const float *ec_gate;    /* (b, e, k)                                 */
+    const float *gates;      /* (T, e) noisy_topk, dense_softmax          */
+    const float *load;       /* (e) noisy_topk                            */
+    const float *importance; /* (e) noisy_topk                            */
+    const float *dispatch;   /* (b, n, e, s) soft_moe, softmax over n     */
+    const float *combine;    /* (b, n, e, s) soft_moe, softmax over (e, s) */
+    /* hierarchical: the outer level is expert / position / gate above
+     * (k = 2, capacity = outer capacity); the inner level: */
+    int32_t inner_capacity;
+    const int32_t *inner_expert;   /* (2, eo, b, c1), -1 at empty slots   */
+    const int32_t *inner_position; /* (2, eo, b, c1)                     */
+    const float *inner_gate;       /* (2, eo, b, c1) after dropping      */
+    const float *inner_importance; /* (eo, b, c1) 1, 0.5 or 0            */
 } moe_route;
 
 /* Creates a layer for cfg (validated first). *out is NULL on failure. */
@@ -184,12 +250,21 @@ const moe_config *moe_layer_config(const moe_layer *L);
 void moe_layer_set_train(moe_layer *L, int train);
 /* Stream of the layer's own draws (e.g. layer id << 32 | step). */
 void moe_layer_set_stream(moe_layer *L, uint64_t stream);
+/* Token ids (b*n) of the next forward, kept by pointer until then: hash
+ * routing needs them; other families ignore them. NULL clears them. */
+void moe_layer_set_token_ids(moe_layer *L, const int32_t *ids);
 
 /* Forward of b groups of n tokens: y (b*n, d) from x (b*n, d).
- * draws: the uniforms of the random policies, (top_n - 1, b*n) for ranks
- * 2..top_n (top2: (1, b*n)), or NULL to draw them from the layer's
- * counter-based generator. Keeps what backward needs until the next
- * forward. MOE_ENOMEM if the workspace cannot grow. */
+ * draws: the family's random inputs, or NULL to draw them from the
+ * layer's counter-based generator:
+ *   top2_gshard (random policy): uniforms (1, b*n);
+ *   topn_stmoe: uniforms (top_n - 1, b*n) for ranks 2..top_n;
+ *   noisy_topk (noisy, training): standard normals (b*n, e);
+ *   hierarchical (random policy): uniforms u_outer (b*n), then
+ *   u_inner (eo, b, c1) with c1 the outer capacity.
+ * Router exploration noise always comes from the layer's generator.
+ * Keeps what backward needs until the next forward. MOE_ENOMEM if the
+ * workspace cannot grow. */
 moe_status moe_layer_forward(moe_layer *L, const moe_params *p,
                              const float *x, int32_t b, int32_t n,
                              const float *draws, float *y);

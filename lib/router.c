@@ -69,12 +69,13 @@ static void gate_token(moe_gating *g, const moe_gate_rule *rule,
                        const float *p, const float *draws, float imp,
                        int32_t t) {
     const int32_t T = g->G * g->n, k = g->k, e = g->e;
+    const float *sel = rule->select ? rule->select + (size_t)t * e : p;
     int32_t idx[MOE_MAX_TOPN];
     float raw[MOE_MAX_TOPN];
     if (imp == 1.0f) {
-        top_k(p, e, k, idx);
+        top_k(sel, e, k, idx);
     } else { /* half slot: the best expert moves to rank 2 (mesh-tf) */
-        top_k(p, e, 1, idx);
+        top_k(sel, e, 1, idx);
         idx[1] = idx[0];
     }
     double sum = 0.0;

@@ -20,6 +20,8 @@ typedef struct {
     float threshold;      /* gshard threshold / random                     */
     const float *thresholds; /* top-n: [r] for rank r (0-based r >= 1), or NULL */
     moe_priority priority;
+    const float *select;  /* (T, e) keys that choose the experts (Gumbel-
+                             noised logits), or NULL: the probabilities */
 } moe_gate_rule;
 
 /* Routing state of G groups of n tokens over e experts with k ranks

@@ -12,6 +12,7 @@ typedef struct {
     int32_t m, d, h, hin;
     float *w1, *b1, *w2, *b2, *x, *dy, *hpre, *a, *y;
     float *g1, *gb1, *g2, *gb2, *dx, *da, *dh;
+    float *mb, *gmb; /* geglu multiplicative bias (h), else NULL */
 } ecase;
 
 static float *rnd(size_t n, uint64_t stream, float sd) {
@@ -40,17 +41,23 @@ static void ecase_init(ecase *c, moe_act act) {
     c->dx = calloc((size_t)c->m * c->d, sizeof(float));
     c->da = calloc((size_t)c->m * c->h, sizeof(float));
     c->dh = calloc((size_t)c->m * c->hin, sizeof(float));
+    c->mb = c->gmb = NULL;
+    if (act == MOE_ACT_GEGLU) { /* around its init value 1 */
+        c->mb = rnd((size_t)c->h, 7, 0.3f);
+        for (int j = 0; j < c->h; j++) c->mb[j] += 1.0f;
+        c->gmb = calloc((size_t)c->h, sizeof(float));
+    }
 }
 
 static void ecase_free(ecase *c) {
     float *all[] = {c->w1, c->b1, c->w2, c->b2, c->x, c->dy, c->hpre, c->a, c->y,
-                    c->g1, c->gb1, c->g2, c->gb2, c->dx, c->da, c->dh};
+                    c->g1, c->gb1, c->g2, c->gb2, c->dx, c->da, c->dh, c->mb, c->gmb};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
 }
 
 /* sum(y * dy); *kinks = hash of the relu sign pattern */
 static double eloss(ecase *c, uint64_t *kinks) {
-    moe_expert_w w = {c->d, c->h, c->w1, c->b1, c->w2, c->b2};
+    moe_expert_w w = {c->d, c->h, c->w1, c->b1, c->w2, c->b2, c->mb};
     moe_expert_forward(&w, c->act, c->m, c->x, c->hpre, c->a, c->y);
     double s = 0.0;
     for (int i = 0; i < c->m * c->d; i++) s += (double)c->y[i] * c->dy[i];
@@ -86,8 +93,8 @@ static double efd(ecase *c, float *t, const float *g, size_t n) {
 static void check_expert_gradients(moe_act act) {
     ecase c;
     ecase_init(&c, act);
-    moe_expert_w w = {c.d, c.h, c.w1, c.b1, c.w2, c.b2};
-    moe_expert_w g = {c.d, c.h, c.g1, c.gb1, c.g2, c.gb2};
+    moe_expert_w w = {c.d, c.h, c.w1, c.b1, c.w2, c.b2, c.mb};
+    moe_expert_w g = {c.d, c.h, c.g1, c.gb1, c.g2, c.gb2, c.gmb};
     uint64_t k;
     eloss(&c, &k);
     moe_expert_backward(&w, &g, act, c.m, c.x, c.hpre, c.a, c.dy, c.da, c.dh, c.dx);
@@ -97,6 +104,7 @@ static void check_expert_gradients(moe_act act) {
     CU_ASSERT(efd(&c, c.w2, c.g2, (size_t)c.h * c.d) < tol);
     CU_ASSERT(efd(&c, c.b2, c.gb2, (size_t)c.d) < tol);
     CU_ASSERT(efd(&c, c.x, c.dx, (size_t)c.m * c.d) < tol);
+    if (c.mb) CU_ASSERT(efd(&c, c.mb, c.gmb, (size_t)c.h) < tol);
     ecase_free(&c);
 }
 
@@ -106,11 +114,12 @@ static void test_relu_expert_gradients_match_finite_differences(void) {
 static void test_gelu_expert_gradients_match_finite_differences(void) {
     check_expert_gradients(MOE_ACT_GELU);
 }
+/* geglu with its multiplicative bias (ST-MoE), whose gradient is checked too */
 static void test_geglu_expert_gradients_match_finite_differences(void) {
     check_expert_gradients(MOE_ACT_GEGLU);
 }
 
-static void test_geglu_uses_first_half_as_value_and_exact_gelu_gate(void) {
+static void test_geglu_is_value_times_exact_gelu_gate_times_multiplicative_bias(void) {
     ecase c;
     ecase_init(&c, MOE_ACT_GEGLU);
     uint64_t k;
@@ -119,7 +128,7 @@ static void test_geglu_uses_first_half_as_value_and_exact_gelu_gate(void) {
     for (int i = 0; i < c.m; i++)
         for (int j = 0; j < c.h; j++) {
             double v = c.hpre[i * c.hin + j], gt = c.hpre[i * c.hin + c.h + j];
-            double want = v * 0.5 * gt * (1.0 + erf(gt / sqrt(2.0)));
+            double want = v * 0.5 * gt * (1.0 + erf(gt / sqrt(2.0))) * c.mb[j];
             worst = fmax(worst, fabs(want - c.a[i * c.h + j]));
         }
     CU_ASSERT(worst < 1e-6);
@@ -129,8 +138,8 @@ static void test_geglu_uses_first_half_as_value_and_exact_gelu_gate(void) {
 static void test_zero_rows_do_nothing(void) {
     ecase c;
     ecase_init(&c, MOE_ACT_RELU);
-    moe_expert_w w = {c.d, c.h, c.w1, c.b1, c.w2, c.b2};
-    moe_expert_w g = {c.d, c.h, c.g1, c.gb1, c.g2, c.gb2};
+    moe_expert_w w = {c.d, c.h, c.w1, c.b1, c.w2, c.b2, c.mb};
+    moe_expert_w g = {c.d, c.h, c.g1, c.gb1, c.g2, c.gb2, c.gmb};
     moe_expert_forward(&w, c.act, 0, c.x, c.hpre, c.a, c.y);
     moe_expert_backward(&w, &g, c.act, 0, c.x, c.hpre, c.a, c.dy, c.da, c.dh, c.dx);
     float s = 0.0f;
@@ -144,6 +153,6 @@ void suite_expert(void) {
               {"relu_expert_gradients_match_finite_differences", test_relu_expert_gradients_match_finite_differences},
               {"gelu_expert_gradients_match_finite_differences", test_gelu_expert_gradients_match_finite_differences},
               {"geglu_expert_gradients_match_finite_differences", test_geglu_expert_gradients_match_finite_differences},
-              {"geglu_uses_first_half_as_value_and_exact_gelu_gate", test_geglu_uses_first_half_as_value_and_exact_gelu_gate},
+              {"geglu_is_value_times_exact_gelu_gate_times_multiplicative_bias", test_geglu_is_value_times_exact_gelu_gate_times_multiplicative_bias},
               {"zero_rows_do_nothing", test_zero_rows_do_nothing});
 }

@@ -16,6 +16,12 @@ int main(int argc, char **argv) {
     suite_gradcheck();
     suite_golden();
     suite_check_errors();
+    suite_noisy_topk();
+    suite_soft_moe();
+    suite_dense_softmax();
+    suite_hierarchical();
+    suite_hash();
+    suite_block();
     CU_basic_set_mode(CU_BRM_VERBOSE);
     if (argc > 1) { /* run one suite: run_tests SUITE */
         CU_pSuite s = CU_get_suite(argv[1]);

@@ -51,6 +51,12 @@ void suite_layer(void);
 void suite_gradcheck(void);
 void suite_golden(void);
 void suite_check_errors(void);
+void suite_noisy_topk(void);
+void suite_soft_moe(void);
+void suite_dense_softmax(void);
+void suite_hierarchical(void);
+void suite_hash(void);
+void suite_block(void);
 
 /* Adds a suite with its tests: ADD_SUITE("name", {"test", fn}, ...). */
 typedef struct {

@@ -1,0 +1,6 @@
+/* Golden handler of the hierarchical family (placeholder until implemented). */
+#include "golden.h"
+
+moe_status golden_run_hierarchical(gcase *c, const char *family) {
+    return moe_fail(MOE_EUNSUPPORTED, "%s: family '%s' is not implemented", c->where, family);
+}

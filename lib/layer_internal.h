@@ -1,0 +1,112 @@
+/* The layer object and the interface a routing family implements.
+ *
+ * Most families are "routers": they write a list of choices (expert,
+ * token, gate, id) into the layer's ch_* arrays; the shared core builds
+ * the plan, gathers rows per expert, runs the experts (one sgemm per
+ * expert product) and combines. Backward: the core computes dL/dgate of
+ * every row (dgate_row, in plan row order, with plan.row_id the family's
+ * id of the choice) and the experts' gradients; the family then
+ * differentiates its router. A family with its own pipeline (Soft MoE)
+ * sets forward/backward instead and reuses moe_layer_experts_*. */
+#ifndef MOE_LAYER_INTERNAL_H
+#define MOE_LAYER_INTERNAL_H
+
+#include "dispatch.h"
+#include "expert.h"
+#include "router.h"
+
+/* Workspace of the core and of the token-choice families: one buffer per
+ * role, grown on demand (contents not kept across sizes). */
+#define WS_BUFFERS(X)                                                      \
+    X(float, logits) X(float, probs) X(float, lse) X(float, draws)         \
+    X(int32_t, expert) X(float, gate) X(float, gate_out) X(float, denom)   \
+    X(uint8_t, routed) X(int32_t, pos) X(int32_t, order) X(int32_t, tmp)   \
+    X(float, key) X(int32_t, count) X(float, first_frac)                   \
+    X(int32_t, ch_expert) X(int32_t, ch_token) X(int32_t, ch_id)           \
+    X(float, ch_gate) X(int32_t, offset) X(int32_t, row_token)             \
+    X(int32_t, row_id) X(float, row_gate) X(int32_t, tok_offset)           \
+    X(int32_t, tok_rows) X(float, xe) X(float, hpre) X(float, act)         \
+    X(float, ye) X(float, dye) X(float, da) X(float, dhpre) X(float, dxe)  \
+    X(float, dgate_row) X(float, dgate) X(float, dprobs) X(float, dlogits) \
+    X(int32_t, ec_token) X(float, ec_gate) X(float, xr) X(float, noise)
+
+typedef struct moe_family_ops moe_family_ops;
+
+struct moe_layer {
+    moe_config cfg;
+    const moe_family_ops *ops;
+    int train;
+    uint64_t stream;
+    const int32_t *token_ids; /* (T) or NULL: set_token_ids            */
+    int32_t G, n, T, cap;     /* groups, tokens per group, tokens, cap */
+    int64_t n_choice;         /* choices written by the router         */
+    moe_gate_rule rule;       /* token-choice families                 */
+    moe_gating gating;
+    moe_plan plan;
+    moe_aux aux;
+    moe_route route;          /* filled by the family (views)          */
+    void *fam;                /* family state, freed by ops->free      */
+#define WS_FIELD(type, name) type *name; size_t name##_cap;
+    WS_BUFFERS(WS_FIELD)
+#undef WS_FIELD
+};
+
+struct moe_family_ops {
+    /* Most choices the router can write for G groups of n tokens. */
+    size_t (*max_choices)(const moe_layer *L, int32_t G, int32_t n);
+    /* Routes x (T, d): writes L->ch_* (n_choice entries, in the order
+     * that fixes each expert's row order), L->aux (losses and counts, and
+     * aux_loss) and L->route; L->G, n, T are set and the core workspace
+     * is sized. */
+    moe_status (*route)(moe_layer *L, const moe_params *p, const float *x,
+                        const float *draws);
+    /* Router backward: L->dgate_row (R) holds dL/d(row gate); ADDS the
+     * router's parameter gradients into g and dL/dx into dx. */
+    void (*route_backward)(moe_layer *L, const moe_params *p, const float *x,
+                           moe_params *g, float *dx);
+    /* Own pipeline instead of the router path (NULL for routers). */
+    moe_status (*forward)(moe_layer *L, const moe_params *p, const float *x,
+                          const float *draws, float *y);
+    moe_status (*backward)(moe_layer *L, const moe_params *p, const float *x,
+                           const float *dy, moe_params *g, float *dx);
+    /* Frees L->fam (may be NULL). */
+    void (*free)(moe_layer *L);
+};
+
+extern const moe_family_ops moe_ops_token_choice; /* top2, topn, switch */
+extern const moe_family_ops moe_ops_expert_choice;
+extern const moe_family_ops moe_ops_noisy_topk;
+extern const moe_family_ops moe_ops_soft_moe;
+extern const moe_family_ops moe_ops_dense_softmax;
+extern const moe_family_ops moe_ops_hierarchical;
+extern const moe_family_ops moe_ops_hash;
+
+/* Grows *buf (with its capacity) to n elements of type `type`; returns
+ * nonzero on failure. */
+#define MOE_GROW(buf, n) \
+    moe_grow((void **)&(buf), &(buf##_cap), (size_t)(n), sizeof *(buf))
+
+/* Views of expert j's weights inside p (j < moe_n_experts). */
+moe_expert_w moe_layer_expert(const moe_config *c, const moe_params *p,
+                              int32_t j);
+/* Runs expert j on rows offset[j] .. offset[j+1]-1 of xe (R, d) for every
+ * j < E, experts in parallel: hpre (R, hin), act (R, h), ye (R, d). */
+void moe_layer_experts_forward(const moe_config *c, const moe_params *p,
+                               const int32_t *offset, const float *xe,
+                               float *hpre, float *act, float *ye);
+/* Its backward: ADDS expert gradients into g, WRITES dxe (R, d); da and
+ * dhpre are scratch of the shapes of act and hpre. */
+void moe_layer_experts_backward(const moe_config *c, const moe_params *p,
+                                moe_params *g, const int32_t *offset,
+                                const float *xe, const float *hpre,
+                                const float *act, const float *dye, float *da,
+                                float *dhpre, float *dxe);
+
+/* The token-choice router and its backward, for families that reuse them
+ * (hierarchical): see token_choice.c. */
+moe_status moe_tc_route(moe_layer *L, const moe_params *p, const float *x,
+                        const float *draws);
+void moe_tc_route_backward(moe_layer *L, const moe_params *p,
+                           const float *x, moe_params *g, float *dx);
+
+#endif

@@ -1,0 +1,4 @@
+/* Suite hash (placeholder until the module is implemented). */
+#include "test_util.h"
+
+void suite_hash(void) {}
