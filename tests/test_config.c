@@ -1,6 +1,7 @@
 /* Suite config: validation, names and capacities. */
 #include "test_util.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* The config is rejected with EINVAL and a message naming `field`. */
@@ -79,6 +80,52 @@ static void test_bad_sizes_and_bpr_on_gshard_are_rejected(void) {
     expect_rejected(&c, "balance_coef");
 }
 
+static void test_router_noise_and_family_only_options_are_checked(void) {
+    moe_config c = tcfg(MOE_EXPERT_CHOICE, MOE_ACT_RELU, 8, 16, 4);
+    c.router_noise = MOE_NOISE_GUMBEL;
+    expect_rejected(&c, "router_noise");
+    c = tcfg(MOE_SWITCH_TOP1, MOE_ACT_RELU, 8, 16, 4);
+    c.router_noise = MOE_NOISE_JITTER;
+    c.noise_eps = 0.0f;
+    expect_rejected(&c, "noise_eps");
+    c.noise_eps = 1.0f;
+    expect_rejected(&c, "noise_eps");
+    c = tcfg(MOE_SOFT_MOE, MOE_ACT_RELU, 8, 16, 4);
+    c.z_coef = 1e-3f; /* soft moe has no softmax router over experts */
+    expect_rejected(&c, "z_coef");
+    c = tcfg(MOE_HASH, MOE_ACT_RELU, 8, 16, 4);
+    c.balance_coef = 1e-2f;
+    expect_rejected(&c, "balance_coef");
+    c = tcfg(MOE_NOISY_TOPK, MOE_ACT_RELU, 8, 16, 4);
+    c.top_n = 5;
+    expect_rejected(&c, "k (top_n)");
+    c = tcfg(MOE_HIERARCHICAL, MOE_ACT_RELU, 8, 16, 4);
+    c.n_expert_inner = 1;
+    expect_rejected(&c, "n_expert_inner");
+}
+
+static void test_params_layout_covers_the_buffer_exactly_for_every_family(void) {
+    for (int f = 0; f < MOE_FAMILY_COUNT; f++) {
+        moe_config c = tcfg((moe_family)f, MOE_ACT_GEGLU, 8, 16, 4);
+        c.bias = 1;
+        c.mult_bias = 1;
+        CU_ASSERT_EQUAL_FATAL(moe_config_validate(&c), MOE_OK);
+        size_t np = moe_params_count(&c), sum = 0;
+        float *buf = calloc(np, sizeof(float));
+        moe_params p;
+        moe_params_map(&c, buf, &p);
+        for (int i = 0; i < MOE_PARAM_TENSORS; i++) {
+            size_t len = moe_params_len(&c, i);
+            float *v = *moe_params_view(&p, i);
+            CU_ASSERT(len ? v == buf + sum : v == NULL);
+            sum += len;
+        }
+        CU_ASSERT_EQUAL(sum, np);
+        CU_ASSERT_PTR_NOT_NULL(p.w1);
+        free(buf);
+    }
+}
+
 static void test_capacity_follows_the_mesh_tensorflow_formula(void) {
     CU_ASSERT_EQUAL(moe_capacity(32, 8, 1.25), 5);  /* floor(5.0)        */
     CU_ASSERT_EQUAL(moe_capacity(64, 4, 0.5), 8);
@@ -107,6 +154,8 @@ void suite_config(void) {
               {"threshold_outside_zero_one_is_rejected", test_threshold_outside_zero_one_is_rejected},
               {"unknown_policy_and_family_names_are_rejected", test_unknown_policy_and_family_names_are_rejected},
               {"bad_sizes_and_bpr_on_gshard_are_rejected", test_bad_sizes_and_bpr_on_gshard_are_rejected},
+              {"router_noise_and_family_only_options_are_checked", test_router_noise_and_family_only_options_are_checked},
+              {"params_layout_covers_the_buffer_exactly_for_every_family", test_params_layout_covers_the_buffer_exactly_for_every_family},
               {"capacity_follows_the_mesh_tensorflow_formula", test_capacity_follows_the_mesh_tensorflow_formula},
               {"layer_forward_rejects_empty_batches", test_layer_forward_rejects_empty_batches});
 }

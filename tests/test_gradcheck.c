@@ -128,6 +128,21 @@ static void test_expert_choice_gradients_match_finite_differences(void) {
     check(c, 2, 12, 3e-3, "expert choice k=1");
 }
 
+/* Router exploration noise: the draws are fixed by the stream, so the
+ * loss is a smooth function of the parameters between routing flips. */
+static void test_gradients_match_with_input_jitter_and_gumbel_noise(void) {
+    moe_config c = tcfg(MOE_SWITCH_TOP1, MOE_ACT_GELU, 6, 8, 4);
+    c.balance_coef = 0.5f;
+    c.z_coef = 0.1f;
+    c.router_noise = MOE_NOISE_JITTER;
+    c.noise_eps = 0.2f;
+    check(c, 2, 12, 3e-3, "switch jitter");
+    c = tcfg(MOE_TOPN_STMOE, MOE_ACT_GELU, 6, 8, 4);
+    c.balance_coef = 0.5f;
+    c.router_noise = MOE_NOISE_GUMBEL;
+    check(c, 2, 12, 3e-3, "topn gumbel");
+}
+
 /* dy = 0: the loss is the auxiliary loss alone, so these isolate the
  * balance-loss and z-loss backward (only x and w_gate get gradient). */
 static void test_balance_and_z_loss_gradients_alone_match(void) {
@@ -151,5 +166,6 @@ void suite_gradcheck(void) {
               {"topn_gradients_match_with_geglu_bias_and_z_loss", test_topn_gradients_match_with_geglu_bias_and_z_loss},
               {"switch_gradients_match_with_relu_and_drops", test_switch_gradients_match_with_relu_and_drops},
               {"expert_choice_gradients_match_finite_differences", test_expert_choice_gradients_match_finite_differences},
-              {"balance_and_z_loss_gradients_alone_match", test_balance_and_z_loss_gradients_alone_match});
+              {"balance_and_z_loss_gradients_alone_match", test_balance_and_z_loss_gradients_alone_match},
+              {"gradients_match_with_input_jitter_and_gumbel_noise", test_gradients_match_with_input_jitter_and_gumbel_noise});
 }

@@ -208,6 +208,86 @@ static void test_softmax_rows_sum_to_one_and_lse_is_consistent(void) {
     CU_ASSERT(isfinite(lse[0]) && fabs(lse[1] - log(3.0)) < 1e-6);
 }
 
+/* Router exploration noise (Switch Table 11): only in training. */
+static void test_router_noise_is_off_in_eval_mode(void) {
+    moe_router_noise kinds[2] = {MOE_NOISE_JITTER, MOE_NOISE_GUMBEL};
+    for (int i = 0; i < 2; i++) {
+        moe_config plain = tcfg(MOE_SWITCH_TOP1, MOE_ACT_GELU, 8, 8, 4);
+        moe_config noisy = plain;
+        noisy.router_noise = kinds[i];
+        noisy.noise_eps = 0.3f;
+        tcase a, b;
+        tcase_init(&a, &plain, 2, 32, 12, 2.0f);
+        tcase_init(&b, &noisy, 2, 32, 12, 2.0f);
+        moe_layer_set_train(a.L, 0);
+        moe_layer_set_train(b.L, 0);
+        CU_ASSERT(tcase_forward(&a) == tcase_forward(&b));
+        moe_layer_set_train(b.L, 1); /* and on in training */
+        CU_ASSERT(tcase_route_sig(&a) == tcase_route_sig(&b));
+        tcase_forward(&b);
+        CU_ASSERT(tcase_route_sig(&a) != tcase_route_sig(&b));
+        tcase_free(&a);
+        tcase_free(&b);
+    }
+}
+
+/* Gumbel-max: choosing argmax(logits + Gumbel) samples the softmax. 4096
+ * copies of one token (independent draws): each expert's count is
+ * Binomial(4096, p_j); we allow 5 standard deviations. The gate stays the
+ * clean probability of the chosen expert. */
+static void test_gumbel_noise_samples_experts_with_softmax_probabilities(void) {
+    moe_config c = tcfg(MOE_SWITCH_TOP1, MOE_ACT_RELU, 4, 4, 4);
+    c.router_noise = MOE_NOISE_GUMBEL;
+    c.capacity_factor_train = 4.0f; /* cap = n: nothing dropped */
+    tcase t;
+    tcase_init(&t, &c, 1, 4096, 3, 1.0f);
+    for (int32_t i = 0; i < t.T; i++)
+        for (int j = 0; j < 4; j++) t.x[i * 4 + j] = t.x[j];
+    tcase_forward(&t);
+    moe_route r;
+    moe_layer_route(t.L, &r);
+    int cnt[4] = {0};
+    int bad_gate = 0;
+    for (int32_t i = 0; i < t.T; i++) {
+        cnt[r.expert[i]]++;
+        bad_gate += r.gate[i] != r.probs[(size_t)i * 4 + r.expert[i]];
+    }
+    for (int j = 0; j < 4; j++) {
+        double p = r.probs[j], mean = p * t.T, sd = sqrt(t.T * p * (1 - p));
+        CU_ASSERT(fabs(cnt[j] - mean) <= 5 * sd + 1);
+    }
+    CU_ASSERT_EQUAL(bad_gate, 0);
+    tcase_free(&t);
+}
+
+static void test_jitter_stays_within_its_band_and_moves_the_logits(void) {
+    moe_config c = tcfg(MOE_TOP2_GSHARD, MOE_ACT_RELU, 8, 8, 4);
+    c.router_noise = MOE_NOISE_JITTER;
+    c.noise_eps = 0.01f;
+    tcase t;
+    tcase_init(&t, &c, 2, 16, 3, 1.0f);
+    tcase_forward(&t);
+    moe_route r;
+    moe_layer_route(t.L, &r);
+    /* |x (1 + u) W| <= |x W| + 0.01 |x| |W| elementwise in sum: check the
+     * jittered logits differ from, but stay close to, the clean ones */
+    int moved = 0, far = 0;
+    for (int32_t i = 0; i < t.T; i++)
+        for (int j = 0; j < 4; j++) {
+            double clean = 0, bound = 0;
+            for (int q = 0; q < 8; q++) {
+                clean += (double)t.x[i * 8 + q] * t.p.w_gate[q * 4 + j];
+                bound += fabs((double)t.x[i * 8 + q] * t.p.w_gate[q * 4 + j]);
+            }
+            double dl = fabs(r.logits[i * 4 + j] - clean);
+            moved += dl > 1e-6;
+            far += dl > 0.01 * bound + 1e-5;
+        }
+    CU_ASSERT(moved > 0);
+    CU_ASSERT_EQUAL(far, 0);
+    tcase_free(&t);
+}
+
 void suite_router(void) {
     ADD_SUITE("router",
               {"no_expert_exceeds_capacity_and_positions_are_contiguous", test_no_expert_exceeds_capacity_and_positions_are_contiguous},
@@ -217,5 +297,8 @@ void suite_router(void) {
               {"expert_choice_gives_every_expert_exactly_k_tokens", test_expert_choice_gives_every_expert_exactly_k_tokens},
               {"bpr_fills_slots_by_descending_top1_probability", test_bpr_fills_slots_by_descending_top1_probability},
               {"topn_routes_rank_r_iff_draw_below_gate_over_threshold", test_topn_routes_rank_r_iff_draw_below_gate_over_threshold},
-              {"softmax_rows_sum_to_one_and_lse_is_consistent", test_softmax_rows_sum_to_one_and_lse_is_consistent});
+              {"softmax_rows_sum_to_one_and_lse_is_consistent", test_softmax_rows_sum_to_one_and_lse_is_consistent},
+              {"router_noise_is_off_in_eval_mode", test_router_noise_is_off_in_eval_mode},
+              {"gumbel_noise_samples_experts_with_softmax_probabilities", test_gumbel_noise_samples_experts_with_softmax_probabilities},
+              {"jitter_stays_within_its_band_and_moves_the_logits", test_jitter_stays_within_its_band_and_moves_the_logits});
 }
