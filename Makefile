@@ -67,7 +67,7 @@ $(TEST_BIN): $(TEST_OBJ) $(LIBMOE)
 # The CUnit runner exits nonzero on any failed assertion; its check_errors
 # suite also runs the CLI ($(MOE_BIN)) on good and bad files.
 # `make test` runs the suite twice: optimised, then under ASan + UBSan.
-test: $(TEST_BIN) $(MOE_BIN)
+test: all $(TEST_BIN) $(MOE_BIN)
 	MOE_BIN=$(MOE_BIN) $(TEST_BIN)
 ifneq ($(SANITIZE),1)
 	@$(MAKE) --no-print-directory SANITIZE=1 test
@@ -75,7 +75,7 @@ endif
 
 # The most complete job the project can do so far: check every golden file
 # of the implemented families (must pass), then show which are not yet.
-IMPLEMENTED := top2_gshard topn_stmoe switch_top1 expert_choice
+IMPLEMENTED := top2_gshard topn_stmoe switch_top1 expert_choice soft_moe
 GOLDEN_DONE := $(foreach f,$(IMPLEMENTED),tests/golden/$(f).h5)
 GOLDEN_TODO := $(filter-out $(GOLDEN_DONE),$(GOLDEN))
 demo: bin/moe

@@ -50,7 +50,7 @@ void tcase_init(tcase *c, const moe_config *cfg, int32_t b, int32_t n,
     moe_params_map(cfg, c->params, &c->p);
     moe_params_map(cfg, c->grads, &c->g);
     const size_t de = (size_t)cfg->d_model * cfg->n_expert;
-    for (size_t i = 0; i < de; i++) c->p.w_gate[i] *= router_scale;
+    for (size_t i = 0; c->p.w_gate && i < de; i++) c->p.w_gate[i] *= router_scale;
     if (c->p.b1) /* small nonzero biases, so their gradients matter */
         for (size_t i = 0; i < (size_t)cfg->n_expert * (cfg->act == MOE_ACT_GEGLU ? 2 : 1) * cfg->d_hidden; i++)
             c->p.b1[i] = 0.1f * (float)moe_rng_normal(seed, 5, i);
