@@ -14,7 +14,8 @@ typedef struct {
     int32_t *row_token;      /* (R) token of each row                     */
     int32_t *row_id;         /* (R) the choice's id (family-defined)      */
     float *row_gate;         /* (R) combine weight                        */
-    int32_t *tok_offset;     /* (T + 1) token -> its rows, CSR            */
+    int32_t *tok_offset;     /* (max(T + 1, e)) token -> its rows, CSR;
+                                the per-expert cursor while building    */
     int32_t *tok_rows;       /* (R) rows of each token, in choice order    */
 } moe_plan;
 

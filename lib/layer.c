@@ -95,7 +95,7 @@ static moe_status ensure(moe_layer *L, int32_t G, int32_t n) {
     const size_t k = (size_t)c->top_n, d = (size_t)c->d_model;
     const size_t h = (size_t)c->d_hidden, hin = (size_t)moe_hin(c);
     const size_t C = L->ops->max_choices(L, G, n); /* = rows at most */
-    const size_t R = C, wide = d > e ? d : e;
+    const size_t R = C, wide = d > e ? d : e, E = (size_t)moe_n_experts(c);
     if (T > INT32_MAX / 4 || C > INT32_MAX / 4)
         return moe_fail(MOE_EINVAL, "moe_layer_forward: %zu tokens is too many", T);
     const size_t want[] = {
@@ -104,7 +104,8 @@ static moe_status ensure(moe_layer *L, int32_t G, int32_t n) {
         k * T, k * T, (size_t)n, (size_t)n,          /* routed .. tmp      */
         (size_t)n, e, (size_t)G * e,                 /* key .. first_frac  */
         C, C, C, C,                                  /* ch_*               */
-        (size_t)moe_n_experts(c) + 1, R, R, R, T + 1, R, /* plan           */
+        E + 1, R, R, R, T + 1 > E ? T + 1 : E, R,    /* plan: tok_offset is
+                                          also the per-expert cursor */
         R * d, R * hin, R * h, R * d,                /* xe .. ye           */
         R * d, R * h, R * hin, R * d,                /* dye .. dxe         */
         R, k * T, T * e, T * e,                      /* dgate_row .. dlogits */
