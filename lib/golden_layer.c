@@ -147,7 +147,7 @@ moe_status golden_run_layer(gcase *c, const char *family) {
     const int64_t d = cfg.d_model;
     const size_t T = (size_t)b * n, np = moe_params_count(&cfg);
     const size_t limit = (size_t)1 << 26; /* floats: golden cases are small */
-    if (np > limit || T * (size_t)d > limit || T * (size_t)cfg.n_expert > limit)
+    if (T > limit || np > limit || T * (size_t)d > limit || T * (size_t)cfg.n_expert > limit)
         return moe_fail(MOE_EFORMAT, "%s: attributes describe a case too large to check "
                         "(%zu parameters, %zu tokens; at most %zu floats each)",
                         c->where, np, T, limit);

@@ -127,11 +127,27 @@ static void test_aux_loss_is_the_weighted_sum_of_its_parts(void) {
     tcase_free(&c);
 }
 
+/* Regression: the plan's token index doubles as a per-expert cursor of e
+ * entries; a batch of fewer tokens than experts once overran it (ASan). */
+static void test_batches_with_fewer_tokens_than_experts_work(void) {
+    moe_family fams[4] = {MOE_TOP2_GSHARD, MOE_TOPN_STMOE, MOE_SWITCH_TOP1, MOE_EXPERT_CHOICE};
+    for (int i = 0; i < 4; i++) {
+        moe_config c = tcfg(fams[i], MOE_ACT_RELU, 4, 4, 16);
+        tcase t;
+        tcase_init(&t, &c, 1, 1, 3, 1.0f);
+        tcase_forward(&t);
+        tcase_backward(&t);
+        CU_ASSERT_EQUAL(moe_layer_aux(t.L)->n_tokens_unrouted, 0);
+        tcase_free(&t);
+    }
+}
+
 void suite_layer(void) {
     ADD_SUITE("layer",
               {"same_seed_is_bit_identical_with_one_and_two_threads", test_same_seed_is_bit_identical_with_one_and_two_threads},
               {"own_draws_equal_the_same_draws_supplied_by_the_caller", test_own_draws_equal_the_same_draws_supplied_by_the_caller},
               {"eval_mode_uses_the_eval_capacity_factor", test_eval_mode_uses_the_eval_capacity_factor},
               {"layer_reuse_with_other_batch_shapes_matches_a_fresh_layer", test_layer_reuse_with_other_batch_shapes_matches_a_fresh_layer},
-              {"aux_loss_is_the_weighted_sum_of_its_parts", test_aux_loss_is_the_weighted_sum_of_its_parts});
+              {"aux_loss_is_the_weighted_sum_of_its_parts", test_aux_loss_is_the_weighted_sum_of_its_parts},
+              {"batches_with_fewer_tokens_than_experts_work", test_batches_with_fewer_tokens_than_experts_work});
 }
