@@ -244,9 +244,10 @@ typedef struct {
 moe_status moe_layer_create(const moe_config *cfg, moe_layer **out);
 void moe_layer_free(moe_layer *L);
 const moe_config *moe_layer_config(const moe_layer *L);
-/* Training mode (1, default) uses capacity_factor_train, eval (0) the eval
- * one. Nothing else changes: the second-expert policies (random included)
- * apply in both modes, as mesh_tensorflow's default eval policy does. */
+/* Training mode (1, default) or eval (0). Eval uses capacity_factor_eval
+ * and turns off the training-only noise (router_noise, noisy_topk's
+ * learned noise); the second-expert policies (random included) apply in
+ * both modes, as mesh_tensorflow's default eval policy does. */
 void moe_layer_set_train(moe_layer *L, int train);
 /* Stream of the layer's own draws (e.g. layer id << 32 | step). */
 void moe_layer_set_stream(moe_layer *L, uint64_t stream);
