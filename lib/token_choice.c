@@ -8,7 +8,8 @@
 
 static int needs_draws(const moe_config *c) {
     return c->family == MOE_TOPN_STMOE ||
-           (c->family == MOE_TOP2_GSHARD && c->policy == MOE_POLICY_RANDOM);
+           ((c->family == MOE_TOP2_GSHARD || c->family == MOE_HIERARCHICAL) &&
+            c->policy == MOE_POLICY_RANDOM);
 }
 
 /* logits (T, e) = xr Wg with xr = x, or x * U[1-eps, 1+eps] (jitter, kept

@@ -51,11 +51,12 @@ void tcase_init(tcase *c, const moe_config *cfg, int32_t b, int32_t n,
     moe_params_map(cfg, c->grads, &c->g);
     const size_t de = (size_t)cfg->d_model * cfg->n_expert;
     for (size_t i = 0; c->p.w_gate && i < de; i++) c->p.w_gate[i] *= router_scale;
+    const size_t E = (size_t)moe_n_experts(cfg);
     if (c->p.b1) /* small nonzero biases, so their gradients matter */
-        for (size_t i = 0; i < (size_t)cfg->n_expert * (cfg->act == MOE_ACT_GEGLU ? 2 : 1) * cfg->d_hidden; i++)
+        for (size_t i = 0; i < E * (cfg->act == MOE_ACT_GEGLU ? 2 : 1) * cfg->d_hidden; i++)
             c->p.b1[i] = 0.1f * (float)moe_rng_normal(seed, 5, i);
     if (c->p.b2)
-        for (size_t i = 0; i < (size_t)cfg->n_expert * cfg->d_model; i++)
+        for (size_t i = 0; i < E * cfg->d_model; i++)
             c->p.b2[i] = 0.1f * (float)moe_rng_normal(seed, 6, i);
     for (size_t i = 0; i < Td; i++) {
         c->x[i] = (float)moe_rng_normal(seed, 2, i);
