@@ -28,30 +28,10 @@ static float *alloc_f(size_t n) {
     return p;
 }
 
-/* tcase_init for this family (which has no w_gate for tcase_init to
- * scale): expert weights drawn, biases small and nonzero, x and dy
- * ~ N(0, 1), and the layer given the caller's ids (b*n, kept). */
+/* tcase_init, and the layer given the caller's ids (b*n, kept). */
 static void hs_init(tcase *c, const moe_config *cfg, int32_t b, int32_t n,
                     uint64_t seed, const int32_t *ids) {
-    memset(c, 0, sizeof *c);
-    c->cfg = *cfg;
-    c->b = b, c->n = n, c->T = b * n;
-    c->np = moe_params_count(cfg);
-    const size_t Td = (size_t)c->T * cfg->d_model;
-    c->params = alloc_f(c->np), c->grads = alloc_f(c->np);
-    c->x = alloc_f(Td), c->dy = alloc_f(Td), c->y = alloc_f(Td), c->dx = alloc_f(Td);
-    moe_params_init(cfg, c->params, 1.0f, seed, 1);
-    moe_params_map(cfg, c->params, &c->p);
-    moe_params_map(cfg, c->grads, &c->g);
-    for (size_t i = 0; i < moe_params_len(cfg, 10); i++)
-        c->p.b1[i] = 0.1f * (float)moe_rng_normal(seed, 5, i);
-    for (size_t i = 0; i < moe_params_len(cfg, 12); i++)
-        c->p.b2[i] = 0.1f * (float)moe_rng_normal(seed, 6, i);
-    for (size_t i = 0; i < Td; i++) {
-        c->x[i] = (float)moe_rng_normal(seed, 2, i);
-        c->dy[i] = (float)moe_rng_normal(seed, 3, i);
-    }
-    CU_ASSERT_FATAL(moe_layer_create(cfg, &c->L) == MOE_OK);
+    tcase_init(c, cfg, b, n, seed, 1.0f);
     moe_layer_set_token_ids(c->L, ids);
 }
 

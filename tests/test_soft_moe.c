@@ -39,34 +39,11 @@ static float *alloc_f(size_t n) {
     return p;
 }
 
-/* tcase_init for Soft MoE (which has no w_gate for tcase_init to scale):
- * moe_params_init weights (phi ~ N(0, 1/d)), the given scale, small
- * random biases, x and dy ~ N(0, 1), all keyed by seed. */
+/* tcase_init with the given normalisation scale. */
 static void soft_init(tcase *c, const moe_config *cfg, int32_t b, int32_t n,
                       uint64_t seed, float scale) {
-    memset(c, 0, sizeof *c);
-    c->cfg = *cfg;
-    c->b = b, c->n = n, c->T = b * n;
-    c->np = moe_params_count(cfg);
-    const size_t Td = (size_t)c->T * cfg->d_model;
-    c->params = alloc_f(c->np), c->grads = alloc_f(c->np);
-    c->x = alloc_f(Td), c->dy = alloc_f(Td), c->y = alloc_f(Td), c->dx = alloc_f(Td);
-    moe_params_init(cfg, c->params, 1.0f, seed, 1);
-    moe_params_map(cfg, c->params, &c->p);
-    moe_params_map(cfg, c->grads, &c->g);
+    tcase_init(c, cfg, b, n, seed, 1.0f);
     c->p.scale[0] = scale;
-    const size_t E = (size_t)cfg->n_expert, hin = (size_t)moe_params_len(cfg, 9) / E / cfg->d_model;
-    for (size_t i = 0; c->p.b1 && i < E * hin; i++)
-        c->p.b1[i] = 0.1f * (float)moe_rng_normal(seed, 5, i);
-    for (size_t i = 0; c->p.b2 && i < E * cfg->d_model; i++)
-        c->p.b2[i] = 0.1f * (float)moe_rng_normal(seed, 6, i);
-    for (size_t i = 0; c->p.mult_bias && i < E * cfg->d_hidden; i++)
-        c->p.mult_bias[i] = 1.0f + 0.1f * (float)moe_rng_normal(seed, 7, i);
-    for (size_t i = 0; i < Td; i++) {
-        c->x[i] = (float)moe_rng_normal(seed, 2, i);
-        c->dy[i] = (float)moe_rng_normal(seed, 3, i);
-    }
-    CU_ASSERT_FATAL(moe_layer_create(cfg, &c->L) == MOE_OK);
 }
 
 static moe_config soft_cfg(moe_act act, int32_t d, int32_t h, int32_t e,

@@ -51,13 +51,15 @@ void tcase_init(tcase *c, const moe_config *cfg, int32_t b, int32_t n,
     moe_params_map(cfg, c->grads, &c->g);
     const size_t de = (size_t)cfg->d_model * cfg->n_expert;
     for (size_t i = 0; c->p.w_gate && i < de; i++) c->p.w_gate[i] *= router_scale;
-    const size_t E = (size_t)moe_n_experts(cfg);
-    if (c->p.b1) /* small nonzero biases, so their gradients matter */
-        for (size_t i = 0; i < E * (cfg->act == MOE_ACT_GEGLU ? 2 : 1) * cfg->d_hidden; i++)
-            c->p.b1[i] = 0.1f * (float)moe_rng_normal(seed, 5, i);
-    if (c->p.b2)
-        for (size_t i = 0; i < E * cfg->d_model; i++)
-            c->p.b2[i] = 0.1f * (float)moe_rng_normal(seed, 6, i);
+    /* biases small and nonzero, multiplicative biases near 1, so that
+     * their gradients matter (init puts them at exactly 0 and 1) */
+    float *small[4] = {c->p.b1, c->p.b2, c->p.g_b1, c->p.g_b2};
+    const int view[4] = {10, 12, 4, 6}; /* moe_params_view order */
+    for (int k = 0; k < 4; k++)
+        for (size_t i = 0; i < moe_params_len(cfg, view[k]); i++)
+            small[k][i] = 0.1f * (float)moe_rng_normal(seed, 5 + (uint64_t)k, i);
+    for (size_t i = 0; i < moe_params_len(cfg, 13); i++)
+        c->p.mult_bias[i] = 1.0f + 0.1f * (float)moe_rng_normal(seed, 9, i);
     for (size_t i = 0; i < Td; i++) {
         c->x[i] = (float)moe_rng_normal(seed, 2, i);
         c->dy[i] = (float)moe_rng_normal(seed, 3, i);

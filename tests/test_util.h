@@ -19,8 +19,9 @@ typedef struct {
 } tcase;
 
 /* Builds a case with random inputs keyed by seed (x ~ N(0,1), router
- * weights scaled by router_scale / sqrt(d), dy ~ N(0,1)); draws are
- * generated when the family needs them. Asserts success. */
+ * weights scaled by router_scale / sqrt(d), biases ~ N(0, 0.01),
+ * multiplicative biases ~ 1 + N(0, 0.01), dy ~ N(0,1)); draws (top_n - 1,
+ * T) are generated for the token-choice families. Asserts success. */
 void tcase_init(tcase *c, const moe_config *cfg, int32_t b, int32_t n,
                 uint64_t seed, float router_scale);
 void tcase_free(tcase *c);
