@@ -87,29 +87,7 @@ static uint64_t nk_sig(const tcase *c) {
 /* tcase_fd with nk_sig deciding which coordinates to skip. */
 static double nk_fd(tcase *c, float *param, const float *grad, size_t n,
                     float eps, int *skipped) {
-    tcase_forward(c);
-    const uint64_t sig0 = nk_sig(c);
-    double num = 0.0, den = 0.0;
-    *skipped = 0;
-    for (size_t i = 0; i < n; i++) {
-        const float v = param[i];
-        param[i] = v + eps;
-        const double lp = tcase_forward(c);
-        const uint64_t sp = nk_sig(c);
-        param[i] = v - eps;
-        const double lm = tcase_forward(c);
-        const uint64_t sm = nk_sig(c);
-        param[i] = v;
-        if (sp != sig0 || sm != sig0) {
-            (*skipped)++;
-            continue;
-        }
-        const double fd = (lp - lm) / ((double)(v + eps) - (double)(v - eps));
-        num += (fd - grad[i]) * (fd - grad[i]);
-        den += (double)grad[i] * grad[i];
-    }
-    tcase_forward(c);
-    return den > 0 ? sqrt(num / den) : sqrt(num);
+    return tcase_fd_with(c, param, grad, n, eps, skipped, nk_sig);
 }
 
 /* Checks the tensors of the case (x, w_gate, w_noise, then the experts'
@@ -148,25 +126,6 @@ static int all_zero(const float *v, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (v[i] != 0.0f) return 0;
     return 1;
-}
-
-/* ------------------------------------------------------------ golden */
-
-static void check_golden(void) {
-    int n = 0;
-    moe_status st = moe_check_file("tests/golden/noisy_topk.h5", NULL, NULL, NULL, &n);
-    if (st != MOE_OK) printf("\n  %s\n", moe_errmsg());
-    CU_ASSERT_EQUAL(st, MOE_OK);
-    CU_ASSERT(n >= 4);
-}
-
-static void test_every_golden_case_passes_with_one_and_two_threads(void) {
-    int saved = moe_get_threads();
-    moe_set_threads(1);
-    check_golden();
-    moe_set_threads(2);
-    check_golden();
-    moe_set_threads(saved);
 }
 
 /* A copy of case noisy_k2_train in a temporary file; returns it open. */
@@ -615,7 +574,6 @@ static void test_k_above_the_expert_count_and_negative_noise_epsilon_are_rejecte
 
 void suite_noisy_topk(void) {
     ADD_SUITE("noisy_topk",
-              {"every_golden_case_passes_with_one_and_two_threads", test_every_golden_case_passes_with_one_and_two_threads},
               {"golden_errors_name_the_case_and_the_missing_or_misshapen_input", test_golden_errors_name_the_case_and_the_missing_or_misshapen_input},
               {"gradients_of_every_tensor_match_finite_differences_with_noise", test_gradients_of_every_tensor_match_finite_differences_with_noise},
               {"load_estimator_gradient_alone_matches_finite_differences", test_load_estimator_gradient_alone_matches_finite_differences},

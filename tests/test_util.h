@@ -39,6 +39,11 @@ uint64_t tcase_route_sig(const tcase *c);
  * coordinates; *skipped counts the others. */
 double tcase_fd(tcase *c, float *param, const float *grad, size_t n,
                 float eps, int *skipped);
+/* The same with another signature of the decisions that make the loss
+ * non-smooth (e.g. both hierarchical levels, noisy top-k's (k+1)-th). */
+typedef uint64_t (*tcase_sig_fn)(const tcase *c);
+double tcase_fd_with(tcase *c, float *param, const float *grad, size_t n,
+                     float eps, int *skipped, tcase_sig_fn sig);
 
 /* A small config of a family with the given activation. */
 moe_config tcfg(moe_family f, moe_act act, int32_t d, int32_t h, int32_t e);
