@@ -147,3 +147,26 @@ double tcase_fd(tcase *c, float *param, const float *grad, size_t n,
                 float eps, int *skipped) {
     return tcase_fd_with(c, param, grad, n, eps, skipped, tcase_route_sig);
 }
+
+double fd_rel_err(double (*loss)(void *ctx), void *ctx, float *param,
+                  const float *grad, size_t n, float eps) {
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        const float v = param[i];
+        param[i] = v + eps;
+        const double lp = loss(ctx);
+        param[i] = v - eps;
+        const double lm = loss(ctx);
+        param[i] = v;
+        const double fd = (lp - lm) / ((double)(v + eps) - (double)(v - eps));
+        num += (fd - grad[i]) * (fd - grad[i]);
+        den += (double)grad[i] * grad[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+float *rand_floats(size_t n, uint64_t seed, uint64_t stream, float sd) {
+    float *p = alloc_f(n);
+    for (size_t i = 0; i < n; i++) p[i] = sd * (float)moe_rng_normal(seed, stream, i);
+    return p;
+}

@@ -45,6 +45,14 @@ typedef uint64_t (*tcase_sig_fn)(const tcase *c);
 double tcase_fd_with(tcase *c, float *param, const float *grad, size_t n,
                      float eps, int *skipped, tcase_sig_fn sig);
 
+/* Central differences of a scalar function of `param` (n values), which
+ * `loss(ctx)` evaluates in double from float32 kernels, against `grad`:
+ * returns ||fd - grad|| / ||grad||. */
+double fd_rel_err(double (*loss)(void *ctx), void *ctx, float *param,
+                  const float *grad, size_t n, float eps);
+/* n floats ~ N(0, sd^2) keyed by (seed, stream); the caller frees. */
+float *rand_floats(size_t n, uint64_t seed, uint64_t stream, float sd);
+
 /* A small config of a family with the given activation. */
 moe_config tcfg(moe_family f, moe_act act, int32_t d, int32_t h, int32_t e);
 
@@ -63,6 +71,9 @@ void suite_dense_softmax(void);
 void suite_hierarchical(void);
 void suite_hash(void);
 void suite_block(void);
+void suite_attention(void);
+void suite_loss(void);
+void suite_norm(void);
 
 /* Adds a suite with its tests: ADD_SUITE("name", {"test", fn}, ...). */
 typedef struct {
