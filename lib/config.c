@@ -223,6 +223,16 @@ moe_status moe_config_validate(const moe_config *c) {
     if (c->priority != MOE_PRIORITY_TOKEN && c->family != MOE_TOPN_STMOE &&
         c->family != MOE_SWITCH_TOP1)
         return moe_fail(MOE_EINVAL, "priority = bpr: only topn_stmoe and switch_top1 support it");
+    if (c->causal != 0 && c->causal != 1)
+        return moe_fail(MOE_EINVAL, "causal = %d: allowed 0 or 1", c->causal);
+    if (c->causal && (c->family == MOE_EXPERT_CHOICE || c->family == MOE_SOFT_MOE ||
+                      c->family == MOE_HIERARCHICAL))
+        return moe_fail(MOE_EINVAL, "causal = 1: %s routing looks at later tokens "
+                        "(allowed in a decoder: top2_gshard, topn_stmoe, switch_top1, "
+                        "noisy_topk, dense_softmax, hash)", moe_family_name(c->family));
+    if (c->causal && c->priority == MOE_PRIORITY_BPR)
+        return moe_fail(MOE_EINVAL, "causal = 1: priority = bpr orders a group by later "
+                        "tokens' probabilities (use priority = token in a decoder)");
     if ((unsigned)c->router_noise > MOE_NOISE_GUMBEL)
         return moe_fail(MOE_EINVAL, "router_noise: unknown value %d (allowed none|jitter|gumbel)",
                         (int)c->router_noise);

@@ -58,6 +58,7 @@ moe_status moe_layer_create(const moe_config *cfg, moe_layer **out) {
     L->train = 1;
     moe_gate_rule *r = &L->rule;
     r->priority = cfg->priority;
+    r->token_major = cfg->causal;
     r->policy = MOE_POLICY_ALL;
     r->norm = MOE_NORM_NONE;
     if (cfg->family == MOE_TOP2_GSHARD || cfg->family == MOE_HIERARCHICAL) {

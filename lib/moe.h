@@ -113,6 +113,12 @@ typedef struct {
                             hierarchical: both levels)                   */
     float z_coef;        /* router z-loss (any softmax-router family)    */
     uint64_t seed;       /* key of the layer's random draws              */
+    int32_t causal;      /* decoder use: a token's output never depends
+                            on later tokens. Capacity slots are filled
+                            token by token (every rank of token t before
+                            token t+1) instead of rank by rank; expert
+                            choice, soft_moe, hierarchical and BPR are
+                            refused (their routing looks ahead)         */
     moe_router_noise router_noise; /* token-choice families, training  */
     float noise_eps;     /* jitter half-width (router_noise = jitter)    */
     int32_t mult_bias;   /* geglu experts: multiplicative bias (e, h)    */

@@ -97,6 +97,26 @@ static void gate_token(moe_gating *g, const moe_gate_rule *rule,
     }
 }
 
+/* Gives choice (r, t) the next slot of its expert, or drops it when the
+ * expert is full; kept choices are appended to the canonical list. */
+static void assign_slot(moe_gating *g, int32_t r, int32_t t) {
+    const size_t rt = (size_t)r * g->G * g->n + t;
+    g->pos[rt] = -1;
+    if (!g->routed[rt]) return;
+    if (r == 0) g->n_routed_first++;
+    const int32_t ex = g->expert[rt];
+    if (g->count[ex] >= g->cap) {
+        g->n_dropped_capacity++;
+        return;
+    }
+    g->pos[rt] = g->count[ex]++;
+    const int64_t c = g->n_choice++;
+    g->ch_expert[c] = ex;
+    g->ch_token[c] = t;
+    g->ch_id[c] = (int32_t)rt;
+    g->ch_gate[c] = g->gate[rt];
+}
+
 void moe_gating_forward(moe_gating *g, const moe_gate_rule *rule,
                         const float *probs, const float *draws,
                         const float *importance) {
@@ -126,26 +146,12 @@ void moe_gating_forward(moe_gating *g, const moe_gate_rule *rule,
             moe_argsort_desc(g->key, g->order, n, g->tmp);
         }
         memset(g->count, 0, (size_t)e * sizeof *g->count);
-        for (int32_t r = 0; r < k; r++) {
-            for (int32_t j = 0; j < n; j++) {
-                const int32_t t = t0 + g->order[j];
-                const size_t rt = (size_t)r * T + t;
-                g->pos[rt] = -1;
-                if (!g->routed[rt]) continue;
-                if (r == 0) g->n_routed_first++;
-                const int32_t ex = g->expert[rt];
-                if (g->count[ex] >= g->cap) {
-                    g->n_dropped_capacity++;
-                    continue;
-                }
-                g->pos[rt] = g->count[ex]++;
-                const int64_t c = g->n_choice++;
-                g->ch_expert[c] = ex;
-                g->ch_token[c] = t;
-                g->ch_id[c] = (int32_t)rt;
-                g->ch_gate[c] = g->gate[rt];
-            }
-        }
+        if (rule->token_major) /* causal: token t's slots before t+1's */
+            for (int32_t j = 0; j < n; j++)
+                for (int32_t r = 0; r < k; r++) assign_slot(g, r, t0 + g->order[j]);
+        else /* mesh-tf: every rank-1 choice first, then rank 2, ... */
+            for (int32_t r = 0; r < k; r++)
+                for (int32_t j = 0; j < n; j++) assign_slot(g, r, t0 + g->order[j]);
     }
 }
 

@@ -22,6 +22,8 @@ typedef struct {
     moe_priority priority;
     const float *select;  /* (T, e) keys that choose the experts (Gumbel-
                              noised logits), or NULL: the probabilities */
+    int token_major;      /* fill slots token by token (causal), not rank
+                             by rank                                      */
 } moe_gate_rule;
 
 /* Routing state of G groups of n tokens over e experts with k ranks

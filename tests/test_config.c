@@ -104,6 +104,19 @@ static void test_router_noise_and_family_only_options_are_checked(void) {
     expect_rejected(&c, "n_expert_inner");
 }
 
+static void test_causal_mode_refuses_routers_that_look_ahead(void) {
+    moe_family ahead[3] = {MOE_EXPERT_CHOICE, MOE_SOFT_MOE, MOE_HIERARCHICAL};
+    for (int i = 0; i < 3; i++) {
+        moe_config c = tcfg(ahead[i], MOE_ACT_RELU, 8, 16, 4);
+        c.causal = 1;
+        expect_rejected(&c, "looks at later tokens");
+    }
+    moe_config c = tcfg(MOE_SWITCH_TOP1, MOE_ACT_RELU, 8, 16, 4);
+    c.causal = 1;
+    c.priority = MOE_PRIORITY_BPR;
+    expect_rejected(&c, "priority = bpr");
+}
+
 static void test_params_layout_covers_the_buffer_exactly_for_every_family(void) {
     for (int f = 0; f < MOE_FAMILY_COUNT; f++) {
         moe_config c = tcfg((moe_family)f, MOE_ACT_GEGLU, 8, 16, 4);
@@ -155,6 +168,7 @@ void suite_config(void) {
               {"unknown_policy_and_family_names_are_rejected", test_unknown_policy_and_family_names_are_rejected},
               {"bad_sizes_and_bpr_on_gshard_are_rejected", test_bad_sizes_and_bpr_on_gshard_are_rejected},
               {"router_noise_and_family_only_options_are_checked", test_router_noise_and_family_only_options_are_checked},
+              {"causal_mode_refuses_routers_that_look_ahead", test_causal_mode_refuses_routers_that_look_ahead},
               {"params_layout_covers_the_buffer_exactly_for_every_family", test_params_layout_covers_the_buffer_exactly_for_every_family},
               {"capacity_follows_the_mesh_tensorflow_formula", test_capacity_follows_the_mesh_tensorflow_formula},
               {"layer_forward_rejects_empty_batches", test_layer_forward_rejects_empty_batches});

@@ -142,6 +142,62 @@ static void test_batches_with_fewer_tokens_than_experts_work(void) {
     }
 }
 
+/* How many positions t have an output row (<= t) that changes when the
+ * tokens after t change (x rows > t shifted), over one group. */
+static int lookahead_count(const moe_config *cfg, int32_t n) {
+    tcase c;
+    tcase_init(&c, cfg, 1, n, 23, 3.0f);
+    int32_t *ids = malloc((size_t)n * sizeof *ids);
+    for (int32_t i = 0; i < n; i++) ids[i] = (i * 7) % 11;
+    moe_layer_set_token_ids(c.L, ids);
+    free(c.draws);
+    c.draws = NULL; /* the layer's own draws: keyed by token index */
+    const size_t d = (size_t)cfg->d_model;
+    float *ref = malloc((size_t)n * d * sizeof(float));
+    float *x0 = malloc((size_t)n * d * sizeof(float));
+    memcpy(x0, c.x, (size_t)n * d * sizeof(float));
+    tcase_forward(&c);
+    memcpy(ref, c.y, (size_t)n * d * sizeof(float));
+    int bad = 0;
+    for (int32_t t = 0; t + 1 < n; t++) {
+        memcpy(c.x, x0, (size_t)n * d * sizeof(float));
+        for (size_t i = (size_t)(t + 1) * d; i < (size_t)n * d; i++)
+            c.x[i] = (float)moe_rng_normal(99, (uint64_t)t, i);
+        tcase_forward(&c);
+        bad += memcmp(ref, c.y, (size_t)(t + 1) * d * sizeof(float)) != 0;
+    }
+    free(ref), free(x0), free(ids);
+    tcase_free(&c);
+    return bad;
+}
+
+/* Decoder use: with causal = 1, the output at position t never changes
+ * when any later token changes, for every family allowed in a decoder,
+ * with capacity dropping on (capacity factor 0.5). */
+static void test_causal_layers_never_look_at_later_tokens(void) {
+    moe_family fams[6] = {MOE_TOP2_GSHARD, MOE_TOPN_STMOE, MOE_SWITCH_TOP1,
+                          MOE_NOISY_TOPK, MOE_DENSE_SOFTMAX, MOE_HASH};
+    for (int i = 0; i < 6; i++) {
+        moe_config c = tcfg(fams[i], MOE_ACT_GELU, 6, 8, 4);
+        c.causal = 1;
+        c.capacity_factor_train = 0.5f;
+        if (fams[i] == MOE_TOP2_GSHARD) c.policy = MOE_POLICY_ALL;
+        if (fams[i] == MOE_TOPN_STMOE) c.top_n = 3;
+        CU_ASSERT_EQUAL(lookahead_count(&c, 24), 0);
+    }
+}
+
+/* The control: mesh_tensorflow's rank-by-rank slots let a later token's
+ * first choice take the slot of an earlier token's second choice. */
+static void test_rank_major_slots_are_not_causal_under_dropping(void) {
+    moe_config c = tcfg(MOE_TOP2_GSHARD, MOE_ACT_GELU, 6, 8, 4);
+    c.policy = MOE_POLICY_ALL;
+    c.capacity_factor_train = 0.5f;
+    CU_ASSERT(lookahead_count(&c, 24) > 0);
+    c.causal = 1;
+    CU_ASSERT_EQUAL(lookahead_count(&c, 24), 0);
+}
+
 void suite_layer(void) {
     ADD_SUITE("layer",
               {"same_seed_is_bit_identical_with_one_and_two_threads", test_same_seed_is_bit_identical_with_one_and_two_threads},
@@ -149,5 +205,7 @@ void suite_layer(void) {
               {"eval_mode_uses_the_eval_capacity_factor", test_eval_mode_uses_the_eval_capacity_factor},
               {"layer_reuse_with_other_batch_shapes_matches_a_fresh_layer", test_layer_reuse_with_other_batch_shapes_matches_a_fresh_layer},
               {"aux_loss_is_the_weighted_sum_of_its_parts", test_aux_loss_is_the_weighted_sum_of_its_parts},
-              {"batches_with_fewer_tokens_than_experts_work", test_batches_with_fewer_tokens_than_experts_work});
+              {"batches_with_fewer_tokens_than_experts_work", test_batches_with_fewer_tokens_than_experts_work},
+              {"causal_layers_never_look_at_later_tokens", test_causal_layers_never_look_at_later_tokens},
+              {"rank_major_slots_are_not_causal_under_dropping", test_rank_major_slots_are_not_causal_under_dropping});
 }
