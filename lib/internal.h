@@ -38,6 +38,11 @@ enum {
 };
 #define MOE_DRAW_INDEX(purpose, i) (((uint64_t)(purpose) << 56) | (uint64_t)(i))
 
+/* Grows buf (with its capacity field buf##_cap) to n elements; returns
+ * nonzero on failure (contents are not kept). */
+#define MOE_GROW(buf, n) \
+    moe_grow((void **)&(buf), &(buf##_cap), (size_t)(n), sizeof *(buf))
+
 /* Number of input columns of w1: 2h for geglu, h otherwise. */
 static inline int32_t moe_hin(const moe_config *c) {
     return c->act == MOE_ACT_GEGLU ? 2 * c->d_hidden : c->d_hidden;

@@ -81,11 +81,6 @@ extern const moe_family_ops moe_ops_dense_softmax;
 extern const moe_family_ops moe_ops_hierarchical;
 extern const moe_family_ops moe_ops_hash;
 
-/* Grows *buf (with its capacity) to n elements of type `type`; returns
- * nonzero on failure. */
-#define MOE_GROW(buf, n) \
-    moe_grow((void **)&(buf), &(buf##_cap), (size_t)(n), sizeof *(buf))
-
 /* Views of expert j's weights inside p (j < moe_n_experts). */
 moe_expert_w moe_layer_expert(const moe_config *c, const moe_params *p,
                               int32_t j);

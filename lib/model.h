@@ -1,0 +1,91 @@
+/* A small pre-norm transformer with MoE layers (llm.c style: one flat
+ * buffer per role for parameters, gradients and activations).
+ *
+ *   x = wte[tok] + wpe[pos]
+ *   for each layer l:
+ *     x = x + Attn(Norm(x)) W_o      (causal in decoder mode)
+ *     x = x + FFN_l(Norm(x))         dense, or a MoE layer every moe_every
+ *   logits = Norm(x) W_out            (vocab classes: next-token LM; tag
+ *                                      classes: per-token tagging)
+ *   loss = mean cross-entropy + sum over MoE layers of their aux_loss
+ *
+ * Each sequence of a batch is one routing group of the MoE layers. In
+ * decoder mode the MoE layers run with causal = 1, so routers that look
+ * ahead (expert choice, Soft MoE, hierarchical, BPR) are refused. */
+#ifndef MOE_MODEL_H
+#define MOE_MODEL_H
+
+#include "moe.h"
+
+typedef enum { MOE_DECODER = 0, MOE_ENCODER } moe_model_mode;
+typedef enum { MOE_RMSNORM = 0, MOE_LAYERNORM } moe_norm_kind;
+
+typedef struct {
+    moe_model_mode mode;
+    int32_t vocab;       /* input token ids in [0, vocab)                  */
+    int32_t n_class;     /* outputs: vocab (LM) or tag classes (encoder)   */
+    int32_t seq_len;     /* maximum positions N                            */
+    int32_t d_model, n_layer, n_head;
+    int32_t d_ff;        /* hidden width of the dense FFNs                 */
+    moe_norm_kind norm;
+    float norm_eps;
+    int32_t moe_every;   /* layer l is MoE when (l + 1) % moe_every == 0;
+                            0: all dense (GShard, Switch: every other = 2) */
+    moe_config moe;      /* the MoE layers (d_model, causal are set here)  */
+} moe_model_config;
+
+/* Defaults: decoder, d 128, 4 layers, 4 heads, d_ff 512, RMSNorm 1e-6,
+ * moe_every 2, MoE = top2_gshard of 8 GELU experts of 512. */
+moe_model_config moe_model_config_default(void);
+/* Checks every field (and the MoE config as the model will use it). */
+moe_status moe_model_config_validate(const moe_model_config *cfg);
+
+typedef struct moe_model moe_model;
+
+/* Creates a model: validates, allocates parameters, gradients and the
+ * layers (activations grow on first use). *out NULL on failure. */
+moe_status moe_model_create(const moe_model_config *cfg, moe_model **out);
+void moe_model_free(moe_model *M);
+const moe_model_config *moe_model_config_of(const moe_model *M);
+/* The flat parameter and gradient buffers (moe_model_n_params floats). */
+float *moe_model_params(moe_model *M);
+float *moe_model_grads(moe_model *M);
+size_t moe_model_n_params(const moe_model *M);
+/* Deterministic init: weights truncated normal (2 sd) with sd =
+ * sqrt(init_scale / fan_in) (Switch Transformers: init_scale 0.1),
+ * norm gains 1, biases 0, keyed by seed. */
+void moe_model_init(moe_model *M, float init_scale, uint64_t seed);
+/* Training mode (capacity factor, noise) and the stream of this step's
+ * random draws (every MoE layer gets its own stream from it). */
+void moe_model_set_train(moe_model *M, int train);
+void moe_model_set_stream(moe_model *M, uint64_t stream);
+
+/* Losses of the last forward. */
+typedef struct {
+    double loss;      /* ce + aux: what backward differentiates          */
+    double ce;        /* mean cross-entropy over the counted targets     */
+    double aux;       /* sum of the MoE layers' weighted aux losses      */
+    int64_t counted;  /* targets used (targets < 0 are ignored)          */
+    int64_t dropped;  /* MoE choices dropped for capacity, all layers    */
+    int64_t routed;   /* MoE choices proposed, all layers                */
+} moe_model_losses;
+
+/* Forward of B sequences of N <= seq_len tokens: tok (B*N) in [0, vocab),
+ * targets (B*N) in [0, n_class) or < 0 to ignore (NULL: no loss).
+ * logits (B*N, n_class) are kept inside (moe_model_logits). */
+moe_status moe_model_forward(moe_model *M, const int32_t *tok,
+                             const int32_t *targets, int32_t B, int32_t N);
+/* Backward of the last forward's loss: ADDS into the gradient buffer. */
+moe_status moe_model_backward(moe_model *M);
+const moe_model_losses *moe_model_losses_of(const moe_model *M);
+const float *moe_model_logits(const moe_model *M); /* (B*N, n_class) */
+/* The parameter tensors, in buffer order: name (e.g. "h1.attn.w_qkv",
+ * "h1.moe.w1"), offset and length in floats, and whether weight decay
+ * applies (matrices yes; norm gains, biases, scalars no). */
+int32_t moe_model_n_tensors(const moe_model *M);
+void moe_model_tensor(const moe_model *M, int32_t i, const char **name,
+                      size_t *offset, size_t *len, int *decay);
+/* The MoE layer of layer l (NULL if dense), for routes and statistics. */
+moe_layer *moe_model_moe_layer(moe_model *M, int32_t l);
+
+#endif
