@@ -75,6 +75,7 @@ void suite_attention(void);
 void suite_loss(void);
 void suite_norm(void);
 void suite_model(void);
+void suite_ini(void);
 
 /* Adds a suite with its tests: ADD_SUITE("name", {"test", fn}, ...). */
 typedef struct {
