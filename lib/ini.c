@@ -50,21 +50,25 @@ moe_status ini_set(const ini_key *keys, size_t n_keys, void *target,
     errno = 0;
     switch (k->type) {
     case INI_INT:
+    case INI_I64:
     case INI_U64: {
         double v = strtod(value, &end);
         if (end == value || *end || errno || v != floor(v) || v < k->lo || v > k->hi)
             return moe_fail(MOE_EINVAL, "%s: %s = '%s': allowed integers %.17g..%.17g", where,
                             key, value, k->lo, k->hi);
         if (k->type == INI_INT) *(int32_t *)field = (int32_t)v;
+        else if (k->type == INI_I64) *(int64_t *)field = strtoll(value, NULL, 10);
         else *(uint64_t *)field = strtoull(value, NULL, 10);
         return MOE_OK;
     }
-    case INI_FLOAT: {
+    case INI_FLOAT:
+    case INI_DOUBLE: {
         double v = strtod(value, &end);
         if (end == value || *end || errno || !isfinite(v) || v < k->lo || v > k->hi)
             return moe_fail(MOE_EINVAL, "%s: %s = '%s': allowed numbers %g..%g", where, key,
                             value, k->lo, k->hi);
-        *(float *)field = (float)v;
+        if (k->type == INI_FLOAT) *(float *)field = (float)v;
+        else *(double *)field = v;
         return MOE_OK;
     }
     case INI_CHOICE: {
@@ -163,8 +167,10 @@ int ini_dump(const ini_key *keys, size_t n_keys, const void *target,
         char val[256];
         switch (k->type) {
         case INI_INT: snprintf(val, sizeof val, "%d", *(const int32_t *)field); break;
+        case INI_I64: snprintf(val, sizeof val, "%lld", (long long)*(const int64_t *)field); break;
         case INI_U64: snprintf(val, sizeof val, "%llu", (unsigned long long)*(const uint64_t *)field); break;
         case INI_FLOAT: snprintf(val, sizeof val, "%.9g", (double)*(const float *)field); break;
+        case INI_DOUBLE: snprintf(val, sizeof val, "%.17g", *(const double *)field); break;
         case INI_CHOICE: snprintf(val, sizeof val, "%s", k->choices[*(const int *)field]); break;
         case INI_STRING: snprintf(val, sizeof val, "%s", field); break;
         }

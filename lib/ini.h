@@ -6,7 +6,15 @@
 
 #include "internal.h"
 
-typedef enum { INI_INT, INI_FLOAT, INI_U64, INI_CHOICE, INI_STRING } ini_type;
+typedef enum {
+    INI_INT,    /* int32_t  */
+    INI_I64,    /* int64_t  */
+    INI_U64,    /* uint64_t */
+    INI_FLOAT,  /* float    */
+    INI_DOUBLE, /* double   */
+    INI_CHOICE, /* int: index into choices */
+    INI_STRING  /* char[cap] */
+} ini_type;
 
 /* One settable key: "section.name", where it lives, and what it accepts. */
 typedef struct {

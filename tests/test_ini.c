@@ -10,6 +10,8 @@
 typedef struct {
     int32_t width;
     float lr;
+    double beta;
+    int64_t steps;
     int mode;
     uint64_t seed;
     char path[16];
@@ -20,6 +22,8 @@ static const ini_key keys[] = {
     {"model.width", INI_INT, offsetof(tconf, width), 1, 4096, NULL, 0, "width"},
     {"model.mode", INI_CHOICE, offsetof(tconf, mode), 0, 0, modes, 0, "mode"},
     {"optim.lr", INI_FLOAT, offsetof(tconf, lr), 0, 10, NULL, 0, "learning rate"},
+    {"optim.beta", INI_DOUBLE, offsetof(tconf, beta), 0, 1, NULL, 0, "beta"},
+    {"optim.steps", INI_I64, offsetof(tconf, steps), 0, 1e15, NULL, 0, "steps"},
     {"run.seed", INI_U64, offsetof(tconf, seed), 0, 1e18, NULL, 0, "seed"},
     {"run.path", INI_STRING, offsetof(tconf, path), 0, 0, NULL, 16, "path"},
 };
@@ -38,11 +42,13 @@ static const char *write_tmp(const char *text) {
 static void test_ini_file_sets_every_type_and_ignores_comments(void) {
     tconf c = {0};
     const char *p = write_tmp("# a comment\n[model]\nwidth = 128 ; trailing\nmode = encoder\n\n"
-                              "[optim]\nlr=3e-4\n[run]\nseed = 123456789012\npath = out/x\n");
+                              "[optim]\nlr=3e-4\nbeta = 0.999\nsteps = 5000000000\n[run]\nseed = 123456789012\npath = out/x\n");
     CU_ASSERT_EQUAL(ini_load(keys, NK, &c, p), MOE_OK);
     CU_ASSERT_EQUAL(c.width, 128);
     CU_ASSERT_EQUAL(c.mode, 1);
     CU_ASSERT(c.lr == 3e-4f);
+    CU_ASSERT(c.beta == 0.999);
+    CU_ASSERT_EQUAL(c.steps, 5000000000ll);
     CU_ASSERT_EQUAL(c.seed, 123456789012ull);
     CU_ASSERT_STRING_EQUAL(c.path, "out/x");
     remove(p);
