@@ -63,6 +63,7 @@ void suite_dense_softmax(void);
 void suite_hierarchical(void);
 void suite_hash(void);
 void suite_block(void);
+void suite_data(void);
 
 /* Adds a suite with its tests: ADD_SUITE("name", {"test", fn}, ...). */
 typedef struct {
