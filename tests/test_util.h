@@ -76,6 +76,7 @@ void suite_loss(void);
 void suite_norm(void);
 void suite_model(void);
 void suite_ini(void);
+void suite_data(void);
 
 /* Adds a suite with its tests: ADD_SUITE("name", {"test", fn}, ...). */
 typedef struct {
