@@ -24,8 +24,28 @@ static void *gcase_keep(gcase *c, void *p) {
     return p;
 }
 
+float *gcase_floats(gcase *c, size_t n) {
+    float *p = calloc(n ? n : 1, sizeof *p);
+    if (!p) {
+        moe_fail(MOE_ENOMEM, "%s: out of memory", c->where);
+        return NULL;
+    }
+    return gcase_keep(c, p);
+}
+
 moe_status gcase_double(gcase *c, const char *name, double *out) {
     return moe_h5_attr_double(c->g, name, out, c->where);
+}
+
+moe_status gcase_float(gcase *c, const char *name, float *out) {
+    double v;
+    moe_status st = gcase_double(c, name, &v);
+    if (st == MOE_OK) *out = (float)v;
+    return st;
+}
+
+moe_status gcase_opt_float(gcase *c, const char *name, float *out) {
+    return moe_h5_has_attr(c->g, name) ? gcase_float(c, name, out) : MOE_OK;
 }
 
 moe_status gcase_int(gcase *c, const char *name, int64_t lo, int64_t hi,
@@ -53,11 +73,25 @@ moe_status gcase_opt_string(gcase *c, const char *name, char *out, size_t cap) {
     return moe_h5_has_attr(c->g, name) ? gcase_string(c, name, out, cap) : MOE_OK;
 }
 
-static int collect_dims(int rank, va_list ap, int64_t *dims) {
+moe_status gcase_parsed(gcase *c, moe_status lookup) {
+    if (lookup == MOE_OK) return MOE_OK;
+    return moe_fail(MOE_EFORMAT, "%s: %s", c->where, moe_errmsg());
+}
+
+static void collect_dims(int rank, va_list ap, int64_t *dims) {
     MOE_ASSERT(rank >= 0 && rank <= MAX_RANK);
     for (int i = 0; i < rank; i++) dims[i] = va_arg(ap, int64_t);
-    return rank;
 }
+
+/* Fills dims[MAX_RANK] with the int64 arguments after `rank` of the
+ * variadic function it is used in. */
+#define VA_DIMS(rank, dims)                                                 \
+    do {                                                                    \
+        va_list ap_;                                                        \
+        va_start(ap_, rank);                                                \
+        collect_dims(rank, ap_, dims);                                      \
+        va_end(ap_);                                                        \
+    } while (0)
 
 static size_t dims_count(int rank, const int64_t *dims) {
     size_t n = 1;
@@ -65,12 +99,24 @@ static size_t dims_count(int rank, const int64_t *dims) {
     return n;
 }
 
-static moe_status read_into(gcase *c, const char *path, float **dst,
-                            int rank, int64_t *dims) {
+/* Dataset `path` as doubles in new storage (*n of them) after checking
+ * its dims (rank <= MAX_RANK, rank 0 a scalar). */
+static moe_status read_ref(gcase *c, const char *path, int rank,
+                           const int64_t *dims_in, double **out, size_t *n) {
+    int64_t dims[MAX_RANK + 1] = {0};
+    MOE_ASSERT(rank >= 0 && rank <= MAX_RANK);
+    for (int i = 0; i < rank; i++) dims[i] = dims_in[i];
+    moe_status st = moe_h5_read_doubles(c->g, path, rank, dims, out, c->where);
+    if (st == MOE_OK) *n = dims_count(rank, dims);
+    return st;
+}
+
+moe_status gcase_f32_dims(gcase *c, const char *path, float **dst, int rank,
+                          const int64_t *dims) {
     double *v;
-    moe_status st = moe_h5_read_doubles(c->g, path, rank, dims, &v, c->where);
+    size_t n;
+    moe_status st = read_ref(c, path, rank, dims, &v, &n);
     if (st != MOE_OK) return st;
-    size_t n = dims_count(rank, dims);
     if (!*dst) {
         *dst = malloc((n ? n : 1) * sizeof **dst);
         if (!*dst) {
@@ -86,21 +132,9 @@ static moe_status read_into(gcase *c, const char *path, float **dst,
 
 moe_status gcase_f32(gcase *c, const char *path, float **out, int rank, ...) {
     int64_t dims[MAX_RANK];
-    va_list ap;
-    va_start(ap, rank);
-    collect_dims(rank, ap, dims);
-    va_end(ap);
+    VA_DIMS(rank, dims);
     *out = NULL;
-    return read_into(c, path, out, rank, dims);
-}
-
-moe_status gcase_f32_into(gcase *c, const char *path, float *dst, int rank, ...) {
-    int64_t dims[MAX_RANK];
-    va_list ap;
-    va_start(ap, rank);
-    collect_dims(rank, ap, dims);
-    va_end(ap);
-    return read_into(c, path, &dst, rank, dims);
+    return gcase_f32_dims(c, path, out, rank, dims);
 }
 
 /* The file's tolerance of tensor `key`: attribute tolerance/<key>, where
@@ -149,36 +183,30 @@ static double rel_err(const float *got, const double *ref, size_t n) {
 
 moe_status gcase_cmp(gcase *c, const char *key, const float *got, int rank, ...) {
     int64_t dims[MAX_RANK];
-    va_list ap;
-    va_start(ap, rank);
-    collect_dims(rank, ap, dims);
-    va_end(ap);
+    VA_DIMS(rank, dims);
+    return gcase_cmp_dims(c, key, got, rank, dims);
+}
+
+moe_status gcase_cmp_dims(gcase *c, const char *key, const float *got, int rank,
+                          const int64_t *dims) {
     double *ref;
-    moe_status st = moe_h5_read_doubles(c->g, key, rank, dims, &ref, c->where);
+    size_t n;
+    moe_status st = read_ref(c, key, rank, dims, &ref, &n);
     if (st != MOE_OK) return st;
-    record(c, key, rel_err(got, ref, dims_count(rank, dims)), tolerance(c, key));
+    record(c, key, rel_err(got, ref, n), tolerance(c, key));
     free(ref);
     return MOE_OK;
 }
 
 moe_status gcase_cmp_scalar(gcase *c, const char *key, double got, int required) {
     if (!required && !moe_h5_has(c->g, key)) return MOE_OK;
-    double *ref;
-    int64_t none[1] = {0};
-    moe_status st = moe_h5_read_doubles(c->g, key, 0, none, &ref, c->where);
-    if (st != MOE_OK) return st;
-    float g = (float)got;
-    record(c, key, rel_err(&g, ref, 1), tolerance(c, key));
-    free(ref);
-    return MOE_OK;
+    const float g = (float)got;
+    return gcase_cmp_dims(c, key, &g, 0, NULL);
 }
 
 moe_status gcase_cmp_ints(gcase *c, const char *key, const int32_t *got, int rank, ...) {
     int64_t dims[MAX_RANK];
-    va_list ap;
-    va_start(ap, rank);
-    collect_dims(rank, ap, dims);
-    va_end(ap);
+    VA_DIMS(rank, dims);
     int32_t *ref;
     moe_status st = moe_h5_read_ints(c->g, key, rank, dims, &ref, c->where);
     if (st != MOE_OK) return st;
