@@ -63,6 +63,8 @@ void suite_dense_softmax(void);
 void suite_hierarchical(void);
 void suite_hash(void);
 void suite_block(void);
+void suite_optim(void);
+void suite_checkpoint(void);
 
 /* Adds a suite with its tests: ADD_SUITE("name", {"test", fn}, ...). */
 typedef struct {
