@@ -28,6 +28,8 @@ int main(int argc, char **argv) {
     suite_model();
     suite_ini();
     suite_data();
+    suite_optim();
+    suite_checkpoint();
     CU_basic_set_mode(CU_BRM_VERBOSE);
     if (argc > 1) { /* run one suite: run_tests SUITE */
         CU_pSuite s = CU_get_suite(argv[1]);

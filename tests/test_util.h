@@ -77,6 +77,8 @@ void suite_norm(void);
 void suite_model(void);
 void suite_ini(void);
 void suite_data(void);
+void suite_optim(void);
+void suite_checkpoint(void);
 
 /* Adds a suite with its tests: ADD_SUITE("name", {"test", fn}, ...). */
 typedef struct {
