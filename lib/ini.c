@@ -169,8 +169,22 @@ int ini_dump(const ini_key *keys, size_t n_keys, const void *target,
         case INI_INT: snprintf(val, sizeof val, "%d", *(const int32_t *)field); break;
         case INI_I64: snprintf(val, sizeof val, "%lld", (long long)*(const int64_t *)field); break;
         case INI_U64: snprintf(val, sizeof val, "%llu", (unsigned long long)*(const uint64_t *)field); break;
-        case INI_FLOAT: snprintf(val, sizeof val, "%.9g", (double)*(const float *)field); break;
-        case INI_DOUBLE: snprintf(val, sizeof val, "%.17g", *(const double *)field); break;
+        case INI_FLOAT: { /* the shortest text that reads back exactly */
+            const float x = *(const float *)field;
+            for (int p = 6; p <= 9; p++) {
+                snprintf(val, sizeof val, "%.*g", p, (double)x);
+                if (strtof(val, NULL) == x) break;
+            }
+            break;
+        }
+        case INI_DOUBLE: {
+            const double x = *(const double *)field;
+            for (int p = 6; p <= 17; p++) {
+                snprintf(val, sizeof val, "%.*g", p, x);
+                if (strtod(val, NULL) == x) break;
+            }
+            break;
+        }
         case INI_CHOICE: snprintf(val, sizeof val, "%s", k->choices[*(const int *)field]); break;
         case INI_STRING: snprintf(val, sizeof val, "%s", field); break;
         }

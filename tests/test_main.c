@@ -28,6 +28,7 @@ int main(int argc, char **argv) {
     suite_model();
     suite_ini();
     suite_data();
+    suite_train();
     suite_optim();
     suite_checkpoint();
     CU_basic_set_mode(CU_BRM_VERBOSE);

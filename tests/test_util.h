@@ -77,6 +77,7 @@ void suite_norm(void);
 void suite_model(void);
 void suite_ini(void);
 void suite_data(void);
+void suite_train(void);
 void suite_optim(void);
 void suite_checkpoint(void);
 

@@ -9,6 +9,7 @@ static const struct {
     int (*run)(int argc, char **argv);
 } commands[] = {
     {"check", "compare the library against moe-golden/1 files", cli_check},
+    {"train", "train a transformer with MoE layers from an INI config", cli_train},
 };
 
 static void usage(FILE *f) {

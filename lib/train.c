@@ -1,0 +1,251 @@
+/* The training loop (see train.h). */
+#include "train.h"
+
+#include "checkpoint.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Everything one run owns. */
+typedef struct {
+    moe_train_config cfg;
+    moe_corpus *corpus;
+    moe_model *M;
+    moe_batcher *train, *valid;
+    float *m, *v;
+    moe_optim_tensor *tensors;
+    int32_t *inp, *tgt;
+} run_state;
+
+static void run_free(run_state *s) {
+    moe_model_free(s->M);
+    moe_batcher_free(s->train);
+    moe_batcher_free(s->valid);
+    moe_corpus_free(s->corpus);
+    free(s->m), free(s->v), free(s->tensors), free(s->inp), free(s->tgt);
+}
+
+static moe_status load_corpus(run_state *s) {
+    const moe_train_config *c = &s->cfg;
+    if (c->data_source == MOE_DATA_SYNTH) return moe_synth_generate(&c->synth, &s->corpus);
+    moe_brown_config b = moe_brown_config_default();
+    b.max_words = c->max_words;
+    struct stat sb;
+    if (stat(c->data_dir, &sb) != 0)
+        return moe_fail(MOE_EIO, "%s: no Brown corpus there (run `make data` to fetch it)",
+                        c->data_dir);
+    return moe_brown_load(c->data_dir, &b, &s->corpus);
+}
+
+/* The model config completed from the data, checked against the task. */
+static moe_status finish_config(run_state *s) {
+    moe_train_config *c = &s->cfg;
+    moe_model_config *m = &c->model;
+    if (c->task == MOE_TASK_LM && m->mode != MOE_DECODER)
+        return moe_fail(MOE_EINVAL, "model.mode = encoder with data.task = lm: a language model "
+                        "needs model.mode = decoder");
+    if (c->task == MOE_TASK_TAG && m->mode != MOE_ENCODER)
+        return moe_fail(MOE_EINVAL, "model.mode = decoder with data.task = tag: tagging needs "
+                        "model.mode = encoder");
+    m->vocab = s->corpus->vocab_size;
+    m->n_class = c->task == MOE_TASK_LM ? m->vocab : s->corpus->n_tags;
+    m->moe.d_model = m->d_model;
+    m->moe.seed = c->seed;
+    for (int r = 1; r < MOE_MAX_TOPN; r++) m->moe.thresholds[r] = c->topn_threshold;
+    c->optim.total_steps = c->steps;
+    if (c->optim.schedule == MOE_SCHED_COSINE && c->steps <= c->optim.warmup_steps)
+        return moe_fail(MOE_EINVAL, "run.steps = %lld: the cosine schedule decays after the "
+                        "warm-up, so it needs more than optim.warmup_steps = %lld",
+                        (long long)c->steps, (long long)c->optim.warmup_steps);
+    moe_status st = moe_model_config_validate(m);
+    if (st == MOE_OK && (st = moe_optim_config_validate(&c->optim)) != MOE_OK)
+        return moe_fail(st, "optim.%s", moe_errmsg());
+    return st;
+}
+
+static moe_status setup(run_state *s, const moe_train_opts *o, int64_t *step0) {
+    moe_train_config *c = &s->cfg;
+    moe_status st;
+    if (c->checkpoint[0] && !o->force && (!o->resume || strcmp(o->resume, c->checkpoint))) {
+        struct stat sb;
+        if (stat(c->checkpoint, &sb) == 0)
+            return moe_fail(MOE_EINVAL, "%s: exists (refusing to overwrite: use --force, or "
+                            "--resume %s to continue it)", c->checkpoint, c->checkpoint);
+    }
+    if ((st = load_corpus(s)) || (st = finish_config(s)) || (st = moe_model_create(&c->model, &s->M)))
+        return st;
+    const int32_t B = c->batch_size, N = c->model.seq_len;
+    if ((st = moe_batcher_create(s->corpus, MOE_SPLIT_TRAIN, c->task, B, N, 1, c->seed, &s->train)) ||
+        (st = moe_batcher_create(s->corpus, MOE_SPLIT_VALID, c->task, B, N, 0, c->seed, &s->valid)))
+        return st;
+    const size_t n = moe_model_n_params(s->M);
+    const int32_t nt = moe_model_n_tensors(s->M);
+    s->m = calloc(n, sizeof *s->m), s->v = calloc(n, sizeof *s->v);
+    s->tensors = calloc((size_t)nt, sizeof *s->tensors);
+    s->inp = malloc((size_t)B * N * sizeof *s->inp), s->tgt = malloc((size_t)B * N * sizeof *s->tgt);
+    if (!s->m || !s->v || !s->tensors || !s->inp || !s->tgt)
+        return moe_fail(MOE_ENOMEM, "training: out of memory for %zu parameters", n);
+    for (int32_t i = 0; i < nt; i++) {
+        int decay;
+        moe_model_tensor(s->M, i, NULL, NULL, &s->tensors[i].len, &decay);
+        s->tensors[i].decay = decay;
+    }
+    moe_model_init(s->M, c->init_scale, c->seed);
+    *step0 = 0;
+    if (!o->resume) return MOE_OK;
+    uint64_t pos[2];
+    moe_ckpt_entry e[4] = {{"params", MOE_CKPT_F32, n, moe_model_params(s->M)},
+                           {"adam_m", MOE_CKPT_F32, n, s->m},
+                           {"adam_v", MOE_CKPT_F32, n, s->v},
+                           {"data_pos", MOE_CKPT_U64, 2, pos}};
+    char *text = NULL;
+    st = moe_ckpt_load(o->resume, step0, &text, e, 4);
+    free(text);
+    if (st != MOE_OK) return st;
+    if (*step0 > c->steps)
+        return moe_fail(MOE_EINVAL, "%s: at step %lld, beyond run.steps = %lld", o->resume,
+                        (long long)*step0, (long long)c->steps);
+    return moe_batcher_seek(s->train, (moe_batch_pos){pos[0], pos[1]});
+}
+
+static moe_status save(run_state *s, int64_t step, const char *text) {
+    const size_t n = moe_model_n_params(s->M);
+    moe_batch_pos p = moe_batcher_tell(s->train);
+    uint64_t pos[2] = {p.epoch, p.cursor};
+    moe_ckpt_entry e[4] = {{"params", MOE_CKPT_F32, n, moe_model_params(s->M)},
+                           {"adam_m", MOE_CKPT_F32, n, s->m},
+                           {"adam_v", MOE_CKPT_F32, n, s->v},
+                           {"data_pos", MOE_CKPT_U64, 2, pos}};
+    return moe_ckpt_save(s->cfg.checkpoint, step, text, e, 4);
+}
+
+/* Mean cross-entropy and accuracy over eval_batches validation batches
+ * (always the same ones: the valid batcher restarts). */
+static moe_status evaluate(run_state *s, double *ce, double *acc) {
+    const moe_train_config *c = &s->cfg;
+    const int32_t B = c->batch_size, N = c->model.seq_len, C = c->model.n_class;
+    moe_status st = moe_batcher_seek(s->valid, (moe_batch_pos){0, 0});
+    double sum = 0.0;
+    int64_t cnt = 0, right = 0;
+    moe_model_set_train(s->M, 0);
+    for (int32_t i = 0; st == MOE_OK && i < c->eval_batches; i++) {
+        if ((st = moe_batcher_next(s->valid, s->inp, s->tgt, NULL, NULL)) ||
+            (st = moe_model_forward(s->M, s->inp, s->tgt, B, N)))
+            break;
+        const moe_model_losses *l = moe_model_losses_of(s->M);
+        sum += l->ce * (double)l->counted;
+        cnt += l->counted;
+        const float *lg = moe_model_logits(s->M);
+        for (int32_t t = 0; t < B * N; t++) {
+            if (s->tgt[t] < 0) continue;
+            int32_t best = 0;
+            for (int32_t j = 1; j < C; j++)
+                if (lg[(size_t)t * C + j] > lg[(size_t)t * C + best]) best = j;
+            right += best == s->tgt[t];
+        }
+    }
+    moe_model_set_train(s->M, 1);
+    *ce = cnt ? sum / (double)cnt : 0.0;
+    *acc = cnt ? (double)right / (double)cnt : 0.0;
+    return st;
+}
+
+static void fmt_time(char *buf, size_t cap, double s) {
+    if (s < 0 || !isfinite(s)) s = 0;
+    snprintf(buf, cap, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+}
+
+static moe_status step_once(run_state *s, int64_t step, moe_optim_stats *os) {
+    const moe_train_config *c = &s->cfg;
+    moe_status st = moe_batcher_next(s->train, s->inp, s->tgt, NULL, NULL);
+    if (st != MOE_OK) return st;
+    moe_model_set_stream(s->M, (uint64_t)step);
+    if ((st = moe_model_forward(s->M, s->inp, s->tgt, c->batch_size, c->model.seq_len)))
+        return st;
+    const size_t n = moe_model_n_params(s->M);
+    memset(moe_model_grads(s->M), 0, n * sizeof(float));
+    if ((st = moe_model_backward(s->M))) return st;
+    return moe_optim_step(&c->optim, step, moe_model_params(s->M), moe_model_grads(s->M), s->m,
+                          s->v, n, s->tensors, moe_model_n_tensors(s->M), os);
+}
+
+static void report_eval(run_state *s, FILE *log, int64_t step, moe_train_result *r) {
+    double ce, acc;
+    if (evaluate(s, &ce, &acc) != MOE_OK) return;
+    r->valid_ce = ce, r->valid_ppl = exp(ce), r->valid_acc = acc;
+    if (!log) return;
+    if (s->cfg.task == MOE_TASK_LM)
+        fprintf(log, "valid step %lld: loss %.4f  perplexity %.2f  (unigram %.2f)\n",
+                (long long)step, ce, exp(ce), r->unigram_ppl);
+    else
+        fprintf(log, "valid step %lld: loss %.4f  accuracy %.4f\n", (long long)step, ce, acc);
+}
+
+moe_status moe_train_run(const moe_train_config *cfg, const char *config_text,
+                         const moe_train_opts *opts, moe_train_result *res) {
+    run_state s;
+    memset(&s, 0, sizeof s);
+    memset(res, 0, sizeof *res);
+    s.cfg = *cfg;
+    moe_set_threads(cfg->threads);
+    int64_t step0;
+    moe_status st = setup(&s, opts, &step0);
+    if (st == MOE_OK && cfg->task == MOE_TASK_LM)
+        st = moe_corpus_unigram_ppl(s.corpus, MOE_SPLIT_TRAIN, MOE_SPLIT_VALID, 1.0,
+                                    &res->unigram_ppl);
+    FILE *log = opts->log;
+    if (st == MOE_OK && log)
+        fprintf(log, "training %zu parameters, %d layers (%s), %lld steps of %d x %d tokens%s\n",
+                moe_model_n_params(s.M), cfg->model.n_layer,
+                moe_family_name(cfg->model.moe.family), (long long)cfg->steps, cfg->batch_size,
+                cfg->model.seq_len, step0 ? " (resumed)" : "");
+    const double t0 = now_s();
+    double tlast = t0;
+    int64_t tok_since = 0;
+    const int64_t tok_step = (int64_t)cfg->batch_size * cfg->model.seq_len;
+    const int64_t last = opts->stop_at > 0 && opts->stop_at < cfg->steps ? opts->stop_at : cfg->steps;
+    for (int64_t step = step0 + 1; st == MOE_OK && step <= last; step++) {
+        moe_optim_stats os;
+        if ((st = step_once(&s, step, &os)) != MOE_OK) break;
+        const moe_model_losses *l = moe_model_losses_of(s.M);
+        res->train_loss = l->loss;
+        res->steps_done = step;
+        tok_since += tok_step;
+        if (log && (step % cfg->log_every == 0 || step == last)) {
+            const double t = now_s(), tps = (double)tok_since / fmax(t - tlast, 1e-9);
+            char eta[32];
+            fmt_time(eta, sizeof eta, (double)(cfg->steps - step) * tok_step / fmax(tps, 1e-9));
+            fprintf(log, "step %lld/%lld  loss %.4f (ce %.4f aux %.4f)  dropped %.1f%%  lr %.2e  "
+                         "|g| %.2f  %.0f tok/s  ETA %s\n",
+                    (long long)step, (long long)cfg->steps, l->loss, l->ce, l->aux,
+                    l->routed ? 100.0 * (double)l->dropped / (double)l->routed : 0.0, os.lr,
+                    os.grad_norm, tps, eta);
+            fflush(log);
+            tlast = t, tok_since = 0;
+        }
+        if (cfg->eval_every && step % cfg->eval_every == 0 && step != last)
+            report_eval(&s, log, step, res);
+        if (cfg->checkpoint[0] && cfg->checkpoint_every && step % cfg->checkpoint_every == 0)
+            st = save(&s, step, config_text);
+    }
+    if (st == MOE_OK) {
+        report_eval(&s, log, res->steps_done, res);
+        res->tokens_per_s = (double)(res->steps_done - step0) * tok_step / fmax(now_s() - t0, 1e-9);
+        if (cfg->checkpoint[0]) st = save(&s, res->steps_done, config_text);
+        if (st == MOE_OK && log)
+            fprintf(log, "done: %lld steps, %.0f tokens/s%s%s\n", (long long)res->steps_done,
+                    res->tokens_per_s, cfg->checkpoint[0] ? ", checkpoint " : "",
+                    cfg->checkpoint);
+    }
+    run_free(&s);
+    return st;
+}

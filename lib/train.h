@@ -1,0 +1,67 @@
+/* Training: the configuration of a run (one INI file, see README "Config
+ * keys") and the loop that trains a model on a corpus with AdamW,
+ * validates, and checkpoints (resumable bit for bit). */
+#ifndef MOE_TRAIN_H
+#define MOE_TRAIN_H
+
+#include "data.h"
+#include "ini.h"
+#include "model.h"
+#include "optim.h"
+
+#include <stdio.h>
+
+typedef enum { MOE_DATA_SYNTH = 0, MOE_DATA_BROWN } moe_data_source;
+
+typedef struct {
+    moe_model_config model;  /* vocab / n_class come from the data        */
+    float topn_threshold;    /* moe.thresholds of ranks >= 2 (top-n)     */
+    moe_optim_config optim;
+    int data_source;         /* moe_data_source                           */
+    int task;                /* moe_task: lm (decoder) or tag (encoder)   */
+    char data_dir[256];      /* Brown: the corpus folder                  */
+    int32_t max_words;       /* Brown vocabulary size                     */
+    moe_synth_config synth;
+    int32_t batch_size;
+    int64_t steps;
+    int32_t log_every, eval_every, eval_batches, checkpoint_every;
+    char checkpoint[256];    /* "" = none                                 */
+    uint64_t seed;
+    float init_scale;
+    int32_t threads;         /* 0 = all cores                             */
+} moe_train_config;
+
+/* Defaults: the synthetic task, a 4-layer decoder with top-2 MoE every
+ * other layer, AdamW 1e-3 with warm-up and cosine decay. */
+moe_train_config moe_train_config_default(void);
+/* The key table of the INI file and of --set. */
+const ini_key *moe_train_keys(size_t *n);
+
+/* Options of one run. */
+typedef struct {
+    const char *resume;  /* checkpoint to continue from, or NULL         */
+    int force;           /* overwrite an existing checkpoint path        */
+    int64_t stop_at;     /* > 0: stop (and checkpoint) after this step,
+                            keeping the schedule of run.steps: an
+                            interrupted run that --resume continues      */
+    FILE *log;           /* progress lines (stderr), NULL = silent       */
+} moe_train_opts;
+
+typedef struct {
+    int64_t steps_done;
+    double train_loss;   /* last step: cross-entropy + aux              */
+    double valid_ce;     /* last validation: mean cross-entropy          */
+    double valid_ppl;    /* exp(valid_ce) (LM)                           */
+    double valid_acc;    /* tagging accuracy                             */
+    double unigram_ppl;  /* LM baseline on the valid split               */
+    double tokens_per_s;
+} moe_train_result;
+
+/* Runs the training described by cfg (config_text: the INI text stored in
+ * checkpoints). Checks everything first: data, model, optimizer, and the
+ * checkpoint path (an existing file is refused unless opts->force or it
+ * is the file being resumed). */
+moe_status moe_train_run(const moe_train_config *cfg, const char *config_text,
+                         const moe_train_opts *opts, moe_train_result *res);
+
+#endif

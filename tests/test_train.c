@@ -1,0 +1,176 @@
+/* Suite train: the training loop on the synthetic task (no network). */
+#include "checkpoint.h"
+#include "train.h"
+#include "test_util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char dir[64];
+
+static int setup(void) {
+    snprintf(dir, sizeof dir, "/tmp/moe-train-XXXXXX");
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* A tiny run: 2 layers, top-2 MoE, synthetic LM, `steps` steps. */
+static moe_train_config tiny(int64_t steps, const char *ckpt) {
+    moe_train_config c = moe_train_config_default();
+    c.model.d_model = 16, c.model.n_layer = 2, c.model.n_head = 2, c.model.d_ff = 32;
+    c.model.seq_len = 8;
+    c.model.moe.n_expert = 4, c.model.moe.d_hidden = 16;
+    c.synth.vocab_size = 32, c.synth.n_emit = 8, c.synth.n_docs = 64, c.synth.doc_len = 32;
+    c.batch_size = 4;
+    c.steps = steps;
+    c.optim.warmup_steps = 1;
+    c.eval_every = 0, c.eval_batches = 2;
+    snprintf(c.checkpoint, sizeof c.checkpoint, "%s/%s", dir, ckpt);
+    return c;
+}
+
+static float *read_params(const char *path, size_t n) {
+    float *p = calloc(n, sizeof *p), *m = calloc(n, sizeof *m), *v = calloc(n, sizeof *v);
+    uint64_t pos[2];
+    moe_ckpt_entry e[4] = {{"params", MOE_CKPT_F32, n, p}, {"adam_m", MOE_CKPT_F32, n, m},
+                           {"adam_v", MOE_CKPT_F32, n, v}, {"data_pos", MOE_CKPT_U64, 2, pos}};
+    int64_t step;
+    CU_ASSERT_EQUAL(moe_ckpt_load(path, &step, NULL, e, 4), MOE_OK);
+    free(m), free(v);
+    return p;
+}
+
+static size_t n_params(const moe_train_config *c) {
+    moe_model_config m = c->model;
+    m.vocab = m.n_class = c->synth.vocab_size;
+    moe_model *M;
+    CU_ASSERT_FATAL(moe_model_create(&m, &M) == MOE_OK);
+    size_t n = moe_model_n_params(M);
+    moe_model_free(M);
+    return n;
+}
+
+static void test_resumed_training_is_bit_identical_to_a_straight_run(void) {
+    moe_train_opts o = {NULL, 0, 0, NULL};
+    moe_train_result r;
+    moe_train_config a = tiny(12, "straight.h5");
+    CU_ASSERT_EQUAL_FATAL(moe_train_run(&a, "straight", &o, &r), MOE_OK);
+    moe_train_config b = tiny(12, "resumed.h5");
+    o.stop_at = 6; /* interrupted half way: the schedule is still 12 steps' */
+    CU_ASSERT_EQUAL_FATAL(moe_train_run(&b, "half", &o, &r), MOE_OK);
+    CU_ASSERT_EQUAL(r.steps_done, 6);
+    o.stop_at = 0;
+    o.resume = b.checkpoint;
+    CU_ASSERT_EQUAL_FATAL(moe_train_run(&b, "resumed", &o, &r), MOE_OK);
+    CU_ASSERT_EQUAL(r.steps_done, 12);
+    const size_t n = n_params(&a);
+    float *pa = read_params(a.checkpoint, n), *pb = read_params(b.checkpoint, n);
+    CU_ASSERT(memcmp(pa, pb, n * sizeof(float)) == 0);
+    free(pa), free(pb);
+}
+
+static void test_same_seed_gives_the_same_losses_with_one_and_two_threads(void) {
+    moe_train_opts o = {NULL, 1, 0, NULL};
+    moe_train_result r1, r2;
+    moe_train_config c = tiny(8, "threads.h5");
+    c.eval_batches = 3;
+    c.threads = 1;
+    CU_ASSERT_EQUAL_FATAL(moe_train_run(&c, "t1", &o, &r1), MOE_OK);
+    c.threads = 2;
+    CU_ASSERT_EQUAL_FATAL(moe_train_run(&c, "t2", &o, &r2), MOE_OK);
+    CU_ASSERT(r1.train_loss == r2.train_loss);
+    CU_ASSERT(r1.valid_ce == r2.valid_ce);
+    moe_set_threads(0);
+}
+
+static void test_training_lowers_the_loss_below_the_unigram_baseline(void) {
+    moe_train_opts o = {NULL, 1, 0, NULL};
+    moe_train_result r;
+    moe_train_config c = tiny(150, "learn.h5");
+    c.optim.lr = 1e-2;
+    c.eval_batches = 8;
+    CU_ASSERT_EQUAL_FATAL(moe_train_run(&c, "learn", &o, &r), MOE_OK);
+    if (getenv("MOE_FD_VERBOSE"))
+        printf("\n  valid ppl %.2f vs unigram %.2f", r.valid_ppl, r.unigram_ppl);
+    CU_ASSERT(r.valid_ppl < 0.9 * r.unigram_ppl);
+}
+
+static void test_an_existing_checkpoint_is_not_overwritten_without_force(void) {
+    moe_train_config c = tiny(2, "keep.h5");
+    FILE *f = fopen(c.checkpoint, "w");
+    fputs("precious", f);
+    fclose(f);
+    moe_train_opts o = {NULL, 0, 0, NULL};
+    moe_train_result r;
+    CU_ASSERT_EQUAL(moe_train_run(&c, "x", &o, &r), MOE_EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "refusing to overwrite"));
+    char buf[16] = "";
+    f = fopen(c.checkpoint, "r");
+    CU_ASSERT_PTR_NOT_NULL(fgets(buf, sizeof buf, f));
+    fclose(f);
+    CU_ASSERT_STRING_EQUAL(buf, "precious");
+}
+
+static void test_a_truncated_checkpoint_is_refused_on_resume(void) {
+    moe_train_config c = tiny(3, "trunc.h5");
+    moe_train_opts o = {NULL, 0, 0, NULL};
+    moe_train_result r;
+    CU_ASSERT_EQUAL_FATAL(moe_train_run(&c, "t", &o, &r), MOE_OK);
+    struct stat sb;
+    CU_ASSERT_FATAL(stat(c.checkpoint, &sb) == 0);
+    CU_ASSERT_FATAL(truncate(c.checkpoint, sb.st_size / 2) == 0);
+    c.steps = 6;
+    o.resume = c.checkpoint;
+    CU_ASSERT_NOT_EQUAL(moe_train_run(&c, "t", &o, &r), MOE_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), c.checkpoint));
+}
+
+static void test_bad_data_and_config_are_reported(void) {
+    moe_train_config c = tiny(2, "bad.h5");
+    moe_train_opts o = {NULL, 0, 0, NULL};
+    moe_train_result r;
+    c.steps = 1; /* no decay after the warm-up: refused for cosine */
+    CU_ASSERT_EQUAL(moe_train_run(&c, "b", &o, &r), MOE_EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "run.steps = 1"));
+    c.steps = 2;
+    c.data_source = MOE_DATA_BROWN;
+    snprintf(c.data_dir, sizeof c.data_dir, "%s/no-corpus-here", dir);
+    CU_ASSERT_EQUAL(moe_train_run(&c, "b", &o, &r), MOE_EIO);
+    CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "make data"));
+    c = tiny(2, "bad.h5");
+    c.model.mode = MOE_ENCODER; /* with task lm */
+    CU_ASSERT_EQUAL(moe_train_run(&c, "b", &o, &r), MOE_EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "model.mode"));
+    c = tiny(2, "bad.h5");
+    c.model.moe.family = MOE_EXPERT_CHOICE; /* looks ahead: not in a decoder */
+    CU_ASSERT_EQUAL(moe_train_run(&c, "b", &o, &r), MOE_EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "decoder"));
+    size_t nk;
+    const ini_key *k = moe_train_keys(&nk);
+    moe_train_config d = moe_train_config_default();
+    char path[128];
+    snprintf(path, sizeof path, "%s/bad.ini", dir);
+    FILE *f = fopen(path, "w");
+    fputs("[model]\nd_modle = 64\n", f);
+    fclose(f);
+    CU_ASSERT_EQUAL(ini_load(k, nk, &d, path), MOE_EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "unknown key 'model.d_modle'"));
+}
+
+void suite_train(void) {
+    CU_pSuite s = CU_add_suite("train", setup, teardown);
+    CU_add_test(s, "resumed_training_is_bit_identical_to_a_straight_run", test_resumed_training_is_bit_identical_to_a_straight_run);
+    CU_add_test(s, "same_seed_gives_the_same_losses_with_one_and_two_threads", test_same_seed_gives_the_same_losses_with_one_and_two_threads);
+    CU_add_test(s, "training_lowers_the_loss_below_the_unigram_baseline", test_training_lowers_the_loss_below_the_unigram_baseline);
+    CU_add_test(s, "an_existing_checkpoint_is_not_overwritten_without_force", test_an_existing_checkpoint_is_not_overwritten_without_force);
+    CU_add_test(s, "a_truncated_checkpoint_is_refused_on_resume", test_a_truncated_checkpoint_is_refused_on_resume);
+    CU_add_test(s, "bad_data_and_config_are_reported", test_bad_data_and_config_are_reported);
+}
