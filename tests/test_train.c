@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char dir[64];
@@ -165,6 +166,33 @@ static void test_bad_data_and_config_are_reported(void) {
     CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "unknown key 'model.d_modle'"));
 }
 
+/* The CLI: one line on stderr, exit 1, for a bad key, a bad value and a
+ * missing file; 2 for a usage error. */
+static void test_cli_reports_bad_configs_in_one_line_with_exit_one(void) {
+    const char *bin = getenv("MOE_BIN") ? getenv("MOE_BIN") : "bin/moe";
+    char path[128], cmd[512], out[1024];
+    snprintf(path, sizeof path, "%s/cli.ini", dir);
+    const char *bad[3] = {"[model]\nd_modle = 64\n", "[optim]\nlr = -1\n", NULL};
+    for (int i = 0; i < 3; i++) {
+        if (bad[i]) {
+            FILE *f = fopen(path, "w");
+            fputs(bad[i], f);
+            fclose(f);
+        }
+        snprintf(cmd, sizeof cmd, "%s train '%s%s' 2>&1", bin, path, bad[i] ? "" : ".missing");
+        FILE *p = popen(cmd, "r");
+        size_t n = fread(out, 1, sizeof out - 1, p);
+        out[n] = '\0';
+        int st = pclose(p);
+        CU_ASSERT_EQUAL(WEXITSTATUS(st), 1);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "moe train: "));
+        CU_ASSERT_PTR_NOT_NULL(strchr(out, '\n'));
+        CU_ASSERT(strchr(out, '\n') == out + n - 1); /* exactly one line */
+    }
+    snprintf(cmd, sizeof cmd, "%s train --bogus >/dev/null 2>&1", bin);
+    CU_ASSERT_EQUAL(WEXITSTATUS(system(cmd)), 2);
+}
+
 void suite_train(void) {
     CU_pSuite s = CU_add_suite("train", setup, teardown);
     CU_add_test(s, "resumed_training_is_bit_identical_to_a_straight_run", test_resumed_training_is_bit_identical_to_a_straight_run);
@@ -173,4 +201,5 @@ void suite_train(void) {
     CU_add_test(s, "an_existing_checkpoint_is_not_overwritten_without_force", test_an_existing_checkpoint_is_not_overwritten_without_force);
     CU_add_test(s, "a_truncated_checkpoint_is_refused_on_resume", test_a_truncated_checkpoint_is_refused_on_resume);
     CU_add_test(s, "bad_data_and_config_are_reported", test_bad_data_and_config_are_reported);
+    CU_add_test(s, "cli_reports_bad_configs_in_one_line_with_exit_one", test_cli_reports_bad_configs_in_one_line_with_exit_one);
 }
