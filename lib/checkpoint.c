@@ -37,48 +37,13 @@ static hid_t mem_type(moe_ckpt_dtype t) {
 /* The innermost HDF5 error description of the current error stack, on
  * one line: "truncated file: eof = ...", or for a failed system call its
  * head and errno text, "file write failed: File too large". */
-static herr_t walk_first(unsigned n, const H5E_error2_t *e, void *out) {
-    char *buf = out;
-    if (n != 0 || !e->desc) return 0;
-    const char *msg = strstr(e->desc, "error message = '");
-    const char *colon = strchr(e->desc, ':');
-    if (msg && colon) {
-        msg += strlen("error message = '");
-        const char *end = strchr(msg, '\'');
-        snprintf(buf, 160, "%.*s: %.*s", (int)(colon - e->desc), e->desc,
-                 (int)(end ? end - msg : 80), msg);
-    } else {
-        snprintf(buf, 160, "%s", e->desc);
-    }
-    for (char *c = buf; *c; c++)
-        if (*c == '\n' || *c == '\r') *c = ' ';
-    return 0;
-}
-
-static const char *h5_reason(char buf[160]) {
-    buf[0] = '\0';
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, walk_first, buf);
-    if (!buf[0]) snprintf(buf, 160, "HDF5 error");
-    return buf;
-}
-
 /* ----------------------------------------------------------- opening */
 
 /* Opens path read-only and checks the format attribute. */
 static moe_status open_ckpt(const char *path, hid_t *out) {
-    moe_h5_quiet();
-    struct stat sb;
-    if (stat(path, &sb) != 0)
-        return moe_fail(MOE_EIO, "%s: %s", path, strerror(errno));
-    if (!S_ISREG(sb.st_mode))
-        return moe_fail(MOE_EIO, "%s: not a regular file", path);
-    if (H5Fis_hdf5(path) <= 0)
-        return moe_fail(MOE_EFORMAT, "%s: not an HDF5 file (empty, truncated or another format)", path);
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) {
-        char why[160];
-        return moe_fail(MOE_EFORMAT, "%s: corrupt or truncated HDF5 file (%s)", path, h5_reason(why));
-    }
+    hid_t f;
+    moe_status st0 = moe_h5_open_ro(path, &f);
+    if (st0 != MOE_OK) return st0;
     char fmt[64];
     moe_status st = moe_h5_attr_string(f, "format", fmt, sizeof fmt, path);
     if (st == MOE_OK && strcmp(fmt, MOE_CKPT_FORMAT) != 0)
@@ -198,7 +163,7 @@ static moe_status read_entries(hid_t f, const char *path,
         if (r < 0) {
             char why[160];
             return moe_fail(MOE_EFORMAT, "%s: cannot read entry '%s', corrupt or truncated file (%s)",
-                            path, es[i].name, h5_reason(why));
+                            path, es[i].name, moe_h5_reason(why));
         }
     }
     return MOE_OK;
@@ -304,7 +269,7 @@ static moe_status write_attrs(hid_t f, int64_t step, const char *config,
              H5Awrite(a1, ft, MOE_CKPT_FORMAT) >= 0 &&
              H5Awrite(a2, H5T_NATIVE_INT64, &step) >= 0 &&
              H5Awrite(a3, vt, &text) >= 0;
-    if (!ok) h5_reason(why);
+    if (!ok) moe_h5_reason(why);
     if (a1 >= 0) H5Aclose(a1);
     if (a2 >= 0) H5Aclose(a2);
     if (a3 >= 0) H5Aclose(a3);
@@ -325,7 +290,7 @@ static moe_status write_entry(hid_t f, const moe_ckpt_entry *e, char why[160]) {
     int ok = ds >= 0 && (e->len == 0 ||
                          H5Dwrite(ds, mem_type(e->dtype), H5S_ALL, H5S_ALL,
                                   H5P_DEFAULT, e->data) >= 0);
-    if (!ok) h5_reason(why);
+    if (!ok) moe_h5_reason(why);
     if (ds >= 0) ok = H5Dclose(ds) >= 0 && ok;
     H5Pclose(lcpl);
     H5Sclose(sp);
@@ -348,7 +313,7 @@ static moe_status build_image(const char *path, int64_t step,
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
     if (f < 0)
-        return moe_fail(MOE_ENOMEM, "%s: cannot create the file in memory (%s)", path, h5_reason(why));
+        return moe_fail(MOE_ENOMEM, "%s: cannot create the file in memory (%s)", path, moe_h5_reason(why));
     moe_status st = write_attrs(f, step, config, why);
     const char *what = "the header";
     for (int32_t i = 0; i < n && st == MOE_OK; i++) {

@@ -7,6 +7,33 @@
 
 void moe_h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
+/* The first (innermost) message of the HDF5 error stack, one line. */
+static herr_t walk_first(unsigned n, const H5E_error2_t *e, void *out) {
+    char *buf = out;
+    if (n != 0 || !e->desc) return 0;
+    const char *msg = strstr(e->desc, "error message = '");
+    const char *colon = strchr(e->desc, ':');
+    if (msg && colon) {
+        msg += strlen("error message = '");
+        const char *end = strchr(msg, '\'');
+        snprintf(buf, 160, "%.*s: %.*s", (int)(colon - e->desc), e->desc,
+                 (int)(end ? end - msg : 80), msg);
+    } else {
+        snprintf(buf, 160, "%s", e->desc);
+    }
+    for (char *c = buf; *c; c++)
+        if (*c == '\n' || *c == '\r') *c = ' ';
+    return 0;
+}
+
+const char *moe_h5_reason(char buf[160]) {
+    buf[0] = '\0';
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, walk_first, buf);
+    if (!buf[0]) snprintf(buf, 160, "HDF5 error");
+    return buf;
+}
+
+
 moe_status moe_h5_open_ro(const char *path, hid_t *out) {
     moe_h5_quiet();
     struct stat sb;
@@ -15,9 +42,12 @@ moe_status moe_h5_open_ro(const char *path, hid_t *out) {
     if (!S_ISREG(sb.st_mode))
         return moe_fail(MOE_EIO, "%s: not a regular file", path);
     if (H5Fis_hdf5(path) <= 0)
-        return moe_fail(MOE_EFORMAT, "%s: not an HDF5 file", path);
+        return moe_fail(MOE_EFORMAT, "%s: not an HDF5 file (empty, truncated or another format)", path);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) return moe_fail(MOE_EFORMAT, "%s: cannot open as HDF5", path);
+    if (f < 0) {
+        char why[160];
+        return moe_fail(MOE_EFORMAT, "%s: corrupt or truncated HDF5 file (%s)", path, moe_h5_reason(why));
+    }
     *out = f;
     return MOE_OK;
 }

@@ -10,8 +10,12 @@
 /* Silences HDF5's automatic error stack printing (idempotent). */
 void moe_h5_quiet(void);
 
+/* The innermost message of the current HDF5 error stack as one line in
+ * buf (160 bytes), for messages after a failed HDF5 call. */
+const char *moe_h5_reason(char buf[160]);
+
 /* Opens an existing file read-only; MOE_EIO if missing or unreadable,
- * MOE_EFORMAT if not HDF5. */
+ * MOE_EFORMAT if not HDF5 or corrupt (with HDF5's reason). */
 moe_status moe_h5_open_ro(const char *path, hid_t *out);
 
 /* Whether loc has an attribute / a link (dataset or group) of that name. */
