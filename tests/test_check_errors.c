@@ -12,26 +12,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char dir[64];
-
 static int setup(void) {
-    snprintf(dir, sizeof dir, "/tmp/moe-test-XXXXXX");
-    if (!mkdtemp(dir)) return -1;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    return 0;
+    return tmpdir_make();
 }
 
-static int teardown(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
+static int teardown(void) { return tmpdir_remove(); }
 
-static const char *path_of(const char *name) {
-    static char p[128];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    return p;
-}
+static const char *path_of(const char *name) { return tmpdir_path(name); }
 
 /* A new file holding case top2_all of the golden file (and the format
  * attribute unless fmt is NULL). Returns the open file. */

@@ -20,26 +20,14 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-static char dir[64];
-
 static int setup(void) {
-    snprintf(dir, sizeof dir, "/tmp/moe-ckpt-XXXXXX");
-    if (!mkdtemp(dir)) return -1;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    return 0;
+    return tmpdir_make();
 }
 
-static int teardown(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
+static int teardown(void) { return tmpdir_remove(); }
 
-static const char *path_of(const char *name) {
-    static char p[128];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    return p;
-}
+static const char *path_of(const char *name) { return tmpdir_path(name); }
 
 /* The message is one line naming the file and containing `what`. */
 static void expect_error(const char *file, const char *what) {
@@ -67,7 +55,7 @@ static char *slurp(const char *path, long *size) {
 
 /* Number of entries in the test directory whose name contains s. */
 static int count_files_with(const char *s) {
-    DIR *d = opendir(dir);
+    DIR *d = opendir(tmpdir_root());
     int n = 0;
     for (struct dirent *e; d && (e = readdir(d));)
         n += strstr(e->d_name, s) != NULL;
@@ -356,8 +344,8 @@ static void test_a_file_that_is_not_a_checkpoint_is_never_overwritten(void) {
     hid_t hf = H5Fcreate(keep, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     H5Fclose(hf);
     CU_ASSERT_EQUAL(moe_ckpt_save(keep, 1, "", &e, 1), MOE_EINVAL);
-    CU_ASSERT_EQUAL(moe_ckpt_save(dir, 1, "", &e, 1), MOE_EINVAL);
-    expect_error(dir, "refusing to overwrite");
+    CU_ASSERT_EQUAL(moe_ckpt_save(tmpdir_root(), 1, "", &e, 1), MOE_EINVAL);
+    expect_error(tmpdir_root(), "refusing to overwrite");
     CU_ASSERT_EQUAL(count_files_with(".tmp-"), 0);
 }
 

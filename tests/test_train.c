@@ -10,18 +10,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char dir[64];
-
-static int setup(void) {
-    snprintf(dir, sizeof dir, "/tmp/moe-train-XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
 
 /* A tiny run: 2 layers, top-2 MoE, synthetic LM, `steps` steps. */
 static moe_train_config tiny(int64_t steps, const char *ckpt) {
@@ -34,7 +22,7 @@ static moe_train_config tiny(int64_t steps, const char *ckpt) {
     c.steps = steps;
     c.optim.warmup_steps = 1;
     c.eval_every = 0, c.eval_batches = 2;
-    snprintf(c.checkpoint, sizeof c.checkpoint, "%s/%s", dir, ckpt);
+    snprintf(c.checkpoint, sizeof c.checkpoint, "%s/%s", tmpdir_root(), ckpt);
     return c;
 }
 
@@ -143,7 +131,7 @@ static void test_bad_data_and_config_are_reported(void) {
     CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "run.steps = 1"));
     c.steps = 2;
     c.data_source = MOE_DATA_BROWN;
-    snprintf(c.data_dir, sizeof c.data_dir, "%s/no-corpus-here", dir);
+    snprintf(c.data_dir, sizeof c.data_dir, "%s/no-corpus-here", tmpdir_root());
     CU_ASSERT_EQUAL(moe_train_run(&c, "b", &o, &r), MOE_EIO);
     CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "make data"));
     c = tiny(2, "bad.h5");
@@ -158,7 +146,7 @@ static void test_bad_data_and_config_are_reported(void) {
     const ini_key *k = moe_train_keys(&nk);
     moe_train_config d = moe_train_config_default();
     char path[128];
-    snprintf(path, sizeof path, "%s/bad.ini", dir);
+    snprintf(path, sizeof path, "%s/bad.ini", tmpdir_root());
     FILE *f = fopen(path, "w");
     fputs("[model]\nd_modle = 64\n", f);
     fclose(f);
@@ -171,7 +159,7 @@ static void test_bad_data_and_config_are_reported(void) {
 static void test_cli_reports_bad_configs_in_one_line_with_exit_one(void) {
     const char *bin = getenv("MOE_BIN") ? getenv("MOE_BIN") : "bin/moe";
     char path[128], cmd[512], out[1024];
-    snprintf(path, sizeof path, "%s/cli.ini", dir);
+    snprintf(path, sizeof path, "%s/cli.ini", tmpdir_root());
     const char *bad[3] = {"[model]\nd_modle = 64\n", "[optim]\nlr = -1\n", NULL};
     for (int i = 0; i < 3; i++) {
         if (bad[i]) {
@@ -194,7 +182,7 @@ static void test_cli_reports_bad_configs_in_one_line_with_exit_one(void) {
 }
 
 void suite_train(void) {
-    CU_pSuite s = CU_add_suite("train", setup, teardown);
+    CU_pSuite s = CU_add_suite("train", tmpdir_make, tmpdir_remove);
     CU_add_test(s, "resumed_training_is_bit_identical_to_a_straight_run", test_resumed_training_is_bit_identical_to_a_straight_run);
     CU_add_test(s, "same_seed_gives_the_same_losses_with_one_and_two_threads", test_same_seed_gives_the_same_losses_with_one_and_two_threads);
     CU_add_test(s, "training_lowers_the_loss_below_the_unigram_baseline", test_training_lowers_the_loss_below_the_unigram_baseline);

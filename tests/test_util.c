@@ -170,3 +170,24 @@ float *rand_floats(size_t n, uint64_t seed, uint64_t stream, float sd) {
     for (size_t i = 0; i < n; i++) p[i] = sd * (float)moe_rng_normal(seed, stream, i);
     return p;
 }
+
+static char suite_dir[64];
+
+int tmpdir_make(void) {
+    snprintf(suite_dir, sizeof suite_dir, "/tmp/moe-test-XXXXXX");
+    return mkdtemp(suite_dir) ? 0 : -1;
+}
+
+int tmpdir_remove(void) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", suite_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+const char *tmpdir_root(void) { return suite_dir; }
+
+const char *tmpdir_path(const char *name) {
+    static char p[192];
+    snprintf(p, sizeof p, "%s/%s", suite_dir, name);
+    return p;
+}

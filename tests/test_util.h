@@ -53,6 +53,15 @@ double fd_rel_err(double (*loss)(void *ctx), void *ctx, float *param,
 /* n floats ~ N(0, sd^2) keyed by (seed, stream); the caller frees. */
 float *rand_floats(size_t n, uint64_t seed, uint64_t stream, float sd);
 
+/* A fresh temporary directory for a suite's files (tmpdir_make returns
+ * 0 on success, for CUnit suite init) and its removal with everything in
+ * it (tmpdir_remove, for suite cleanup); tmpdir_path(name) is a path in
+ * it (a static buffer: copy it to keep it). */
+int tmpdir_make(void);
+int tmpdir_remove(void);
+const char *tmpdir_root(void);
+const char *tmpdir_path(const char *name);
+
 /* A small config of a family with the given activation. */
 moe_config tcfg(moe_family f, moe_act act, int32_t d, int32_t h, int32_t e);
 
