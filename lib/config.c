@@ -330,13 +330,16 @@ void moe_params_map(const moe_config *c, float *buf, moe_params *p) {
     }
 }
 
-/* Fan-in of tensor i for the N(0, scale^2 / fan_in) init; 0: constant. */
-static double fan_in(const moe_config *c, int i) {
+int moe_params_init_rule(const moe_config *c, int i, double *fan_in,
+                        float *fill) {
+    MOE_ASSERT(i >= 0 && i < MOE_PARAM_TENSORS);
+    *fill = (i == 8 || i == 13) ? 1.0f : 0.0f; /* scale, mult_bias start at 1 */
     switch (i) {
-    case 0: case 1: case 2: case 3: case 7: case 9: return c->d_model;
-    case 5: return c->d_gate;
-    case 11: return c->d_hidden;
-    default: return 0.0;
+    case 1: *fan_in = 0.0; return 1; /* w_noise: zero (Shazeer et al. App. A) */
+    case 0: case 2: case 3: case 7: case 9: *fan_in = c->d_model; return 1;
+    case 5: *fan_in = c->d_gate; return 1;
+    case 11: *fan_in = c->d_hidden; return 1;
+    default: *fan_in = 0.0; return 0; /* biases, scale, mult_bias */
     }
 }
 
@@ -345,14 +348,12 @@ void moe_params_init(const moe_config *c, float *buf, float init_scale,
     size_t off = 0;
     for (int i = 0; i < MOE_PARAM_TENSORS; i++) {
         const size_t len = moe_params_len(c, i);
-        float *t = buf + off;
-        const double fan = fan_in(c, i);
+        float *t = buf + off, fill;
+        double fan;
+        moe_params_init_rule(c, i, &fan, &fill);
         const double sd = fan > 0 ? init_scale / sqrt(fan) : 0.0;
-        /* the noise router starts at zero (Shazeer et al. App. A); the
-         * soft-moe scale and the multiplicative bias start at one */
-        const double fill = (i == 8 || i == 13) ? 1.0 : 0.0;
         for (size_t j = 0; j < len; j++)
-            t[j] = (float)(i == 1 ? 0.0 : fan > 0 ? sd * moe_rng_normal(seed, stream, off + j) : fill);
+            t[j] = fan > 0 ? (float)(sd * moe_rng_normal(seed, stream, off + j)) : fill;
         off += len;
     }
 }

@@ -50,20 +50,6 @@ static moe_status ds_state_get(moe_layer *L, ds_state **out) {
 
 /* ------------------------------------------------------------- kernels */
 
-/* y (m, n) += b (n) on every row. */
-static void add_rows(float *y, const float *b, int32_t m, int32_t n) {
-#pragma omp parallel for schedule(static)
-    for (int32_t i = 0; i < m; i++)
-        for (int32_t j = 0; j < n; j++) y[(size_t)i * n + j] += b[j];
-}
-
-/* db (n) += sum over the m rows of dy (m, n), rows in order (fixed
- * summation order: the result does not depend on the thread count). */
-static void add_rows_backward(const float *dy, float *db, int32_t m, int32_t n) {
-    for (int32_t i = 0; i < m; i++)
-        for (int32_t j = 0; j < n; j++) db[j] += dy[(size_t)i * n + j];
-}
-
 /* hid (T*g) = ELU(pre (T*g)) with alpha = 1. */
 static void elu_forward(const float *pre, float *hid, size_t n) {
 #pragma omp parallel for schedule(static)
@@ -83,10 +69,10 @@ static void gate_forward(const moe_config *c, const moe_params *p,
                          float *logits) {
     const int32_t d = c->d_model, g = c->d_gate, e = c->n_expert;
     moe_matmul(x, p->g_w1, s->pre, T, d, g);         /* pre = x g_w1 + g_b1 */
-    add_rows(s->pre, p->g_b1, T, g);
+    moe_add_rows(s->pre, p->g_b1, T, g);
     elu_forward(s->pre, s->hid, (size_t)T * g);      /* hid = ELU(pre)      */
     moe_matmul(s->hid, p->g_w2, logits, T, g, e);    /* logit = hid g_w2 + g_b2 */
-    add_rows(logits, p->g_b2, T, e);
+    moe_add_rows(logits, p->g_b2, T, e);
 }
 
 /* Backward of gate_forward from dlogits (T, e): ADDS into g's g_w1, g_b1,
@@ -99,12 +85,12 @@ static void gate_backward(const moe_config *c, const moe_params *p,
     /* logit = hid g_w2 + g_b2 */
     memset(s->dhid, 0, Tg * sizeof *s->dhid);
     moe_matmul_backward(s->hid, p->g_w2, dlogits, s->dhid, g->g_w2, T, gd, e);
-    add_rows_backward(dlogits, g->g_b2, T, e);
+    moe_sum_rows(dlogits, g->g_b2, T, e);
     /* hid = ELU(pre) */
     elu_backward(s->pre, s->dhid, Tg);
     /* pre = x g_w1 + g_b1 */
     moe_matmul_backward(x, p->g_w1, s->dhid, dx, g->g_w1, T, d, gd);
-    add_rows_backward(s->dhid, g->g_b1, T, gd);
+    moe_sum_rows(s->dhid, g->g_b1, T, gd);
 }
 
 /* ------------------------------------------------------------- router */

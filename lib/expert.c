@@ -53,12 +53,13 @@ void moe_matmul_backward(const float *x, const float *w, const float *dy,
     if (dx) gemm_nt(m, k, n, dy, w, 1.0f, dx);
 }
 
-static void add_bias(float *y, const float *b, int32_t m, int32_t n) {
+void moe_add_rows(float *y, const float *b, int32_t m, int32_t n) {
+#pragma omp parallel for schedule(static)
     for (int32_t i = 0; i < m; i++)
         for (int32_t j = 0; j < n; j++) y[(size_t)i * n + j] += b[j];
 }
 
-static void sum_rows_acc(const float *dy, float *db, int32_t m, int32_t n) {
+void moe_sum_rows(const float *dy, float *db, int32_t m, int32_t n) {
     for (int32_t i = 0; i < m; i++)
         for (int32_t j = 0; j < n; j++) db[j] += dy[(size_t)i * n + j];
 }
@@ -68,7 +69,7 @@ void moe_expert_forward(const moe_expert_w *w, moe_act act, int32_t m,
     if (m == 0) return;
     const int32_t d = w->d, h = w->h, hin = act == MOE_ACT_GEGLU ? 2 * h : h;
     gemm_nn(m, hin, d, x, w->w1, 0.0f, hpre);
-    if (w->b1) add_bias(hpre, w->b1, m, hin);
+    if (w->b1) moe_add_rows(hpre, w->b1, m, hin);
     for (int32_t i = 0; i < m; i++) {
         const float *hp = hpre + (size_t)i * hin;
         float *ai = a + (size_t)i * h;
@@ -82,7 +83,7 @@ void moe_expert_forward(const moe_expert_w *w, moe_act act, int32_t m,
         }
     }
     gemm_nn(m, d, h, a, w->w2, 0.0f, y);
-    if (w->b2) add_bias(y, w->b2, m, d);
+    if (w->b2) moe_add_rows(y, w->b2, m, d);
 }
 
 void moe_expert_backward(const moe_expert_w *w, moe_expert_w *g, moe_act act,
@@ -93,7 +94,7 @@ void moe_expert_backward(const moe_expert_w *w, moe_expert_w *g, moe_act act,
     const int32_t d = w->d, h = w->h, hin = act == MOE_ACT_GEGLU ? 2 * h : h;
     /* y = a W2 + b2 */
     gemm_tn_acc(h, d, m, a, dy, g->w2);
-    if (g->b2) sum_rows_acc(dy, g->b2, m, d);
+    if (g->b2) moe_sum_rows(dy, g->b2, m, d);
     gemm_nt(m, h, d, dy, w->w2, 0.0f, da);
     /* a = act(hpre) (* mb) */
     for (int32_t i = 0; i < m; i++) {
@@ -117,6 +118,6 @@ void moe_expert_backward(const moe_expert_w *w, moe_expert_w *g, moe_act act,
     }
     /* hpre = x W1 + b1 */
     gemm_tn_acc(d, hin, m, x, dhpre, g->w1);
-    if (g->b1) sum_rows_acc(dhpre, g->b1, m, hin);
+    if (g->b1) moe_sum_rows(dhpre, g->b1, m, hin);
     gemm_nt(m, d, hin, dhpre, w->w1, 0.0f, dx);
 }

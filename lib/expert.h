@@ -25,6 +25,13 @@ void moe_expert_backward(const moe_expert_w *w, moe_expert_w *g, moe_act act,
                          const float *a, const float *dy, float *da,
                          float *dhpre, float *dx);
 
+/* y (m, n) += b (n) on every row (rows in parallel when not already
+ * inside a parallel region). */
+void moe_add_rows(float *y, const float *b, int32_t m, int32_t n);
+/* db (n) += the sum of the m rows of dy (m, n), rows in order: a fixed
+ * summation order, independent of the thread count. */
+void moe_sum_rows(const float *dy, float *db, int32_t m, int32_t n);
+
 /* y (m, n) = x (m, k) w (k, n). */
 void moe_matmul(const float *x, const float *w, float *y, int32_t m,
                 int32_t k, int32_t n);

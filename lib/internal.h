@@ -48,6 +48,10 @@ static inline int32_t moe_hin(const moe_config *c) {
     return c->act == MOE_ACT_GEGLU ? 2 * c->d_hidden : c->d_hidden;
 }
 
+/* idx (k) = the indices of the k largest of v (e), in descending order;
+ * ties go to the lower index. k <= e. */
+void moe_top_k(const float *v, int32_t e, int32_t k, int32_t *idx);
+
 /* Stable sort of idx[0..n) by descending key[idx[i]] (ties keep order). */
 void moe_argsort_desc(const float *key, int32_t *idx, int32_t n,
                       int32_t *tmp);

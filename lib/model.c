@@ -37,7 +37,9 @@ struct moe_model {
     int32_t n_tensors;
     char names[MAX_TENSORS][64];
     size_t offs[MAX_TENSORS], lens[MAX_TENSORS];
-    int decay[MAX_TENSORS];
+    int decay[MAX_TENSORS];      /* weight decay applies (matrices)       */
+    double fan[MAX_TENSORS];     /* init: truncated normal of this fan-in */
+    float fill[MAX_TENSORS];     /*       or, when fan = 0, this constant */
     int32_t B, N, T;
     const int32_t *tok, *tgt;
     moe_model_losses losses;
@@ -123,49 +125,61 @@ static size_t layout(moe_model *M, float *buf) {
     const int ln = c->norm == MOE_LAYERNORM;
     size_t off = 0;
     M->n_tensors = 0;
-#define TAKE(ptr, n, nm, dec)                                                       \
+    /* a tensor: its view, length, name, and how it starts and decays
+     * (fan > 0: a decayed matrix drawn with that fan-in; else fill) */
+#define TAKE_AS(ptr, n, nm, dec, fan_, fill_)                                       \
     do {                                                                            \
         size_t n_ = (n);                                                            \
         if (n_) {                                                                   \
-            MOE_ASSERT(M->n_tensors < MAX_TENSORS);                                 \
-            snprintf(M->names[M->n_tensors], sizeof M->names[0], "%s", nm);         \
-            M->offs[M->n_tensors] = off, M->lens[M->n_tensors] = n_;                \
-            M->decay[M->n_tensors++] = dec;                                         \
+            const int32_t k_ = M->n_tensors++;                                      \
+            MOE_ASSERT(k_ < MAX_TENSORS);                                           \
+            snprintf(M->names[k_], sizeof M->names[0], "%s", nm);                   \
+            M->offs[k_] = off, M->lens[k_] = n_, M->decay[k_] = dec;                \
+            M->fan[k_] = fan_, M->fill[k_] = fill_;                                 \
         }                                                                           \
         (ptr) = buf && n_ ? buf + off : NULL;                                       \
         off += n_;                                                                  \
     } while (0)
+#define MAT(ptr, n, nm, fan) TAKE_AS(ptr, n, nm, 1, fan, 0.0f)
+#define GAIN(ptr, n, nm) TAKE_AS(ptr, n, nm, 0, 0.0, 1.0f)
+#define BIAS(ptr, n, nm) TAKE_AS(ptr, n, nm, 0, 0.0, 0.0f)
     char nm[64];
-    TAKE(M->wte, (size_t)c->vocab * d, "wte", 1);
-    TAKE(M->wpe, (size_t)c->seq_len * d, "wpe", 1);
+    MAT(M->wte, (size_t)c->vocab * d, "wte", d);
+    MAT(M->wpe, (size_t)c->seq_len * d, "wpe", d);
     for (int32_t l = 0; l < c->n_layer; l++) {
         layer_views *v = &M->lv[l];
 #define NAMED(s) (snprintf(nm, sizeof nm, "h%d.%s", (int)l, s), nm)
-        TAKE(v->n1_g, d, NAMED("ln1.g"), 0);
-        TAKE(v->n1_b, ln ? d : 0, NAMED("ln1.b"), 0);
-        TAKE(v->w_qkv, d * 3 * d, NAMED("attn.w_qkv"), 1);
-        TAKE(v->w_o, d * d, NAMED("attn.w_o"), 1);
-        TAKE(v->n2_g, d, NAMED("ln2.g"), 0);
-        TAKE(v->n2_b, ln ? d : 0, NAMED("ln2.b"), 0);
+        GAIN(v->n1_g, d, NAMED("ln1.g"));
+        BIAS(v->n1_b, ln ? d : 0, NAMED("ln1.b"));
+        MAT(v->w_qkv, d * 3 * d, NAMED("attn.w_qkv"), d);
+        MAT(v->w_o, d * d, NAMED("attn.w_o"), d);
+        GAIN(v->n2_g, d, NAMED("ln2.g"));
+        BIAS(v->n2_b, ln ? d : 0, NAMED("ln2.b"));
         if (!is_moe(c, l)) {
-            TAKE(v->f_w1, d * fin, NAMED("ffn.w1"), 1);
-            TAKE(v->f_w2, f * d, NAMED("ffn.w2"), 1);
+            MAT(v->f_w1, d * fin, NAMED("ffn.w1"), d);
+            MAT(v->f_w2, f * d, NAMED("ffn.w2"), f);
             continue;
         }
         v->f_w1 = v->f_w2 = NULL;
         v->moe_off = off;
         for (int i = 0; i < MOE_PARAM_TENSORS; i++) {
             char sub[40];
+            double fan;
+            float fill;
+            const int matrix = moe_params_init_rule(&M->moe, i, &fan, &fill);
             snprintf(sub, sizeof sub, "moe.%s", moe_params_name(i));
-            const int dec = i != 4 && i != 6 && i != 8 && i != 10 && i != 12 && i != 13;
-            TAKE(*moe_params_view(&v->moe, i), moe_params_len(&M->moe, i), NAMED(sub), dec);
+            TAKE_AS(*moe_params_view(&v->moe, i), moe_params_len(&M->moe, i), NAMED(sub),
+                    matrix, fan, fill);
         }
 #undef NAMED
     }
-    TAKE(M->nf_g, d, "lnf.g", 0);
-    TAKE(M->nf_b, ln ? d : 0, "lnf.b", 0);
-    TAKE(M->w_out, d * (size_t)c->n_class, "w_out", 1);
-#undef TAKE
+    GAIN(M->nf_g, d, "lnf.g");
+    BIAS(M->nf_b, ln ? d : 0, "lnf.b");
+    MAT(M->w_out, d * (size_t)c->n_class, "w_out", d);
+#undef MAT
+#undef GAIN
+#undef BIAS
+#undef TAKE_AS
     return off;
 }
 
@@ -251,34 +265,13 @@ void moe_model_set_stream(moe_model *M, uint64_t stream) {
         if (M->lv[l].L) moe_layer_set_stream(M->lv[l].L, (stream << 12) | (uint64_t)l);
 }
 
-/* Fan-in of a tensor by its name's last part: the input width of its
- * product (0: not a matrix). */
-static double fan_in(const moe_model *M, const char *name) {
-    const moe_model_config *c = &M->cfg;
-    const char *leaf = strrchr(name, '.') ? strrchr(name, '.') + 1 : name;
-    if (!strcmp(leaf, "w2")) return strstr(name, "moe.") ? c->moe.d_hidden : c->d_ff;
-    if (!strcmp(leaf, "g_w2")) return c->moe.d_gate;
-    if (!strcmp(name, "wte") || !strcmp(name, "wpe")) return c->d_model;
-    /* (w_noise starts at zero, as in Shazeer et al. App. A) */
-    const char *mats[] = {"w_qkv", "w_o", "w1", "w_out", "w_gate", "w_gate_inner",
-                          "g_w1", "phi"};
-    for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
-        if (!strcmp(leaf, mats[i])) return c->d_model;
-    return 0.0;
-}
-
 void moe_model_init(moe_model *M, float init_scale, uint64_t seed) {
     for (int32_t i = 0; i < M->n_tensors; i++) {
         float *t = M->params + M->offs[i];
-        const double fan = fan_in(M, M->names[i]);
-        const char *leaf = strrchr(M->names[i], '.') ? strrchr(M->names[i], '.') + 1 : M->names[i];
-        /* gains, Soft MoE's scale and multiplicative biases start at 1 */
-        const float fill = (!strcmp(leaf, "g") || !strcmp(leaf, "scale") ||
-                            !strcmp(leaf, "mult_bias")) ? 1.0f : 0.0f;
-        const double sd = fan > 0 ? sqrt(init_scale / fan) : 0.0;
+        const double fan = M->fan[i], sd = fan > 0 ? sqrt(init_scale / fan) : 0.0;
         for (size_t j = 0; j < M->lens[i]; j++) {
             if (fan <= 0) {
-                t[j] = fill;
+                t[j] = M->fill[i];
                 continue;
             }
             /* truncated at 2 sd: redraw on a fresh counter until inside */

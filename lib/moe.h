@@ -196,8 +196,15 @@ int32_t moe_n_experts(const moe_config *cfg);
 size_t moe_params_count(const moe_config *cfg);
 /* Points the views of p into buf (moe_params_count floats). */
 void moe_params_map(const moe_config *cfg, float *buf, moe_params *p);
-/* Deterministic init: router N(0, 1/d) scaled by init_scale, w1 N(0, 1/d),
- * w2 N(0, 1/h) (times init_scale), biases 0; draws keyed by (seed, stream). */
+/* How tensor i starts: a matrix drawn with sd ~ 1 / sqrt(*fan_in) when
+ * *fan_in > 0, else the constant *fill (biases 0; Soft MoE's scale and the
+ * multiplicative bias 1; w_noise 0, as Shazeer et al. start the noise
+ * router). Returns 1 for a weight matrix (w_noise included: what weight
+ * decay applies to), 0 for biases and scalars. */
+int moe_params_init_rule(const moe_config *cfg, int i, double *fan_in,
+                         float *fill);
+/* Deterministic init by moe_params_init_rule: matrices N(0, init_scale^2 /
+ * fan_in), the rest constant; draws keyed by (seed, stream). */
 void moe_params_init(const moe_config *cfg, float *buf, float init_scale,
                      uint64_t seed, uint64_t stream);
 

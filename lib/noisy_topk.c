@@ -102,18 +102,6 @@ static inline double sigmoid(double a) {
 static inline double normal_cdf(double u) { return 0.5 * erfc(-u * INV_SQRT2); }
 static inline double normal_pdf(double u) { return INV_SQRT_2PI * exp(-0.5 * u * u); }
 
-/* idx (m) = the m largest of v (e), descending; ties go to the lower
- * index. */
-static void top_m(const float *v, int32_t e, int32_t m, int32_t *idx) {
-    int32_t n = 0;
-    for (int32_t j = 0; j < e; j++) {
-        if (n == m && !(v[j] > v[idx[m - 1]])) continue;
-        int32_t q = n < m ? n++ : m - 1;
-        for (; q > 0 && v[j] > v[idx[q - 1]]; q--) idx[q] = idx[q - 1];
-        idx[q] = j;
-    }
-}
-
 /* The standardised margin u = (clean - thr) / std of the load estimator;
  * std = 0 (possible when noise_epsilon = 0) gives +-inf, or 0 on a tie. */
 static inline double load_margin(double clean, double thr, double std) {
@@ -212,7 +200,7 @@ static void gate_token(moe_layer *L, int32_t t) {
     const size_t row = (size_t)t * e;
     const float *lg = L->logits + row;
     int32_t *top = S->top + (size_t)t * S->m;
-    top_m(lg, e, S->m, top);
+    moe_top_k(lg, e, S->m, top);
     double w[MOE_MAX_TOPN], sum = 0.0;
     for (int32_t r = 0; r < k; r++) sum += w[r] = exp((double)lg[top[r]] - lg[top[0]]);
     memset(S->gates + row, 0, (size_t)e * sizeof *S->gates);

@@ -36,19 +36,6 @@ void moe_softmax_backward(const float *probs, const float *dprobs,
     }
 }
 
-/* The k largest of p (e), descending; ties go to the lower index. */
-static void top_k(const float *p, int32_t e, int32_t k, int32_t *idx) {
-    for (int32_t r = 0; r < k; r++) {
-        int32_t best = -1;
-        for (int32_t j = 0; j < e; j++) {
-            int taken = 0;
-            for (int32_t q = 0; q < r; q++) taken |= idx[q] == j;
-            if (!taken && (best < 0 || p[j] > p[best])) best = j;
-        }
-        idx[r] = best;
-    }
-}
-
 /* Whether rank r (>= 1) of a token with renormalised gate gr is routed. */
 static int rank_routed(const moe_gate_rule *rule, int32_t r, float gr,
                        const float *draws, int32_t T, int32_t t) {
@@ -73,9 +60,9 @@ static void gate_token(moe_gating *g, const moe_gate_rule *rule,
     int32_t idx[MOE_MAX_TOPN];
     float raw[MOE_MAX_TOPN];
     if (imp == 1.0f) {
-        top_k(sel, e, k, idx);
+        moe_top_k(sel, e, k, idx);
     } else { /* half slot: the best expert moves to rank 2 (mesh-tf) */
-        top_k(sel, e, 1, idx);
+        moe_top_k(sel, e, 1, idx);
         idx[1] = idx[0];
     }
     double sum = 0.0;

@@ -42,6 +42,17 @@ int moe_grow(void **buf, size_t *cap, size_t n, size_t sz) {
     return 0;
 }
 
+/* Insertion into a sorted list of at most k: O(e k), no allocation. */
+void moe_top_k(const float *v, int32_t e, int32_t k, int32_t *idx) {
+    int32_t n = 0;
+    for (int32_t j = 0; j < e; j++) {
+        if (n == k && !(v[j] > v[idx[k - 1]])) continue;
+        int32_t q = n < k ? n++ : k - 1;
+        for (; q > 0 && v[j] > v[idx[q - 1]]; q--) idx[q] = idx[q - 1];
+        idx[q] = j;
+    }
+}
+
 /* Merge sort on indices: stable, O(n log n), no allocation. */
 void moe_argsort_desc(const float *key, int32_t *idx, int32_t n,
                       int32_t *tmp) {
