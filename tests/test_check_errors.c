@@ -40,17 +40,11 @@ static hid_t copy_case(const char *name, const char *fmt) {
     return dst;
 }
 
-/* Runs the CLI on the file: returns the exit status, output in out. */
+/* `moe check FILE`: the exit status, the output in out. */
 static int run_cli(const char *file, char *out, size_t cap) {
-    const char *bin = getenv("MOE_BIN") ? getenv("MOE_BIN") : "bin/moe";
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "%s check '%s' 2>&1", bin, file);
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    char args[256];
+    snprintf(args, sizeof args, "check '%s'", file);
+    return run_moe(args, out, cap);
 }
 
 /* The library and the CLI both reject the file with a message holding

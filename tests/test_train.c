@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 
@@ -157,8 +156,7 @@ static void test_bad_data_and_config_are_reported(void) {
 /* The CLI: one line on stderr, exit 1, for a bad key, a bad value and a
  * missing file; 2 for a usage error. */
 static void test_cli_reports_bad_configs_in_one_line_with_exit_one(void) {
-    const char *bin = getenv("MOE_BIN") ? getenv("MOE_BIN") : "bin/moe";
-    char path[128], cmd[512], out[1024];
+    char path[128], args[256], out[1024];
     snprintf(path, sizeof path, "%s/cli.ini", tmpdir_root());
     const char *bad[3] = {"[model]\nd_modle = 64\n", "[optim]\nlr = -1\n", NULL};
     for (int i = 0; i < 3; i++) {
@@ -167,18 +165,13 @@ static void test_cli_reports_bad_configs_in_one_line_with_exit_one(void) {
             fputs(bad[i], f);
             fclose(f);
         }
-        snprintf(cmd, sizeof cmd, "%s train '%s%s' 2>&1", bin, path, bad[i] ? "" : ".missing");
-        FILE *p = popen(cmd, "r");
-        size_t n = fread(out, 1, sizeof out - 1, p);
-        out[n] = '\0';
-        int st = pclose(p);
-        CU_ASSERT_EQUAL(WEXITSTATUS(st), 1);
+        snprintf(args, sizeof args, "train '%s%s'", path, bad[i] ? "" : ".missing");
+        CU_ASSERT_EQUAL(run_moe(args, out, sizeof out), 1);
         CU_ASSERT_PTR_NOT_NULL(strstr(out, "moe train: "));
         CU_ASSERT_PTR_NOT_NULL(strchr(out, '\n'));
-        CU_ASSERT(strchr(out, '\n') == out + n - 1); /* exactly one line */
+        CU_ASSERT(strchr(out, '\n') == out + strlen(out) - 1); /* exactly one line */
     }
-    snprintf(cmd, sizeof cmd, "%s train --bogus >/dev/null 2>&1", bin);
-    CU_ASSERT_EQUAL(WEXITSTATUS(system(cmd)), 2);
+    CU_ASSERT_EQUAL(run_moe("train --bogus", out, sizeof out), 2);
 }
 
 void suite_train(void) {

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 void add_suite(const char *name, const ttest *tests, size_t n) {
     CU_pSuite s = CU_add_suite(name, NULL, NULL);
@@ -190,4 +191,16 @@ const char *tmpdir_path(const char *name) {
     static char p[192];
     snprintf(p, sizeof p, "%s/%s", suite_dir, name);
     return p;
+}
+
+int run_moe(const char *args, char *out, size_t cap) {
+    const char *bin = getenv("MOE_BIN") ? getenv("MOE_BIN") : "bin/moe";
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1", bin, args);
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }

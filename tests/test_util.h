@@ -62,6 +62,11 @@ int tmpdir_remove(void);
 const char *tmpdir_root(void);
 const char *tmpdir_path(const char *name);
 
+/* Runs `bin/moe ARGS` (MOE_BIN overrides the binary; ARGS is shell
+ * text) with stderr merged into out (cap bytes, NUL-terminated); returns
+ * the exit status (128 + signal if killed). */
+int run_moe(const char *args, char *out, size_t cap);
+
 /* A small config of a family with the given activation. */
 moe_config tcfg(moe_family f, moe_act act, int32_t d, int32_t h, int32_t e);
 
