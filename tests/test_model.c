@@ -260,6 +260,24 @@ static void test_tiny_model_overfits_one_batch(void) {
     mcase_free(&m);
 }
 
+static void test_forward_rejects_bad_tokens_targets_and_lengths(void) {
+    moe_model_config c = tiny(MOE_ENCODER, MOE_SWITCH_TOP1);
+    mcase m;
+    mcase_init(&m, &c, 1, 2);
+    m.tok[3] = c.vocab; /* one past the vocabulary */
+    CU_ASSERT_EQUAL(moe_model_forward(m.M, m.tok, m.tgt, 1, m.N), MOE_EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "token 3 = 13: allowed 0..12"));
+    m.tok[3] = 0;
+    m.tgt[2] = c.n_class;
+    CU_ASSERT_EQUAL(moe_model_forward(m.M, m.tok, m.tgt, 1, m.N), MOE_EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "target 2 = 5"));
+    m.tgt[2] = -1; /* ignored, fine */
+    CU_ASSERT_EQUAL(moe_model_forward(m.M, m.tok, m.tgt, 1, m.N), MOE_OK);
+    CU_ASSERT_EQUAL(moe_model_forward(m.M, m.tok, m.tgt, 1, c.seq_len + 1), MOE_EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "seq_len"));
+    mcase_free(&m);
+}
+
 void suite_model(void) {
     ADD_SUITE("model",
               {"decoder_gradients_match_finite_differences_for_every_allowed_family", test_decoder_gradients_match_finite_differences_for_every_allowed_family},
@@ -267,5 +285,6 @@ void suite_model(void) {
               {"decoder_logits_ignore_later_tokens_for_every_allowed_router", test_decoder_logits_ignore_later_tokens_for_every_allowed_router},
               {"decoder_refuses_routers_that_look_ahead", test_decoder_refuses_routers_that_look_ahead},
               {"model_is_bit_identical_with_one_and_two_threads", test_model_is_bit_identical_with_one_and_two_threads},
-              {"tiny_model_overfits_one_batch", test_tiny_model_overfits_one_batch});
+              {"tiny_model_overfits_one_batch", test_tiny_model_overfits_one_batch},
+              {"forward_rejects_bad_tokens_targets_and_lengths", test_forward_rejects_bad_tokens_targets_and_lengths});
 }

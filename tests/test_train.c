@@ -121,6 +121,17 @@ static void test_a_truncated_checkpoint_is_refused_on_resume(void) {
     CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), c.checkpoint));
 }
 
+static void test_resuming_a_checkpoint_past_the_run_length_is_refused(void) {
+    moe_train_config c = tiny(6, "past.h5");
+    moe_train_opts o = {NULL, 0, 0, NULL};
+    moe_train_result r;
+    CU_ASSERT_EQUAL_FATAL(moe_train_run(&c, "p", &o, &r), MOE_OK);
+    c.steps = 4; /* the checkpoint is at step 6 */
+    o.resume = c.checkpoint;
+    CU_ASSERT_EQUAL(moe_train_run(&c, "p", &o, &r), MOE_EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "beyond run.steps = 4"));
+}
+
 static void test_bad_data_and_config_are_reported(void) {
     moe_train_config c = tiny(2, "bad.h5");
     moe_train_opts o = {NULL, 0, 0, NULL};
@@ -172,6 +183,8 @@ static void test_cli_reports_bad_configs_in_one_line_with_exit_one(void) {
         CU_ASSERT(strchr(out, '\n') == out + strlen(out) - 1); /* exactly one line */
     }
     CU_ASSERT_EQUAL(run_moe("train --bogus", out, sizeof out), 2);
+    CU_ASSERT_EQUAL(run_moe("train x.ini --stop-at 0", out, sizeof out), 2);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "--stop-at needs a step >= 1"));
 }
 
 void suite_train(void) {
@@ -181,6 +194,7 @@ void suite_train(void) {
     CU_add_test(s, "training_lowers_the_loss_below_the_unigram_baseline", test_training_lowers_the_loss_below_the_unigram_baseline);
     CU_add_test(s, "an_existing_checkpoint_is_not_overwritten_without_force", test_an_existing_checkpoint_is_not_overwritten_without_force);
     CU_add_test(s, "a_truncated_checkpoint_is_refused_on_resume", test_a_truncated_checkpoint_is_refused_on_resume);
+    CU_add_test(s, "resuming_a_checkpoint_past_the_run_length_is_refused", test_resuming_a_checkpoint_past_the_run_length_is_refused);
     CU_add_test(s, "bad_data_and_config_are_reported", test_bad_data_and_config_are_reported);
     CU_add_test(s, "cli_reports_bad_configs_in_one_line_with_exit_one", test_cli_reports_bad_configs_in_one_line_with_exit_one);
 }
