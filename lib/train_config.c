@@ -40,7 +40,7 @@ static const char *const families[] = {"top2_gshard", "topn_stmoe", "switch_top1
 static const char *const acts[] = {"relu", "gelu", "geglu", NULL};
 static const char *const policies[] = {"all", "none", "threshold", "random", NULL};
 static const char *const priorities[] = {"token", "bpr", NULL};
-static const char *const noises[] = {"none", "jitter", "gumbel", NULL};
+static const char *const noises[] = {"none", "jitter", "gumbel", "dropout", NULL};
 static const char *const schedules[] = {"constant", "cosine", "rsqrt", NULL};
 static const char *const sources[] = {"synthetic", "brown", NULL};
 static const char *const tasks[] = {"lm", "tag", NULL};
@@ -81,7 +81,7 @@ static const ini_key keys[] = {
     F("moe.balance_coef", model.moe.balance_coef, 0, 1e6, "balance loss weight"),
     F("moe.z_coef", model.moe.z_coef, 0, 1e6, "router z-loss weight"),
     C("moe.router_noise", model.moe.router_noise, noises, "router exploration noise (training)"),
-    F("moe.noise_eps", model.moe.noise_eps, 0, 1, "input jitter half-width"),
+    F("moe.noise_eps", model.moe.noise_eps, 0, 1, "jitter half-width / dropout probability"),
     I("moe.noisy", model.moe.noisy, 0, 1, "noisy_topk learned noise"),
     F("moe.noise_epsilon", model.moe.noise_epsilon, 0, 1e6, "noisy_topk std floor"),
     F("moe.w_importance", model.moe.w_importance, 0, 1e6, "noisy_topk importance loss weight"),
