@@ -64,6 +64,8 @@ static const ini_key keys[] = {
     C("model.norm", model.norm, norms, "normalisation"),
     F("model.norm_eps", model.norm_eps, 1e-12, 1, "normalisation epsilon"),
     I("model.moe_every", model.moe_every, 0, 1024, "layer l is MoE when (l+1) % moe_every == 0; 0: dense"),
+    I("model.ff_before_moe", model.ff_before_moe, 0, 1, "dense FFN sub-block before each MoE one (ST-MoE Table 16)"),
+    I("model.ff_after_moe", model.ff_after_moe, 0, 1, "dense FFN sub-block after each MoE one"),
     C("moe.family", model.moe.family, families, "routing family"),
     I("moe.n_expert", model.moe.n_expert, 1, 65536, "experts (hierarchical: outer)"),
     I("moe.n_expert_inner", model.moe.n_expert_inner, 0, 65536, "hierarchical inner experts"),
