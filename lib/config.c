@@ -233,14 +233,17 @@ moe_status moe_config_validate(const moe_config *c) {
     if (c->causal && c->priority == MOE_PRIORITY_BPR)
         return moe_fail(MOE_EINVAL, "causal = 1: priority = bpr orders a group by later "
                         "tokens' probabilities (use priority = token in a decoder)");
-    if ((unsigned)c->router_noise > MOE_NOISE_GUMBEL)
-        return moe_fail(MOE_EINVAL, "router_noise: unknown value %d (allowed none|jitter|gumbel)",
+    if ((unsigned)c->router_noise > MOE_NOISE_DROPOUT)
+        return moe_fail(MOE_EINVAL, "router_noise: unknown value %d (allowed none|jitter|gumbel|dropout)",
                         (int)c->router_noise);
     if (c->router_noise != MOE_NOISE_NONE && c->family > MOE_SWITCH_TOP1)
         return moe_fail(MOE_EINVAL, "router_noise: only the token-choice families (top2_gshard, "
                         "topn_stmoe, switch_top1) support it");
     if (c->router_noise == MOE_NOISE_JITTER && !(c->noise_eps > 0.0f && c->noise_eps < 1.0f))
         return moe_fail(MOE_EINVAL, "noise_eps = %g: allowed (0, 1) for input jitter", (double)c->noise_eps);
+    if (c->router_noise == MOE_NOISE_DROPOUT && !(c->noise_eps >= 0.0f && c->noise_eps < 1.0f))
+        return moe_fail(MOE_EINVAL, "noise_eps = %g: allowed [0, 1) for router input dropout (the drop probability)",
+                        (double)c->noise_eps);
     if (c->mult_bias != 0 && c->mult_bias != 1)
         return moe_fail(MOE_EINVAL, "mult_bias = %d: allowed 0 or 1", c->mult_bias);
     if (c->mult_bias && c->act != MOE_ACT_GEGLU)

@@ -34,7 +34,8 @@ enum {
     MOE_DRAW_JITTER,     /* router input jitter                            */
     MOE_DRAW_GUMBEL,     /* Gumbel noise on router logits                  */
     MOE_DRAW_NOISY,      /* noisy top-k standard normals                   */
-    MOE_DRAW_INNER       /* hierarchical inner-level uniforms              */
+    MOE_DRAW_INNER,      /* hierarchical inner-level uniforms              */
+    MOE_DRAW_DROPOUT     /* router input dropout mask                      */
 };
 #define MOE_DRAW_INDEX(purpose, i) (((uint64_t)(purpose) << 56) | (uint64_t)(i))
 

@@ -11,8 +11,22 @@
 
 #define MAX_TENSORS 512
 
+/* A pre-norm residual dense FFN sub-block next to a MoE sub-block:
+ * out = in + FFN(Norm(in)). w1 NULL: absent. */
+typedef struct {
+    float *g, *b, *w1, *w2; /* norm (d), (d) layernorm; (d, fin), (f, d) */
+} ff_views;
+
+/* Its activations (T tokens): the norm's output and statistics, the
+ * FFN's pre-activation and activation. */
+typedef struct {
+    float *xn, *m, *r, *hpre, *act;
+    size_t xn_cap, m_cap, r_cap, hpre_cap, act_cap;
+} ff_acts;
+
 typedef struct {
     float *n1_g, *n1_b, *w_qkv, *w_o, *n2_g, *n2_b, *f_w1, *f_w2;
+    ff_views ffb, ffa; /* around the MoE sub-block (ff_before/after_moe) */
     moe_params moe;
     size_t moe_off; /* where the MoE tensors start in the flat buffer */
     moe_layer *L;   /* NULL: dense FFN */
@@ -24,6 +38,10 @@ typedef struct {
         *hpre, *act;
     size_t x_in_cap, xn1_cap, m1_cap, r1_cap, qkv_cap, att_cap, ctx_cap,
         x_mid_cap, xn2_cap, m2_cap, r2_cap, hpre_cap, act_cap;
+    ff_acts fb, fa;  /* the FFN sub-blocks before / after the MoE one     */
+    float *h1, *h2;  /* (T, d) MoE sub-block input after ffb, output
+                        before ffa                                        */
+    size_t h1_cap, h2_cap;
 } layer_acts;
 
 struct moe_model {
@@ -97,6 +115,8 @@ moe_status moe_model_config_validate(const moe_model_config *c) {
     RANGE(n_head, 1, c->d_model);
     RANGE(d_ff, 1, 1 << 20);
     RANGE(moe_every, 0, c->n_layer);
+    RANGE(ff_before_moe, 0, 1);
+    RANGE(ff_after_moe, 0, 1);
 #undef RANGE
     if (c->d_model % c->n_head != 0)
         return moe_fail(MOE_EINVAL, "n_head = %d must divide d_model = %d", c->n_head, c->d_model);
@@ -153,6 +173,12 @@ static size_t layout(moe_model *M, float *buf) {
         BIAS(v->n1_b, ln ? d : 0, NAMED("ln1.b"));
         MAT(v->w_qkv, d * 3 * d, NAMED("attn.w_qkv"), d);
         MAT(v->w_o, d * d, NAMED("attn.w_o"), d);
+        /* the FFN sub-blocks around a MoE one, in execution order */
+        const int fb = is_moe(c, l) && c->ff_before_moe, fa = is_moe(c, l) && c->ff_after_moe;
+        GAIN(v->ffb.g, fb ? d : 0, NAMED("ffb.ln.g"));
+        BIAS(v->ffb.b, fb && ln ? d : 0, NAMED("ffb.ln.b"));
+        MAT(v->ffb.w1, fb ? d * fin : 0, NAMED("ffb.w1"), d);
+        MAT(v->ffb.w2, fb ? f * d : 0, NAMED("ffb.w2"), f);
         GAIN(v->n2_g, d, NAMED("ln2.g"));
         BIAS(v->n2_b, ln ? d : 0, NAMED("ln2.b"));
         if (!is_moe(c, l)) {
@@ -171,6 +197,10 @@ static size_t layout(moe_model *M, float *buf) {
             TAKE_AS(*moe_params_view(&v->moe, i), moe_params_len(&M->moe, i), NAMED(sub),
                     matrix, fan, fill);
         }
+        GAIN(v->ffa.g, fa ? d : 0, NAMED("ffa.ln.g"));
+        BIAS(v->ffa.b, fa && ln ? d : 0, NAMED("ffa.ln.b"));
+        MAT(v->ffa.w1, fa ? d * fin : 0, NAMED("ffa.w1"), d);
+        MAT(v->ffa.w2, fa ? f * d : 0, NAMED("ffa.w2"), f);
 #undef NAMED
     }
     GAIN(M->nf_g, d, "lnf.g");
@@ -220,6 +250,10 @@ static void acts_free(layer_acts *a) {
     free(a->x_in), free(a->xn1), free(a->m1), free(a->r1), free(a->qkv), free(a->att);
     free(a->ctx), free(a->x_mid), free(a->xn2), free(a->m2), free(a->r2);
     free(a->hpre), free(a->act);
+    ff_acts *f[2] = {&a->fb, &a->fa};
+    for (int i = 0; i < 2; i++)
+        free(f[i]->xn), free(f[i]->m), free(f[i]->r), free(f[i]->hpre), free(f[i]->act);
+    free(a->h1), free(a->h2);
 }
 
 void moe_model_free(moe_model *M) {
@@ -285,6 +319,11 @@ void moe_model_init(moe_model *M, float init_scale, uint64_t seed) {
 
 /* ------------------------------------------------------------ forward */
 
+static int ff_grow(ff_acts *a, size_t T, size_t d, size_t fin, size_t f) {
+    return MOE_GROW(a->xn, T * d) | MOE_GROW(a->m, T) | MOE_GROW(a->r, T) |
+           MOE_GROW(a->hpre, T * fin) | MOE_GROW(a->act, T * f);
+}
+
 static moe_status grow_acts(moe_model *M, int32_t B, int32_t N) {
     const moe_model_config *c = &M->cfg;
     const size_t T = (size_t)B * N, d = (size_t)c->d_model, C = (size_t)c->n_class;
@@ -298,6 +337,8 @@ static moe_status grow_acts(moe_model *M, int32_t B, int32_t N) {
                 MOE_GROW(a->ctx, T * d) | MOE_GROW(a->x_mid, T * d) | MOE_GROW(a->xn2, T * d) |
                 MOE_GROW(a->m2, T) | MOE_GROW(a->r2, T);
         if (!M->lv[l].L) fail |= MOE_GROW(a->hpre, T * fin) | MOE_GROW(a->act, T * f);
+        if (M->lv[l].ffb.w1) fail |= ff_grow(&a->fb, T, d, fin, f) | MOE_GROW(a->h1, T * d);
+        if (M->lv[l].ffa.w1) fail |= ff_grow(&a->fa, T, d, fin, f) | MOE_GROW(a->h2, T * d);
     }
     fail |= MOE_GROW(M->x_fin, T * d) | MOE_GROW(M->xnf, T * d) | MOE_GROW(M->mf, T) |
             MOE_GROW(M->rf, T) | MOE_GROW(M->logits, T * C) | MOE_GROW(M->probs, T * C) |
@@ -333,6 +374,28 @@ static moe_expert_w dense_w(const moe_model *M, float *w1, float *w2) {
     return w;
 }
 
+/* out (T, d) = in + FFN(Norm(in)), a dense FFN sub-block (M->fo is
+ * scratch). */
+static void ff_forward(moe_model *M, const ff_views *w, ff_acts *a, const float *in,
+                       float *out) {
+    const int32_t T = M->T, d = M->cfg.d_model;
+    norm_fwd(M, in, w->g, w->b, a->xn, a->m, a->r, T);
+    moe_expert_w ew = dense_w(M, w->w1, w->w2);
+    moe_expert_forward(&ew, M->cfg.moe.act, T, a->xn, a->hpre, a->act, M->fo);
+    for (size_t i = 0; i < (size_t)T * d; i++) out[i] = in[i] + M->fo[i];
+}
+
+/* Its backward, in place: d (T, d) = dL/d out on entry, dL/d in on exit
+ * (d + the branch's part); ADDS the sub-block's parameter gradients. */
+static void ff_backward(moe_model *M, const ff_views *w, const ff_acts *a,
+                        const float *in, float *d) {
+    const int32_t T = M->T; /* M->dxn, da, dh: scratch */
+    moe_expert_w ew = dense_w(M, w->w1, w->w2), gw = dense_w(M, GRAD(M, w->w1), GRAD(M, w->w2));
+    moe_expert_backward(&ew, &gw, M->cfg.moe.act, T, a->xn, a->hpre, a->act, d, M->da, M->dh,
+                        M->dxn);
+    norm_bwd(M, in, w->g, w->b, a->m, a->r, M->dxn, d, T);
+}
+
 /* One layer: a->x_in -> out (T, d). */
 static moe_status layer_forward(moe_model *M, int32_t l, float *out) {
     const moe_model_config *c = &M->cfg;
@@ -345,7 +408,15 @@ static moe_status layer_forward(moe_model *M, int32_t l, float *out) {
                           c->mode == MOE_DECODER);
     moe_matmul(a->ctx, v->w_o, a->x_mid, T, d, d);
     for (size_t i = 0; i < (size_t)T * d; i++) a->x_mid[i] += a->x_in[i];
-    norm_fwd(M, a->x_mid, v->n2_g, v->n2_b, a->xn2, a->m2, a->r2, T);
+    /* [h1 = x_mid + FFN_b(Norm(x_mid))], y = h1 + MoE(Norm2(h1)) or the
+     * dense FFN, [out = y + FFN_a(Norm(y))] */
+    const float *h1 = a->x_mid;
+    if (v->ffb.w1) {
+        ff_forward(M, &v->ffb, &a->fb, a->x_mid, a->h1);
+        h1 = a->h1;
+    }
+    float *y = v->ffa.w1 ? a->h2 : out;
+    norm_fwd(M, h1, v->n2_g, v->n2_b, a->xn2, a->m2, a->r2, T);
     if (v->L) {
         moe_layer_set_token_ids(v->L, M->tok); /* hash routing reads them */
         moe_status st = moe_layer_forward(v->L, &v->moe, a->xn2, M->B, M->N, NULL, M->fo);
@@ -358,7 +429,8 @@ static moe_status layer_forward(moe_model *M, int32_t l, float *out) {
         moe_expert_w w = dense_w(M, v->f_w1, v->f_w2);
         moe_expert_forward(&w, c->moe.act, T, a->xn2, a->hpre, a->act, M->fo);
     }
-    for (size_t i = 0; i < (size_t)T * d; i++) out[i] = a->x_mid[i] + M->fo[i];
+    for (size_t i = 0; i < (size_t)T * d; i++) y[i] = h1[i] + M->fo[i];
+    if (v->ffa.w1) ff_forward(M, &v->ffa, &a->fa, a->h2, out);
     return MOE_OK;
 }
 
@@ -407,7 +479,9 @@ static moe_status layer_backward(moe_model *M, int32_t l) {
     layer_acts *a = &M->la[l];
     const int32_t T = M->T, d = c->d_model;
     const size_t Td = (size_t)T * d;
-    /* out = x_mid + FFN(norm2(x_mid)) */
+    if (v->ffa.w1) ff_backward(M, &v->ffa, &a->fa, a->h2, M->dx); /* now dL/d h2 */
+    /* y = h1 + FFN(norm2(h1)), h1 = x_mid without ffb */
+    const float *h1 = v->ffb.w1 ? a->h1 : a->x_mid;
     memset(M->dxn, 0, Td * sizeof *M->dxn);
     if (v->L) {
         moe_params g;
@@ -421,7 +495,8 @@ static moe_status layer_backward(moe_model *M, int32_t l) {
                             M->dh, M->dxn);
     }
     memcpy(M->dmid, M->dx, Td * sizeof *M->dx);
-    norm_bwd(M, a->x_mid, v->n2_g, v->n2_b, a->m2, a->r2, M->dxn, M->dmid, T);
+    norm_bwd(M, h1, v->n2_g, v->n2_b, a->m2, a->r2, M->dxn, M->dmid, T);
+    if (v->ffb.w1) ff_backward(M, &v->ffb, &a->fb, a->x_mid, M->dmid); /* dL/d x_mid */
     /* x_mid = x_in + ctx W_o; ctx = attention(norm1(x_in) W_qkv) */
     memset(M->dctx, 0, Td * sizeof *M->dctx);
     moe_matmul_backward(a->ctx, v->w_o, M->dmid, M->dctx, GRAD(M, v->w_o), T, d, d);

@@ -5,6 +5,9 @@
  *   for each layer l:
  *     x = x + Attn(Norm(x)) W_o      (causal in decoder mode)
  *     x = x + FFN_l(Norm(x))         dense, or a MoE layer every moe_every
+ *                                    (MoE layers: optionally between
+ *                                    x = x + FFN(Norm(x)) sub-blocks,
+ *                                    ff_before_moe / ff_after_moe)
  *   logits = Norm(x) W_out            (vocab classes: next-token LM; tag
  *                                      classes: per-token tagging)
  *   loss = mean cross-entropy + sum over MoE layers of their aux_loss
@@ -31,11 +34,17 @@ typedef struct {
     float norm_eps;
     int32_t moe_every;   /* layer l is MoE when (l + 1) % moe_every == 0;
                             0: all dense (GShard, Switch: every other = 2) */
+    int32_t ff_before_moe; /* 1: every MoE layer gets a pre-norm residual
+                              dense FFN sub-block (own norm, W1, W2 of
+                              width d_ff, the experts' activation) before
+                              its MoE sub-block (ST-MoE Table 16)         */
+    int32_t ff_after_moe;  /* 1: the same after it                        */
     moe_config moe;      /* the MoE layers (d_model, causal are set here)  */
 } moe_model_config;
 
 /* Defaults: decoder, d 128, 4 layers, 4 heads, d_ff 512, RMSNorm 1e-6,
- * moe_every 2, MoE = top2_gshard of 8 GELU experts of 512. */
+ * moe_every 2, MoE = top2_gshard of 8 GELU experts of 512, no FFN
+ * sub-blocks around the MoE layers. */
 moe_model_config moe_model_config_default(void);
 /* Checks every field (and the MoE config as the model will use it). */
 moe_status moe_model_config_validate(const moe_model_config *cfg);
@@ -80,7 +89,8 @@ moe_status moe_model_backward(moe_model *M);
 const moe_model_losses *moe_model_losses_of(const moe_model *M);
 const float *moe_model_logits(const moe_model *M); /* (B*N, n_class) */
 /* The parameter tensors, in buffer order: name (e.g. "h1.attn.w_qkv",
- * "h1.moe.w1"), offset and length in floats, and whether weight decay
+ * "h1.moe.w1", "h1.ffb.w1" / "h1.ffa.ln.g" for the FFN sub-blocks before /
+ * after a MoE sub-block), offset and length in floats, and whether weight decay
  * applies (matrices yes; norm gains, biases, scalars no). */
 int32_t moe_model_n_tensors(const moe_model *M);
 void moe_model_tensor(const moe_model *M, int32_t i, const char **name,

@@ -71,11 +71,17 @@ typedef enum {
 
 /* Router exploration noise of the token-choice families, training only
  * (Switch Table 11): multiplicative input jitter U[1 - eps, 1 + eps] on the
- * router input, or Gumbel noise added to the router logits. */
+ * router input, Gumbel noise added to the router logits, or input dropout:
+ * each element of the router input is zeroed with probability eps and the
+ * others scaled by 1 / (1 - eps). Jitter and dropout touch the router's
+ * copy of x only (the experts see the clean x); their backward applies
+ * the same multipliers to the router's input gradient. All draws come
+ * from the layer's generator (seed, stream), one purpose per kind. */
 typedef enum {
     MOE_NOISE_NONE = 0,
     MOE_NOISE_JITTER,
-    MOE_NOISE_GUMBEL
+    MOE_NOISE_GUMBEL,
+    MOE_NOISE_DROPOUT
 } moe_router_noise;
 
 typedef enum { MOE_ACT_RELU = 0, MOE_ACT_GELU, MOE_ACT_GEGLU } moe_act;
@@ -120,7 +126,9 @@ typedef struct {
                             choice, soft_moe, hierarchical and BPR are
                             refused (their routing looks ahead)         */
     moe_router_noise router_noise; /* token-choice families, training  */
-    float noise_eps;     /* jitter half-width (router_noise = jitter)    */
+    float noise_eps;     /* jitter half-width in (0, 1) (router_noise =
+                            jitter); drop probability in [0, 1)
+                            (router_noise = dropout)                    */
     int32_t mult_bias;   /* geglu experts: multiplicative bias (e, h)    */
     /* noisy_topk (top_n is k) */
     int32_t noisy;       /* learned noise std at training time           */

@@ -12,21 +12,42 @@ static int needs_draws(const moe_config *c) {
             c->policy == MOE_POLICY_RANDOM);
 }
 
-/* logits (T, e) = xr Wg with xr = x, or x * U[1-eps, 1+eps] (jitter, kept
- * in L->xr, multipliers in L->noise); probs and lse from them. Gumbel
- * noise goes into the selection keys only (L->noise, rule.select). */
+/* Multiplicative router-input noise (training): m (T*d) and
+ * xr (T*d) = x * m, with m drawn from the layer's stream:
+ *   jitter:  m = U[1 - eps, 1 + eps]
+ *   dropout: m = 0 with probability eps, else 1 / (1 - eps)
+ * (the experts keep the clean x). Backward: dx += m * d xr. */
+static void input_noise_forward(const moe_layer *L, int noise, const float *x,
+                                float *m, float *xr) {
+    const moe_config *c = &L->cfg;
+    const size_t n = (size_t)L->T * c->d_model;
+    const float eps = c->noise_eps;
+    if (noise == MOE_NOISE_JITTER) {
+        moe_rng_fill_uniform(m, n, c->seed, L->stream, MOE_DRAW_INDEX(MOE_DRAW_JITTER, 0));
+        for (size_t i = 0; i < n; i++) m[i] = 1.0f - eps + 2.0f * eps * m[i];
+    } else {
+        const float keep = 1.0f / (1.0f - eps);
+        moe_rng_fill_uniform(m, n, c->seed, L->stream, MOE_DRAW_INDEX(MOE_DRAW_DROPOUT, 0));
+        for (size_t i = 0; i < n; i++) m[i] = m[i] < eps ? 0.0f : keep;
+    }
+    for (size_t i = 0; i < n; i++) xr[i] = x[i] * m[i];
+}
+
+static int input_noise(const moe_layer *L) {
+    const moe_router_noise k = L->cfg.router_noise;
+    return L->train && (k == MOE_NOISE_JITTER || k == MOE_NOISE_DROPOUT);
+}
+
+/* logits (T, e) = xr Wg with xr = x, or x times the input noise (kept in
+ * L->xr, multipliers in L->noise); probs and lse from them. Gumbel noise
+ * goes into the selection keys only (L->noise, rule.select). */
 static void router_forward(moe_layer *L, const moe_params *p, const float *x) {
     const moe_config *c = &L->cfg;
     const int32_t T = L->T, d = c->d_model, e = c->n_expert;
     const int noise = L->train ? (int)c->router_noise : MOE_NOISE_NONE;
     const float *xin = x;
-    if (noise == MOE_NOISE_JITTER) {
-        const size_t n = (size_t)T * d;
-        moe_rng_fill_uniform(L->noise, n, c->seed, L->stream, MOE_DRAW_INDEX(MOE_DRAW_JITTER, 0));
-        for (size_t i = 0; i < n; i++) {
-            L->noise[i] = 1.0f - c->noise_eps + 2.0f * c->noise_eps * L->noise[i];
-            L->xr[i] = x[i] * L->noise[i];
-        }
+    if (input_noise(L)) {
+        input_noise_forward(L, noise, x, L->noise, L->xr);
         xin = L->xr;
     }
     moe_matmul(xin, p->w_gate, L->logits, T, d, e);
@@ -44,17 +65,18 @@ static void router_forward(moe_layer *L, const moe_params *p, const float *x) {
     L->aux.z_loss = moe_z_loss(L->lse, T);
 }
 
-/* dlogits -> dWg, dx (through the jitter when it was on). */
+/* dlogits -> dWg, dx (through the input noise when it was on). */
 static void router_backward(moe_layer *L, const moe_params *p, const float *x,
                             moe_params *g, float *dx) {
     const moe_config *c = &L->cfg;
     const int32_t T = L->T, d = c->d_model, e = c->n_expert;
     if (c->z_coef != 0.0f) moe_z_backward(L->probs, L->lse, c->z_coef, L->dlogits, T, e);
-    if (!(L->train && c->router_noise == MOE_NOISE_JITTER)) {
+    if (!input_noise(L)) {
         moe_matmul_backward(x, p->w_gate, L->dlogits, dx, g->w_gate, T, d, e);
         return;
     }
     const size_t n = (size_t)T * d;
+    /* logits = xr Wg, xr = x * m */
     moe_matmul_backward(L->xr, p->w_gate, L->dlogits, NULL, g->w_gate, T, d, e);
     memset(L->xr, 0, n * sizeof *L->xr); /* now d loss / d xr */
     moe_matmul_backward(NULL, p->w_gate, L->dlogits, L->xr, NULL, T, d, e);

@@ -40,7 +40,7 @@ static const char *const families[] = {"top2_gshard", "topn_stmoe", "switch_top1
 static const char *const acts[] = {"relu", "gelu", "geglu", NULL};
 static const char *const policies[] = {"all", "none", "threshold", "random", NULL};
 static const char *const priorities[] = {"token", "bpr", NULL};
-static const char *const noises[] = {"none", "jitter", "gumbel", NULL};
+static const char *const noises[] = {"none", "jitter", "gumbel", "dropout", NULL};
 static const char *const schedules[] = {"constant", "cosine", "rsqrt", NULL};
 static const char *const sources[] = {"synthetic", "brown", NULL};
 static const char *const tasks[] = {"lm", "tag", NULL};
@@ -64,6 +64,8 @@ static const ini_key keys[] = {
     C("model.norm", model.norm, norms, "normalisation"),
     F("model.norm_eps", model.norm_eps, 1e-12, 1, "normalisation epsilon"),
     I("model.moe_every", model.moe_every, 0, 1024, "layer l is MoE when (l+1) % moe_every == 0; 0: dense"),
+    I("model.ff_before_moe", model.ff_before_moe, 0, 1, "dense FFN sub-block before each MoE one (ST-MoE Table 16)"),
+    I("model.ff_after_moe", model.ff_after_moe, 0, 1, "dense FFN sub-block after each MoE one"),
     C("moe.family", model.moe.family, families, "routing family"),
     I("moe.n_expert", model.moe.n_expert, 1, 65536, "experts (hierarchical: outer)"),
     I("moe.n_expert_inner", model.moe.n_expert_inner, 0, 65536, "hierarchical inner experts"),
@@ -81,7 +83,7 @@ static const ini_key keys[] = {
     F("moe.balance_coef", model.moe.balance_coef, 0, 1e6, "balance loss weight"),
     F("moe.z_coef", model.moe.z_coef, 0, 1e6, "router z-loss weight"),
     C("moe.router_noise", model.moe.router_noise, noises, "router exploration noise (training)"),
-    F("moe.noise_eps", model.moe.noise_eps, 0, 1, "input jitter half-width"),
+    F("moe.noise_eps", model.moe.noise_eps, 0, 1, "jitter half-width / dropout probability"),
     I("moe.noisy", model.moe.noisy, 0, 1, "noisy_topk learned noise"),
     F("moe.noise_epsilon", model.moe.noise_epsilon, 0, 1e6, "noisy_topk std floor"),
     F("moe.w_importance", model.moe.w_importance, 0, 1e6, "noisy_topk importance loss weight"),

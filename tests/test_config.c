@@ -90,6 +90,19 @@ static void test_router_noise_and_family_only_options_are_checked(void) {
     expect_rejected(&c, "noise_eps");
     c.noise_eps = 1.0f;
     expect_rejected(&c, "noise_eps");
+    c.router_noise = MOE_NOISE_DROPOUT; /* drop probability in [0, 1) */
+    expect_rejected(&c, "noise_eps");
+    c.noise_eps = -0.1f;
+    expect_rejected(&c, "noise_eps");
+    c.noise_eps = 0.0f;
+    CU_ASSERT_EQUAL(moe_config_validate(&c), MOE_OK);
+    c.noise_eps = 0.5f;
+    CU_ASSERT_EQUAL(moe_config_validate(&c), MOE_OK);
+    c.family = MOE_HIERARCHICAL, c.top_n = 2, c.n_expert_inner = 2;
+    expect_rejected(&c, "router_noise");
+    c = tcfg(MOE_SWITCH_TOP1, MOE_ACT_RELU, 8, 16, 4);
+    c.router_noise = (moe_router_noise)(MOE_NOISE_DROPOUT + 1);
+    expect_rejected(&c, "router_noise");
     c = tcfg(MOE_SOFT_MOE, MOE_ACT_RELU, 8, 16, 4);
     c.z_coef = 1e-3f; /* soft moe has no softmax router over experts */
     expect_rejected(&c, "z_coef");

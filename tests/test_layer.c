@@ -35,21 +35,25 @@ static snapshot run_with_threads(const moe_config *cfg, int threads) {
 }
 
 static void test_same_seed_is_bit_identical_with_one_and_two_threads(void) {
-    moe_config cfgs[6] = {tcfg(MOE_TOP2_GSHARD, MOE_ACT_GELU, 16, 32, 8),
+    moe_config cfgs[7] = {tcfg(MOE_TOP2_GSHARD, MOE_ACT_GELU, 16, 32, 8),
                           tcfg(MOE_TOPN_STMOE, MOE_ACT_GEGLU, 16, 32, 8),
                           tcfg(MOE_SWITCH_TOP1, MOE_ACT_RELU, 16, 32, 8),
                           tcfg(MOE_EXPERT_CHOICE, MOE_ACT_GELU, 16, 32, 8),
                           tcfg(MOE_SWITCH_TOP1, MOE_ACT_RELU, 16, 32, 8),
-                          tcfg(MOE_TOP2_GSHARD, MOE_ACT_GEGLU, 16, 32, 8)};
+                          tcfg(MOE_TOP2_GSHARD, MOE_ACT_GEGLU, 16, 32, 8),
+                          tcfg(MOE_SWITCH_TOP1, MOE_ACT_GELU, 16, 32, 8)};
     cfgs[5].router_noise = MOE_NOISE_JITTER; /* own draws, with noise */
     cfgs[5].noise_eps = 0.1f;
     cfgs[5].mult_bias = 1;
+    cfgs[6].router_noise = MOE_NOISE_DROPOUT; /* own mask, with drops */
+    cfgs[6].noise_eps = 0.2f;
+    cfgs[6].capacity_factor_train = 0.5f;
     cfgs[1].bias = 1;
     cfgs[1].top_n = 3;
     cfgs[1].thresholds[2] = 0.1f;
     cfgs[4].priority = MOE_PRIORITY_BPR;
     cfgs[4].capacity_factor_train = 0.5f;
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < 7; i++) {
         const moe_config *c = &cfgs[i];
         snapshot a = run_with_threads(c, 1), b = run_with_threads(c, 2);
         size_t Td = (size_t)4 * 48 * c->d_model;

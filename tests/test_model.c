@@ -82,7 +82,7 @@ static uint64_t msig(mcase *m) {
  * gradients (a deep layer's ffn.w2). Worst tensor measured: 1.75e-3 at
  * eps 1e-2, 9.4e-3 at 3e-3 (float32 noise, ~1/eps) and 1.6e-2 at 3e-2
  * (truncation): 1e-2 is the best step. A wrong term gives > 5e-2. */
-static double model_fd(mcase *m, const char *what) {
+static double model_fd_eps(mcase *m, const char *what, const float eps) {
     moe_model *M = m->M;
     float *p = moe_model_params(M), *g = moe_model_grads(M);
     mloss(m);
@@ -98,7 +98,6 @@ static double model_fd(mcase *m, const char *what) {
         int skipped = 0;
         for (size_t j = 0; j < len; j++) {
             float *v = p + off + j, v0 = *v;
-            const float eps = 1e-2f;
             *v = v0 + eps;
             double lp = mloss(m);
             uint64_t sp = msig(m);
@@ -124,6 +123,8 @@ static double model_fd(mcase *m, const char *what) {
     return worst;
 }
 
+static double model_fd(mcase *m, const char *what) { return model_fd_eps(m, what, 1e-2f); }
+
 static void fd_family(moe_model_mode mode, int fam, const char *what) {
     moe_model_config c = tiny(mode, fam);
     mcase m;
@@ -144,6 +145,154 @@ static void test_encoder_gradients_match_finite_differences_for_every_family(voi
     fd_family(MOE_ENCODER, -1, "dense");
     for (int f = 0; f < MOE_FAMILY_COUNT; f++)
         fd_family(MOE_ENCODER, f, moe_family_name((moe_family)f));
+}
+
+/* ST-MoE Table 16: dense FFN sub-blocks before / after every MoE
+ * sub-block, through the whole model. Tolerance and its reason as in
+ * model_fd (5e-3): the same float32 loss through 2 layers, with one or two
+ * more FFNs. Covers RMSNorm and LayerNorm (the sub-blocks' norm bias),
+ * gelu and geglu (W1 of width 2 d_ff), each option alone and both.
+ * Measured worst: 3.9e-4 (ff_before), 2.5e-4 (ff_after), 3.2e-4 (expert
+ * choice, both). With LayerNorm and geglu the curvature is larger: at
+ * eps 1e-2 the first tensors (wte, h0.ln1.b) show truncation error
+ * growing as eps^2 (wte 2.4e-4, 6.7e-4, 2.7e-3, 1.0e-2 at eps 3e-3, 5e-3,
+ * 1e-2, 2e-2; h0.ln1.b up to 4.4e-3 at 1e-2), so that case uses eps 3e-3
+ * (worst 4.7e-4). */
+static void test_gradients_match_finite_differences_with_dense_ffns_around_moe(void) {
+    struct { moe_model_mode mode; int fam, before, after, ln, geglu; const char *what; } k[4] = {
+        {MOE_DECODER, MOE_TOP2_GSHARD, 1, 0, 0, 0, "top2 ff_before"},
+        {MOE_DECODER, MOE_SWITCH_TOP1, 0, 1, 0, 0, "switch ff_after"},
+        {MOE_ENCODER, MOE_TOPN_STMOE, 1, 1, 1, 1, "topn both layernorm geglu"},
+        {MOE_ENCODER, MOE_EXPERT_CHOICE, 1, 1, 0, 0, "expert choice both"}};
+    for (int i = 0; i < 4; i++) {
+        moe_model_config c = tiny(k[i].mode, k[i].fam);
+        c.ff_before_moe = k[i].before, c.ff_after_moe = k[i].after;
+        if (k[i].ln) c.norm = MOE_LAYERNORM;
+        if (k[i].geglu) c.moe.act = MOE_ACT_GEGLU;
+        mcase m;
+        mcase_init(&m, &c, 2, 17);
+        double worst = model_fd_eps(&m, k[i].what, k[i].ln ? 3e-3f : 1e-2f);
+        if (getenv("MOE_FD_VERBOSE")) printf("\n  %s: worst %.3g", k[i].what, worst);
+        CU_ASSERT(worst < 5e-3);
+        mcase_free(&m);
+    }
+}
+
+/* Each option adds, to every MoE layer and to no dense layer, exactly one
+ * norm (gain, and bias with LayerNorm), W1 (d, fin) and W2 (d_ff, d),
+ * named h<l>.ffb.* / h<l>.ffa.*, with weight decay on the matrices only;
+ * every other tensor keeps its name and length, in the same order. */
+static void test_dense_ffns_around_moe_add_exactly_their_parameters(void) {
+    for (int variant = 0; variant < 2; variant++) {
+        moe_model_config c = tiny(MOE_ENCODER, MOE_TOP2_GSHARD);
+        c.n_layer = 4; /* moe_every 2: layers 1 and 3 are MoE */
+        if (variant) c.norm = MOE_LAYERNORM, c.moe.act = MOE_ACT_GEGLU;
+        const size_t d = (size_t)c.d_model, f = (size_t)c.d_ff, fin = variant ? 2 * f : f;
+        const size_t per_ffn = d * (variant ? 2 : 1) + d * fin + f * d;
+        moe_model *P, *M;
+        CU_ASSERT_FATAL(moe_model_create(&c, &P) == MOE_OK);
+        for (int opt = 1; opt < 4; opt++) {
+            moe_model_config o = c;
+            o.ff_before_moe = opt & 1, o.ff_after_moe = opt >> 1;
+            CU_ASSERT_FATAL(moe_model_create(&o, &M) == MOE_OK);
+            const size_t n_ffn = (size_t)2 * (o.ff_before_moe + o.ff_after_moe);
+            CU_ASSERT_EQUAL(moe_model_n_params(M), moe_model_n_params(P) + n_ffn * per_ffn);
+            CU_ASSERT_EQUAL(moe_model_n_tensors(M),
+                            moe_model_n_tensors(P) + (int32_t)n_ffn * (variant ? 4 : 3));
+            int32_t j = 0, bad = 0;
+            for (int32_t i = 0; i < moe_model_n_tensors(M); i++) {
+                const char *nm, *pn;
+                size_t len, plen;
+                int dec;
+                moe_model_tensor(M, i, &nm, NULL, &len, &dec);
+                if (strstr(nm, ".ffb.") || strstr(nm, ".ffa.")) {
+                    const int mat = strstr(nm, ".w1") || strstr(nm, ".w2");
+                    bad += dec != mat;
+                    bad += (nm[1] != '1' && nm[1] != '3'); /* MoE layers only */
+                    bad += len != (strstr(nm, ".w1") ? d * fin : mat ? f * d : d);
+                    bad += !((o.ff_before_moe && strstr(nm, ".ffb.")) ||
+                             (o.ff_after_moe && strstr(nm, ".ffa.")));
+                    continue;
+                }
+                moe_model_tensor(P, j++, &pn, NULL, &plen, NULL);
+                bad += strcmp(nm, pn) != 0 || len != plen;
+            }
+            CU_ASSERT_EQUAL(j, moe_model_n_tensors(P));
+            CU_ASSERT_EQUAL(bad, 0);
+            /* in execution order: h1.attn.w_o, [h1.ffb.*], h1.ln2.g */
+            for (int32_t i = 0; i + 1 < moe_model_n_tensors(M); i++) {
+                const char *nm, *next;
+                moe_model_tensor(M, i, &nm, NULL, NULL, NULL);
+                moe_model_tensor(M, i + 1, &next, NULL, NULL, NULL);
+                if (!strcmp(nm, "h1.attn.w_o"))
+                    CU_ASSERT_STRING_EQUAL(next, o.ff_before_moe ? "h1.ffb.ln.g" : "h1.ln2.g");
+            }
+            moe_model_free(M);
+        }
+        moe_model_free(P);
+    }
+}
+
+/* Both options 0: the model of before these fields existed. Its size and
+ * loss were recorded with that code (n_params 1896, 18 tensors, loss
+ * 3.1101919125413158 on this machine; 1e-9 relative leaves room for other
+ * BLAS kernels only). And the sub-blocks are pure residual additions:
+ * with both options on and both W2 zero (every other tensor copied by
+ * name), loss and every shared gradient are bit-identical to the plain
+ * model's. */
+static void test_model_without_ffns_around_moe_is_unchanged(void) {
+    moe_model_config c = tiny(MOE_DECODER, MOE_TOP2_GSHARD);
+    c.moe_every = 1;
+    mcase a, b;
+    mcase_init(&a, &c, 2, 17);
+    for (int32_t i = 0; i < a.B * a.N; i++)
+        a.tgt[i] = (int32_t)(moe_rng_uniform(17, 2, (uint64_t)i) * c.n_class);
+    moe_model_set_stream(a.M, 3);
+    const double la = mloss(&a);
+    CU_ASSERT_EQUAL(moe_model_n_params(a.M), 1896);
+    CU_ASSERT_EQUAL(moe_model_n_tensors(a.M), 18);
+    CU_ASSERT(fabs(la - 3.1101919125413158) < 1e-9 * 3.11);
+    moe_model_config o = c;
+    o.ff_before_moe = o.ff_after_moe = 1;
+    mcase_init(&b, &o, 2, 17);
+    memcpy(b.tgt, a.tgt, (size_t)a.B * a.N * sizeof(int32_t));
+    moe_model_set_stream(b.M, 3);
+    float *pa = moe_model_params(a.M), *pb = moe_model_params(b.M);
+    for (int32_t i = 0; i < moe_model_n_tensors(b.M); i++) {
+        const char *nm;
+        size_t off, len;
+        moe_model_tensor(b.M, i, &nm, &off, &len, NULL);
+        if (strstr(nm, ".ff")) {
+            if (strstr(nm, ".w2")) memset(pb + off, 0, len * sizeof(float));
+            continue;
+        }
+        for (int32_t j = 0; j < moe_model_n_tensors(a.M); j++) {
+            const char *an;
+            size_t aoff;
+            moe_model_tensor(a.M, j, &an, &aoff, NULL, NULL);
+            if (!strcmp(an, nm)) memcpy(pb + off, pa + aoff, len * sizeof(float));
+        }
+    }
+    CU_ASSERT(mloss(&b) == la);
+    float *ga = moe_model_grads(a.M), *gb = moe_model_grads(b.M);
+    memset(ga, 0, moe_model_n_params(a.M) * sizeof(float));
+    memset(gb, 0, moe_model_n_params(b.M) * sizeof(float));
+    mloss(&a);
+    CU_ASSERT_FATAL(moe_model_backward(a.M) == MOE_OK);
+    CU_ASSERT_FATAL(moe_model_backward(b.M) == MOE_OK);
+    int bad = 0;
+    for (int32_t j = 0; j < moe_model_n_tensors(a.M); j++) {
+        const char *an, *bn;
+        size_t aoff, alen, boff;
+        moe_model_tensor(a.M, j, &an, &aoff, &alen, NULL);
+        for (int32_t i = 0; i < moe_model_n_tensors(b.M); i++) {
+            moe_model_tensor(b.M, i, &bn, &boff, NULL, NULL);
+            if (!strcmp(an, bn)) bad += memcmp(ga + aoff, gb + boff, alen * sizeof(float)) != 0;
+        }
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    mcase_free(&a);
+    mcase_free(&b);
 }
 
 /* Decoder: the logits at position t do not change when any later token
@@ -204,9 +353,7 @@ static void test_decoder_refuses_routers_that_look_ahead(void) {
     CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "n_head"));
 }
 
-static void test_model_is_bit_identical_with_one_and_two_threads(void) {
-    moe_model_config c = tiny(MOE_ENCODER, MOE_TOP2_GSHARD);
-    c.seq_len = 16, c.d_model = 16, c.n_head = 4, c.moe_every = 1;
+static void model_threads(moe_model_config c) {
     float *g1 = NULL;
     double l1 = 0;
     int saved = moe_get_threads();
@@ -231,6 +378,15 @@ static void test_model_is_bit_identical_with_one_and_two_threads(void) {
     }
     moe_set_threads(saved);
     free(g1);
+}
+
+static void test_model_is_bit_identical_with_one_and_two_threads(void) {
+    moe_model_config c = tiny(MOE_ENCODER, MOE_TOP2_GSHARD);
+    c.seq_len = 16, c.d_model = 16, c.n_head = 4, c.moe_every = 1;
+    model_threads(c);
+    c.ff_before_moe = c.ff_after_moe = 1; /* with the FFN sub-blocks */
+    c.moe.router_noise = MOE_NOISE_DROPOUT, c.moe.noise_eps = 0.1f;
+    model_threads(c);
 }
 
 /* A tiny decoder memorises one batch: plain SGD (lr 0.5) brings the mean
@@ -282,6 +438,9 @@ void suite_model(void) {
     ADD_SUITE("model",
               {"decoder_gradients_match_finite_differences_for_every_allowed_family", test_decoder_gradients_match_finite_differences_for_every_allowed_family},
               {"encoder_gradients_match_finite_differences_for_every_family", test_encoder_gradients_match_finite_differences_for_every_family},
+              {"gradients_match_finite_differences_with_dense_ffns_around_moe", test_gradients_match_finite_differences_with_dense_ffns_around_moe},
+              {"dense_ffns_around_moe_add_exactly_their_parameters", test_dense_ffns_around_moe_add_exactly_their_parameters},
+              {"model_without_ffns_around_moe_is_unchanged", test_model_without_ffns_around_moe_is_unchanged},
               {"decoder_logits_ignore_later_tokens_for_every_allowed_router", test_decoder_logits_ignore_later_tokens_for_every_allowed_router},
               {"decoder_refuses_routers_that_look_ahead", test_decoder_refuses_routers_that_look_ahead},
               {"model_is_bit_identical_with_one_and_two_threads", test_model_is_bit_identical_with_one_and_two_threads},

@@ -210,8 +210,8 @@ static void test_softmax_rows_sum_to_one_and_lse_is_consistent(void) {
 
 /* Router exploration noise (Switch Table 11): only in training. */
 static void test_router_noise_is_off_in_eval_mode(void) {
-    moe_router_noise kinds[2] = {MOE_NOISE_JITTER, MOE_NOISE_GUMBEL};
-    for (int i = 0; i < 2; i++) {
+    moe_router_noise kinds[3] = {MOE_NOISE_JITTER, MOE_NOISE_GUMBEL, MOE_NOISE_DROPOUT};
+    for (int i = 0; i < 3; i++) {
         moe_config plain = tcfg(MOE_SWITCH_TOP1, MOE_ACT_GELU, 8, 8, 4);
         moe_config noisy = plain;
         noisy.router_noise = kinds[i];
@@ -288,6 +288,61 @@ static void test_jitter_stays_within_its_band_and_moves_the_logits(void) {
     tcase_free(&t);
 }
 
+/* Router input dropout: with w_gate the identity (d = e), the logits are
+ * the router's input itself. Over 4096 x 8 elements the zeroed fraction
+ * is Binomial(32768, eps) / 32768 (sd 0.0025 at eps 0.3; we allow 5 sd),
+ * and every kept element is exactly x / (1 - eps) (float multiply by the
+ * float 1 / (1 - eps), then a product with 1 and sums of exact zeros). */
+static void test_dropout_zeroes_a_noise_eps_fraction_of_the_router_input(void) {
+    moe_config c = tcfg(MOE_SWITCH_TOP1, MOE_ACT_RELU, 8, 4, 8);
+    c.router_noise = MOE_NOISE_DROPOUT;
+    c.noise_eps = 0.3f;
+    tcase t;
+    tcase_init(&t, &c, 4, 1024, 5, 1.0f);
+    for (int q = 0; q < 8; q++)
+        for (int j = 0; j < 8; j++) t.p.w_gate[q * 8 + j] = q == j ? 1.0f : 0.0f;
+    moe_layer_set_stream(t.L, 9);
+    tcase_forward(&t);
+    moe_route r;
+    moe_layer_route(t.L, &r);
+    const size_t n = (size_t)t.T * 8;
+    const float keep = 1.0f / (1.0f - c.noise_eps);
+    size_t zeros = 0, bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (r.logits[i] == 0.0f) zeros++;
+        else bad += r.logits[i] != t.x[i] * keep;
+    }
+    const double frac = (double)zeros / (double)n, sd = sqrt(0.3 * 0.7 / (double)n);
+    if (getenv("MOE_FD_VERBOSE")) printf("\n  dropout: zeroed %.4f of %zu", frac, n);
+    CU_ASSERT(fabs(frac - 0.3) < 5 * sd);
+    CU_ASSERT_EQUAL(bad, 0);
+    moe_layer_set_stream(t.L, 10); /* another step: another mask */
+    float *first = malloc(n * sizeof(float));
+    memcpy(first, r.logits, n * sizeof(float));
+    tcase_forward(&t);
+    CU_ASSERT(memcmp(first, r.logits, n * sizeof(float)) != 0);
+    free(first);
+    tcase_free(&t);
+}
+
+/* Only the router sees the dropped input: with one expert the gate is 1
+ * whatever the logits, so the output (and x's expert gradient) equal
+ * those of a layer without noise, bit for bit. */
+static void test_dropout_leaves_the_experts_input_clean(void) {
+    moe_config plain = tcfg(MOE_SWITCH_TOP1, MOE_ACT_GELU, 8, 8, 1);
+    plain.capacity_factor_train = 1.0f; /* capacity n: nothing dropped */
+    moe_config noisy = plain;
+    noisy.router_noise = MOE_NOISE_DROPOUT;
+    noisy.noise_eps = 0.5f;
+    tcase a, b;
+    tcase_init(&a, &plain, 2, 16, 4, 1.0f);
+    tcase_init(&b, &noisy, 2, 16, 4, 1.0f);
+    CU_ASSERT(tcase_forward(&a) == tcase_forward(&b));
+    CU_ASSERT(memcmp(a.y, b.y, (size_t)a.T * 8 * sizeof(float)) == 0);
+    tcase_free(&a);
+    tcase_free(&b);
+}
+
 void suite_router(void) {
     ADD_SUITE("router",
               {"no_expert_exceeds_capacity_and_positions_are_contiguous", test_no_expert_exceeds_capacity_and_positions_are_contiguous},
@@ -300,5 +355,7 @@ void suite_router(void) {
               {"softmax_rows_sum_to_one_and_lse_is_consistent", test_softmax_rows_sum_to_one_and_lse_is_consistent},
               {"router_noise_is_off_in_eval_mode", test_router_noise_is_off_in_eval_mode},
               {"gumbel_noise_samples_experts_with_softmax_probabilities", test_gumbel_noise_samples_experts_with_softmax_probabilities},
-              {"jitter_stays_within_its_band_and_moves_the_logits", test_jitter_stays_within_its_band_and_moves_the_logits});
+              {"jitter_stays_within_its_band_and_moves_the_logits", test_jitter_stays_within_its_band_and_moves_the_logits},
+              {"dropout_zeroes_a_noise_eps_fraction_of_the_router_input", test_dropout_zeroes_a_noise_eps_fraction_of_the_router_input},
+              {"dropout_leaves_the_experts_input_clean", test_dropout_leaves_the_experts_input_clean});
 }

@@ -164,6 +164,26 @@ static void test_bad_data_and_config_are_reported(void) {
     CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "unknown key 'model.d_modle'"));
 }
 
+/* The ablation keys reach the model config: model.ff_before_moe and
+ * model.ff_after_moe (0/1, default 0) and moe.router_noise = dropout. */
+static void test_ablation_keys_reach_the_model_config(void) {
+    size_t nk;
+    const ini_key *k = moe_train_keys(&nk);
+    moe_train_config d = moe_train_config_default();
+    CU_ASSERT_EQUAL(d.model.ff_before_moe, 0);
+    CU_ASSERT_EQUAL(d.model.ff_after_moe, 0);
+    CU_ASSERT_EQUAL(ini_set_arg(k, nk, &d, "model.ff_before_moe=1"), MOE_OK);
+    CU_ASSERT_EQUAL(ini_set_arg(k, nk, &d, "model.ff_after_moe=1"), MOE_OK);
+    CU_ASSERT_EQUAL(d.model.ff_before_moe, 1);
+    CU_ASSERT_EQUAL(d.model.ff_after_moe, 1);
+    CU_ASSERT_EQUAL(ini_set_arg(k, nk, &d, "model.ff_after_moe=2"), MOE_EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "ff_after_moe"));
+    CU_ASSERT_EQUAL(ini_set_arg(k, nk, &d, "moe.router_noise=dropout"), MOE_OK);
+    CU_ASSERT_EQUAL(d.model.moe.router_noise, MOE_NOISE_DROPOUT);
+    CU_ASSERT_EQUAL(ini_set_arg(k, nk, &d, "moe.router_noise=drop"), MOE_EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "dropout"));
+}
+
 /* The CLI: one line on stderr, exit 1, for a bad key, a bad value and a
  * missing file; 2 for a usage error. */
 static void test_cli_reports_bad_configs_in_one_line_with_exit_one(void) {
@@ -197,4 +217,5 @@ void suite_train(void) {
     CU_add_test(s, "resuming_a_checkpoint_past_the_run_length_is_refused", test_resuming_a_checkpoint_past_the_run_length_is_refused);
     CU_add_test(s, "bad_data_and_config_are_reported", test_bad_data_and_config_are_reported);
     CU_add_test(s, "cli_reports_bad_configs_in_one_line_with_exit_one", test_cli_reports_bad_configs_in_one_line_with_exit_one);
+    CU_add_test(s, "ablation_keys_reach_the_model_config", test_ablation_keys_reach_the_model_config);
 }
