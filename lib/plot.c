@@ -72,8 +72,14 @@ static void title_of(const plot_ctx *c, const char *what, char *out, size_t cap)
 /* loss.png: smoothed training ce per arm, validation points. */
 static moe_status plot_loss(plot_ctx *c) {
     char name[200], title[512];
-    const moe_plot_run *r0 = plot_first(c, &c->arms[0]);
-    int64_t w = (int64_t)llround(0.02 * (double)r0->S);
+    int64_t s_max = 0;
+    for (int a = 0; a < c->n_arms; a++)
+        if (plot_first(c, &c->arms[a])->S > s_max) s_max = plot_first(c, &c->arms[a])->S;
+    if (s_max == 0) {
+        plot_note(c, "loss", "no /train rows");
+        return MOE_OK;
+    }
+    int64_t w = (int64_t)llround(0.02 * (double)s_max);
     if (w < 1) w = 1;
     snprintf(name, sizeof name, "Training loss (moving average of %lld steps), validation points",
              (long long)w);
@@ -81,8 +87,9 @@ static moe_status plot_loss(plot_ctx *c) {
     FILE *g = plot_gp_begin(c, "loss", title, "step", "cross-entropy (nats)");
     if (!g) return MOE_EIO;
     fprintf(g, "set key inside right top box opaque\nplot ");
-    for (int a = 0; a < c->n_arms; a++) {
+    for (int a = 0, n = 0; a < c->n_arms; a++) {
         const moe_plot_run *r = plot_first(c, &c->arms[a]);
+        if (r->S == 0) continue; /* killed before its first step */
         double *sm = malloc((size_t)(r->S ? r->S : 1) * sizeof *sm);
         snprintf(name, sizeof name, "loss_%s.dat", c->arms[a].file);
         FILE *d = sm ? plot_open_data(c, name) : NULL;
@@ -97,7 +104,7 @@ static moe_status plot_loss(plot_ctx *c) {
             fprintf(d, "%.0f %.9g %.9g\n", r->step[i], r->ce[i], sm[i]);
         fclose(d);
         free(sm);
-        fprintf(g, "%s'%s' using 1:3 with lines lt %d lw 2 title ", a ? ", \\\n     " : "",
+        fprintf(g, "%s'%s' using 1:3 with lines lt %d lw 2 title ", n++ ? ", \\\n     " : "",
                 name, a + 1);
         moe_plot_gp_quote(g, c->arms[a].label);
         if (r->V == 0) continue;

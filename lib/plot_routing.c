@@ -69,7 +69,7 @@ moe_status plot_load(plot_ctx *c) {
         if (!g) return MOE_EIO;
         if (heat) {
             heat_palette(g, "fraction of the step's choices");
-            fprintf(g, "set yrange [-0.5:%lld.5]\nplot '%s' using 1:2:3 with image\n",
+            fprintf(g, "set autoscale xfix\nset yrange [-0.5:%lld.5]\nplot '%s' using 1:2:3 with image\n",
                     (long long)r->E - 1, dat);
         } else {
             fprintf(g, "set yrange [0:*]\nplot for [e=0:%lld] '%s' using 1:(column(e+2)) with lines "
