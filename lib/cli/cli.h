@@ -4,6 +4,7 @@
 #define MOE_CLI_H
 
 int cli_check(int argc, char **argv);
+int cli_plot(int argc, char **argv);
 int cli_train(int argc, char **argv);
 
 #endif

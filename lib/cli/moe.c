@@ -10,6 +10,7 @@ static const struct {
 } commands[] = {
     {"check", "compare the library against moe-golden/1 files", cli_check},
     {"train", "train a transformer with MoE layers from an INI config", cli_train},
+    {"plot", "plot the run files of a results folder (PNG + SVG, gnuplot)", cli_plot},
 };
 
 static void usage(FILE *f) {
