@@ -123,7 +123,7 @@ static moe_status add_columns(parser *p, char *v) {
     char *save = NULL;
     a->n_columns = 0;
     for (char *w = strtok_r(v, " \t", &save); w; w = strtok_r(NULL, " \t", &save)) {
-        if (!moe_ablation_metric_known(w))
+        if (!moe_ablation_metric_known(w) || strlen(w) >= sizeof a->columns[0])
             return FAIL(p, "columns: unknown metric '%s' (allowed: %s)", w,
                         moe_ablation_metric_list());
         if (a->n_columns >= MOE_ABL_MAX_COLUMNS)
@@ -141,8 +141,8 @@ static moe_status add_claim(parser *p, char *v) {
     moe_abl_claim *c = &a->claims[a->n_claims];
     char *colon = strchr(v, ':');
     if (colon) *colon = '\0';
-    char m[64] = "", x[64] = "", op[8] = "", y[64] = "", extra[8] = "";
-    int k = sscanf(v, "%63s %63s %7s %63s %7s", m, x, op, y, extra);
+    char m[48] = "", x[64] = "", op[8] = "", y[64] = "", extra[8] = "";
+    int k = sscanf(v, "%47s %63s %7s %63s %7s", m, x, op, y, extra);
     if (k != 4 || (strcmp(op, "<") && strcmp(op, ">")))
         return FAIL(p, "claim: expected 'METRIC ARM_A < ARM_B : text' (or >)");
     if (!moe_ablation_metric_known(m))
