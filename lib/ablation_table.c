@@ -268,6 +268,11 @@ static moe_status write_outputs(const results *r, int markdown, FILE *out) {
 moe_status moe_ablation_table(const char *dir, int markdown, FILE *out) {
     char p[1200];
     snprintf(p, sizeof p, "%s/ablation.ini", dir);
+    FILE *f = fopen(p, "r");
+    if (!f)
+        return moe_fail(MOE_EIO, "%s: not a results folder of 'moe ablate' (no readable "
+                        "ablation.ini)", dir);
+    fclose(f);
     moe_ablation *a;
     moe_status st = moe_ablation_load(p, &a);
     if (st != MOE_OK) return st;

@@ -273,4 +273,5 @@ void test_bad_options_are_usage_errors(void) {
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "moe ablate: /nonexistent/x.ini: "));
     snprintf(args, sizeof args, "table %s", tmpdir_path("nothing"));
     CU_ASSERT_EQUAL(run_moe(args, out, sizeof out), 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "nothing: not a results folder"));
 }
