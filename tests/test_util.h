@@ -95,6 +95,7 @@ void suite_train(void);
 void suite_optim(void);
 void suite_checkpoint(void);
 void suite_plot(void);
+void suite_ablation(void);
 
 /* Adds a suite with its tests: ADD_SUITE("name", {"test", fn}, ...). */
 typedef struct {

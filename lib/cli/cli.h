@@ -6,5 +6,7 @@
 int cli_check(int argc, char **argv);
 int cli_plot(int argc, char **argv);
 int cli_train(int argc, char **argv);
+int cli_ablate(int argc, char **argv);
+int cli_table(int argc, char **argv);
 
 #endif

@@ -11,6 +11,8 @@ static const struct {
     {"check", "compare the library against moe-golden/1 files", cli_check},
     {"train", "train a transformer with MoE layers from an INI config", cli_train},
     {"plot", "plot the run files of a results folder (PNG + SVG, gnuplot)", cli_plot},
+    {"ablate", "train every arm of an ablation file, then print its table", cli_ablate},
+    {"table", "the table of an ablation's results folder, again", cli_table},
 };
 
 static void usage(FILE *f) {

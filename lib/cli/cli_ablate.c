@@ -1,0 +1,119 @@
+/* moe ablate FILE.ini [--quick] [--force] [--continue] [--out DIR]
+ *            [--only ARM] [--threads N] [--quiet];  moe table DIR [--markdown] */
+#include "../ablation.h"
+#include "cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *ablate_usage =
+    "usage: moe ablate FILE.ini [--quick] [--force] [--continue] [--out DIR]\n"
+    "                  [--only ARM] [--threads N] [--quiet]\n"
+    "\n"
+    "Trains every arm of the ablation file once per seed (experiments/README.md)\n"
+    "into DIR (default results/PAPER/NAME, or results/PAPER/NAME-quick with\n"
+    "--quick), one moe-run/1 file per arm and seed (DIR/ARM-sSEED.h5), then\n"
+    "prints the table and writes DIR/table.md and DIR/summary.csv. The whole\n"
+    "file is checked before the first arm trains. A folder holding a finished\n"
+    "arm is refused unless --force (deletes the arm files, table and plots\n"
+    "first) or --continue (keeps finished arms, reruns the others). --only ARM\n"
+    "trains one arm; --threads N sets run.threads; --quiet hides the training\n"
+    "progress lines. Exit status: 0 done, 1 error, 2 usage.\n";
+
+static const char *table_usage =
+    "usage: moe table DIR [--markdown]\n"
+    "\n"
+    "Reads DIR/ablation.ini and the arm files of a results folder written by\n"
+    "'moe ablate', prints the table of metrics (mean ± sd over seeds) and the\n"
+    "claims with their verdicts (aligned text, or markdown with --markdown),\n"
+    "and writes DIR/table.md (markdown) and DIR/summary.csv. Exit status: 0\n"
+    "done, 1 error, 2 usage.\n";
+
+/* Parses the options of moe ablate; returns 0, or the exit status. */
+static int ablate_args(int argc, char **argv, const char **file, moe_ablate_opts *o) {
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(ablate_usage, stdout);
+            return -1;
+        } else if (!strcmp(a, "--quick")) o->quick = 1;
+        else if (!strcmp(a, "--force")) o->force = 1;
+        else if (!strcmp(a, "--continue")) o->cont = 1;
+        else if (!strcmp(a, "--quiet")) o->train_log = NULL;
+        else if (!strcmp(a, "--out") || !strcmp(a, "--only") || !strcmp(a, "--threads")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "moe ablate: %s needs a value\n", a);
+                return 2;
+            }
+            const char *v = argv[++i];
+            if (a[2] == 'o' && a[3] == 'u') o->out = v;
+            else if (a[2] == 'o') o->only = v;
+            else {
+                char *end = NULL;
+                long n = strtol(v, &end, 10);
+                if (!*v || *end || n < 1 || n > 1024) {
+                    fprintf(stderr, "moe ablate: --threads '%s': allowed 1..1024\n", v);
+                    return 2;
+                }
+                o->threads = (int32_t)n;
+            }
+        } else if (a[0] == '-') {
+            fprintf(stderr, "moe ablate: unknown option '%s' (allowed: --quick, --force, "
+                            "--continue, --out, --only, --threads, --quiet, --help)\n", a);
+            return 2;
+        } else if (*file) {
+            fprintf(stderr, "moe ablate: one FILE.ini only ('%s' and '%s')\n", *file, a);
+            return 2;
+        } else *file = a;
+    }
+    if (!*file) {
+        fputs(ablate_usage, stderr);
+        return 2;
+    }
+    if (o->force && o->cont) {
+        fprintf(stderr, "moe ablate: --force and --continue exclude each other\n");
+        return 2;
+    }
+    return 0;
+}
+
+int cli_ablate(int argc, char **argv) {
+    const char *file = NULL;
+    moe_ablate_opts o = {0};
+    o.log = stderr, o.train_log = stderr, o.table = stdout;
+    int rc = ablate_args(argc, argv, &file, &o);
+    if (rc) return rc < 0 ? 0 : rc;
+    moe_ablation *a = NULL;
+    moe_status st = moe_ablation_load(file, &a);
+    if (st == MOE_OK) st = moe_ablate_run(a, &o, NULL, 0);
+    if (st != MOE_OK) fprintf(stderr, "moe ablate: %s\n", moe_errmsg());
+    moe_ablation_free(a);
+    return st == MOE_OK ? 0 : 1;
+}
+
+int cli_table(int argc, char **argv) {
+    const char *dir = NULL;
+    int markdown = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(table_usage, stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--markdown")) markdown = 1;
+        else if (argv[i][0] == '-') {
+            fprintf(stderr, "moe table: unknown option '%s' (allowed: --markdown, --help)\n",
+                    argv[i]);
+            return 2;
+        } else if (dir) {
+            fprintf(stderr, "moe table: one DIR only ('%s' and '%s')\n", dir, argv[i]);
+            return 2;
+        } else dir = argv[i];
+    }
+    if (!dir) {
+        fputs(table_usage, stderr);
+        return 2;
+    }
+    moe_status st = moe_ablation_table(dir, markdown, stdout);
+    if (st != MOE_OK) fprintf(stderr, "moe table: %s\n", moe_errmsg());
+    return st == MOE_OK ? 0 : 1;
+}

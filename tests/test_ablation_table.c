@@ -1,0 +1,277 @@
+/* Suite ablation, part 2: the table from moe-run/1 fixture files, and
+ * bin/moe ablate's handling of a results folder (through the binary). */
+#include "ablation.h"
+#include "test_ablation.h"
+#include "test_util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *results_ini =
+    "[ablation]\n"
+    "title = Fixture table\n"
+    "paper = p\n"
+    "base = base.ini\n"
+    "seeds = 1 2\n"
+    "columns = valid_ppl train_loss cv_load n_params sd_valid_ppl\n"
+    "x = moe.capacity_factor\n"
+    "claim = valid_ppl a < b : a is better\n"
+    "claim = valid_ppl a > b : a is worse\n"
+    "claim = valid_ppl c < b : c is better\n"
+    "[arm a]\n"
+    "label = Arm A\n"
+    "[arm b]\n"
+    "[arm c]\n";
+
+/* A results folder NAME in the tmpdir with ablation.ini and base.ini. */
+static const char *results_dir(const char *name) {
+    static char dir[256];
+    snprintf(dir, sizeof dir, "%s", tmpdir_path(name));
+    mkdir(dir, 0777);
+    char f[300];
+    snprintf(f, sizeof f, "%s/base.ini", name);
+    fx_text(f, "[run]\nsteps = 2\n");
+    snprintf(f, sizeof f, "%s/ablation.ini", name);
+    fx_text(f, results_ini);
+    return dir;
+}
+
+static void arm_file(const char *dir, const char *arm, int seed, const fx_run *r) {
+    char p[400];
+    snprintf(p, sizeof p, "%s/%s-s%d.h5", dir, arm, seed);
+    fx_write(p, r);
+}
+
+static const char *file_in(const char *dir, const char *name) {
+    static char p[400];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return p;
+}
+
+void test_table_gives_the_known_mean_and_sd_over_seeds(void) {
+    const char *dir = results_dir("t1");
+    arm_file(dir, "a", 1, &(fx_run){1, 10, 0, 0, 1, 0, NULL});
+    arm_file(dir, "a", 2, &(fx_run){1, 12, 0, 0, 3, 0, NULL});
+    arm_file(dir, "b", 1, &(fx_run){1, 20, 0, 0, 1, 0, NULL});
+    arm_file(dir, "b", 2, &(fx_run){1, 20, 0, 0, 1, 0, NULL});
+    CU_ASSERT_EQUAL_FATAL(moe_ablation_table(dir, 1, NULL), MOE_OK);
+    const char *md = fx_read(file_in(dir, "table.md"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(md, "## Fixture table"));
+    /* train_loss: the last 20% of rows 1..10 (+2) = 9.5 and 11.5; cv_load:
+     * layers 0.5 and 1.5 averaged */
+    CU_ASSERT_PTR_NOT_NULL(strstr(md, "| Arm A | 11 ± 1.414 | 10.5 ± 1.414 | 1 ± 0   | 12345 ± 0 | 1.414 "));
+    CU_ASSERT_PTR_NOT_NULL(strstr(md, "| b     | 20 ± 0     | 9.5 ± 0      |"));
+    if (!strstr(md, "| Arm A | 11 ± 1.414")) fprintf(stderr, "\n%s", md);
+    const char *csv = fx_read(file_in(dir, "summary.csv"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(csv, "arm,seed,finished,moe.capacity_factor,valid_ppl,train_loss"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(csv, "\na,2,1,1.25,12,11.5,1,12345,12\n"));
+    CU_ASSERT_PTR_NULL(strstr(csv, "\nc,"));
+    CU_ASSERT_EQUAL(access(file_in(dir, "table.md.tmp"), F_OK), -1);
+}
+
+void test_mutual_info_is_log_n_for_a_specialised_trace_and_0_for_an_independent_one(void) {
+    double diag[16] = {0}, flat[16];
+    for (int i = 0; i < 16; i++) flat[i] = 3, diag[i] = i % 5 == 0 ? 7 : 0;
+    CU_ASSERT_DOUBLE_EQUAL(moe_mutual_info(diag, 4, 4), log(4), 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(moe_mutual_info(flat, 4, 4), 0, 1e-12);
+    const char *names[] = {"mi_tag", "mi_source"};
+    double v[2];
+    int fin;
+    /* the first half of each trace says the opposite: only the second counts */
+    fx_write(tmpdir_path("mi1.h5"), &(fx_run){1, 10, 0, 0, 1, 1, NULL});
+    CU_ASSERT_EQUAL_FATAL(moe_run_metrics(tmpdir_path("mi1.h5"), names, 2, v, &fin), MOE_OK);
+    CU_ASSERT_DOUBLE_EQUAL(v[0], log(4), 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(v[1], 0, 1e-12);
+    fx_write(tmpdir_path("mi2.h5"), &(fx_run){1, 10, 0, 0, 1, 2, NULL});
+    CU_ASSERT_EQUAL_FATAL(moe_run_metrics(tmpdir_path("mi2.h5"), names, 2, v, &fin), MOE_OK);
+    CU_ASSERT_DOUBLE_EQUAL(v[0], 0, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(v[1], log(4), 1e-12);
+    fx_write(tmpdir_path("mi0.h5"), &(fx_run){1, 10, 0, 0, 1, 0, NULL});
+    CU_ASSERT_EQUAL_FATAL(moe_run_metrics(tmpdir_path("mi0.h5"), names, 2, v, &fin), MOE_OK);
+    CU_ASSERT(isnan(v[0])); /* no trace: n/a */
+}
+
+void test_claims_are_reproduced_or_not_with_both_numbers(void) {
+    const char *dir = results_dir("t2");
+    for (int s = 1; s <= 2; s++) {
+        arm_file(dir, "a", s, &(fx_run){1, 10, 0, 0, 1, 0, NULL});
+        arm_file(dir, "b", s, &(fx_run){1, 20, 0, 0, 1, 0, NULL});
+    }
+    CU_ASSERT_EQUAL_FATAL(moe_ablation_table(dir, 1, NULL), MOE_OK);
+    const char *md = fx_read(file_in(dir, "table.md"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(md, "- valid_ppl a < b: a is better: **reproduced** (10 < 20)"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(md, "- valid_ppl a > b: a is worse: **not reproduced** (10 > 20)"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(md, "- valid_ppl c < b: c is better: **not reproduced** (n/a < 20)"));
+    if (!strstr(md, "**reproduced** (10 < 20)")) fprintf(stderr, "\n%s", md);
+}
+
+void test_missing_and_unfinished_arms_say_so_in_their_row(void) {
+    const char *dir = results_dir("t3");
+    arm_file(dir, "a", 1, &(fx_run){1, 10, 0, 0, 1, 0, NULL});
+    arm_file(dir, "a", 2, &(fx_run){0, 10, 0, 0, 1, 0, NULL});
+    CU_ASSERT_EQUAL_FATAL(moe_ablation_table(dir, 0, NULL), MOE_OK);
+    const char *md = fx_read(file_in(dir, "table.md"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(md, "| Arm A | unfinished |"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(md, "| b     | not run    |"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(md, "| c     | not run    |"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(fx_read(file_in(dir, "summary.csv")), "\na,2,0,"));
+}
+
+void test_valid_at_cf_reads_the_extra_row_and_valid_the_main_one(void) {
+    const char *names[] = {"valid_ppl", "valid_ppl@0.5", "valid_ppl@2", "valid_ppl@1.5",
+                           "valid_nlp", "valid_acc@0.5", "wall_s", "diverged"};
+    double v[8];
+    int fin = 0;
+    fx_write(tmpdir_path("cf.h5"), &(fx_run){1, 10, 0.5, 30, 1, 0, NULL});
+    CU_ASSERT_EQUAL_FATAL(moe_run_metrics(tmpdir_path("cf.h5"), names, 8, v, &fin), MOE_OK);
+    CU_ASSERT_EQUAL(fin, 1);
+    CU_ASSERT_DOUBLE_EQUAL(v[0], 10, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(v[1], 30, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(v[2], 10, 1e-9);
+    CU_ASSERT(isnan(v[3]));
+    CU_ASSERT_DOUBLE_EQUAL(v[4], -log(10), 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(v[5], 0.25, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(v[6], 42, 0);
+    CU_ASSERT_DOUBLE_EQUAL(v[7], 0, 0);
+    fx_text("notrun.h5", "not hdf5");
+    CU_ASSERT_EQUAL(moe_run_metrics(tmpdir_path("notrun.h5"), names, 1, v, &fin), MOE_EFORMAT);
+}
+
+/* ---- the driver, through bin/moe ---- */
+
+static const char *driver_ini(void) {
+    fx_base();
+    return fx_text("drv.ini", "[ablation]\npaper = p\nbase = base.ini\ncolumns = valid_ppl\n"
+                              "[arm a]\nlabel = Arm A\n[arm b]\nmoe.family = switch_top1\n"
+                              "moe.top_n = 1\n");
+}
+
+static int has_metrics_key(void) {
+    size_t n;
+    const ini_key *k = moe_train_keys(&n);
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(k[i].key, "run.metrics")) return 1;
+    return 0;
+}
+
+/* A results folder NAME holding finished arm files (and their copies
+ * NAME/<arm>.orig), plus a table.md. */
+static const char *filled_dir(const char *name, int b_finished) {
+    static char dir[256];
+    snprintf(dir, sizeof dir, "%s", tmpdir_path(name));
+    mkdir(dir, 0777);
+    arm_file(dir, "a", 1, &(fx_run){1, 10, 0, 0, 1, 0, NULL});
+    arm_file(dir, "b", 1, &(fx_run){b_finished, 20, 0, 0, 1, 0, NULL});
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "cp %s/a-s1.h5 %s/a.orig && cp %s/b-s1.h5 %s/b.orig", dir, dir, dir, dir);
+    CU_ASSERT_FATAL(system(cmd) == 0);
+    fx_text(strcat(strcpy(cmd, name), "/table.md"), "old table\n");
+    return dir;
+}
+
+static int run_ablate(const char *opts, const char *dir, char *out, size_t cap) {
+    char args[1200];
+    snprintf(args, sizeof args, "ablate %s --out %s --quiet %s", driver_ini(), dir, opts);
+    return run_moe(args, out, cap);
+}
+
+void test_a_dir_holding_a_finished_arm_is_refused_and_left_identical(void) {
+    const char *dir = filled_dir("d1", 1);
+    char out[4096];
+    CU_ASSERT_EQUAL(run_ablate("", dir, out, sizeof out), 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "finished arm file"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "--force"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "--continue"));
+    CU_ASSERT_EQUAL(strchr(out, '\n'), out + strlen(out) - 1);
+    CU_ASSERT(fx_same_file(file_in(dir, "a-s1.h5"), file_in(dir, "a.orig")));
+    CU_ASSERT(fx_same_file(file_in(dir, "b-s1.h5"), file_in(dir, "b.orig")));
+    CU_ASSERT_STRING_EQUAL(fx_read(file_in(dir, "table.md")), "old table\n");
+    CU_ASSERT_EQUAL(access(file_in(dir, "ablation.ini"), F_OK), -1);
+}
+
+void test_continue_keeps_finished_arms_and_writes_the_table(void) {
+    const char *dir = filled_dir("d2", 1);
+    char out[8192];
+    CU_ASSERT_EQUAL(run_ablate("--continue", dir, out, sizeof out), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "| Arm A | 10"));
+    CU_ASSERT_PTR_NULL(strstr(out, "ablate: arm")); /* nothing trained */
+    CU_ASSERT(fx_same_file(file_in(dir, "a-s1.h5"), file_in(dir, "a.orig")));
+    CU_ASSERT(fx_same_file(file_in(dir, "b-s1.h5"), file_in(dir, "b.orig")));
+    CU_ASSERT_PTR_NOT_NULL(strstr(fx_read(file_in(dir, "table.md")), "| b     | 20"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(fx_read(file_in(dir, "ablation.ini")), "base = base.ini\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(fx_read(file_in(dir, "base.ini")), "d_model = 16"));
+    /* an unfinished arm is rerun (or, without run.metrics, named as the reason) */
+    dir = filled_dir("d3", 0);
+    int rc = run_ablate("--continue", dir, out, sizeof out);
+    CU_ASSERT(fx_same_file(file_in(dir, "a-s1.h5"), file_in(dir, "a.orig")));
+    if (has_metrics_key()) {
+        CU_ASSERT_EQUAL(rc, 0);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "ablate: arm 2/2 b seed 1 -> "));
+        CU_ASSERT_EQUAL(moe_ablate_arm_state(file_in(dir, "b-s1.h5")), 1);
+    } else {
+        CU_ASSERT_EQUAL(rc, 1);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "this build has no run.metrics"));
+        CU_ASSERT(fx_same_file(file_in(dir, "b-s1.h5"), file_in(dir, "b.orig")));
+    }
+}
+
+void test_force_replaces_the_run(void) {
+    const char *dir = filled_dir("d4", 1);
+    mkdir(file_in(dir, "plots"), 0777);
+    fx_text("d4/plots/x.png", "png");
+    char out[16384];
+    int rc = run_ablate("--force", dir, out, sizeof out);
+    if (has_metrics_key()) {
+        CU_ASSERT_EQUAL(rc, 0);
+        CU_ASSERT(!fx_same_file(file_in(dir, "a-s1.h5"), file_in(dir, "a.orig")));
+        CU_ASSERT_EQUAL(moe_ablate_arm_state(file_in(dir, "a-s1.h5")), 1);
+        CU_ASSERT_EQUAL(access(file_in(dir, "plots/x.png"), F_OK), -1);
+    } else { /* refused before anything is touched */
+        CU_ASSERT_EQUAL(rc, 1);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "this build has no run.metrics"));
+        CU_ASSERT(fx_same_file(file_in(dir, "a-s1.h5"), file_in(dir, "a.orig")));
+        CU_ASSERT_EQUAL(access(file_in(dir, "plots/x.png"), F_OK), 0);
+    }
+}
+
+void test_clean_deletes_arm_files_table_and_plots_only(void) {
+    const char *dir = filled_dir("d5", 1);
+    mkdir(file_in(dir, "plots"), 0777);
+    fx_text("d5/plots/x.svg", "svg");
+    fx_text("d5/summary.csv", "arm\n");
+    fx_text("d5/keep.txt", "keep");
+    moe_ablation *a;
+    CU_ASSERT_EQUAL_FATAL(moe_ablation_load(driver_ini(), &a), MOE_OK);
+    CU_ASSERT_EQUAL(moe_ablate_clean(a, dir), MOE_OK);
+    moe_ablation_free(a);
+    const char *gone[] = {"a-s1.h5", "b-s1.h5", "table.md", "summary.csv", "plots"};
+    for (int i = 0; i < 5; i++) CU_ASSERT_EQUAL(access(file_in(dir, gone[i]), F_OK), -1);
+    CU_ASSERT_EQUAL(access(file_in(dir, "keep.txt"), F_OK), 0);
+    CU_ASSERT_EQUAL(access(file_in(dir, "a.orig"), F_OK), 0);
+}
+
+void test_bad_options_are_usage_errors(void) {
+    char out[4096], args[600];
+    const char *ini = driver_ini();
+    snprintf(args, sizeof args, "ablate %s --force --continue", ini);
+    CU_ASSERT_EQUAL(run_moe(args, out, sizeof out), 2);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "exclude each other"));
+    CU_ASSERT_EQUAL(run_moe("ablate x.ini --bogus", out, sizeof out), 2);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "unknown option '--bogus'"));
+    CU_ASSERT_EQUAL(run_moe("ablate --help", out, sizeof out), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "usage: moe ablate"));
+    CU_ASSERT_EQUAL(run_moe("table", out, sizeof out), 2);
+    CU_ASSERT_EQUAL(run_moe("table --help", out, sizeof out), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "usage: moe table"));
+    snprintf(args, sizeof args, "ablate %s --out %s --only zz", ini, tmpdir_path("d6"));
+    CU_ASSERT_EQUAL(run_moe(args, out, sizeof out), 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "--only zz: no such arm"));
+    CU_ASSERT_EQUAL(run_moe("ablate /nonexistent/x.ini", out, sizeof out), 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "moe ablate: /nonexistent/x.ini: "));
+    snprintf(args, sizeof args, "table %s", tmpdir_path("nothing"));
+    CU_ASSERT_EQUAL(run_moe(args, out, sizeof out), 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "nothing: not a results folder"));
+}
