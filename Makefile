@@ -87,16 +87,21 @@ data:
 # Every ablation (experiments/<paper>/*.ini), its table, plots and notes.
 # QUICK=1: the quick variants (synthetic data, no download), replaced on
 # each run; otherwise Brown and --continue, so that an interrupted
-# reproduce resumes where it stopped.
+# reproduce resumes where it stopped. Each ablation is its own target
+# (ablate/<paper>/<name>) and trains on one thread (run.threads = 1 in
+# experiments/base/), so `make -j2 reproduce` runs two at once.
 ABLATIONS = $(filter-out experiments/train/% experiments/base/%,$(wildcard experiments/*/*.ini))
-reproduce: bin/moe
-	$(if $(filter 1,$(QUICK)),,$(MAKE) --no-print-directory data)
-	@set -e; for f in $(ABLATIONS); do \
-	  bin/moe ablate $$f $(if $(filter 1,$(QUICK)),--quick --force,--continue); \
-	  d=results/$$(sed -n 's/^ *paper *= *//p' $$f)/$$(basename $$f .ini)$(if $(filter 1,$(QUICK)),-quick); \
-	  if bin/moe plot --help >/dev/null 2>&1; then bin/moe plot $$d; fi; \
-	done
-	@if [ -x scripts/notes.sh ]; then scripts/notes.sh; fi
+ABLATE_TARGETS = $(ABLATIONS:experiments/%.ini=ablate/%)
+ABLATE_FLAGS = $(if $(filter 1,$(QUICK)),--quick --force,--continue)
+.PHONY: reproduce-data FORCE
+FORCE:
+reproduce: $(ABLATE_TARGETS)
+	scripts/notes.sh
+reproduce-data:
+	$(if $(filter 1,$(QUICK)),@true,datasets/fetch_brown.sh >/dev/null)
+ablate/%: bin/moe FORCE | reproduce-data
+	bin/moe ablate experiments/$*.ini $(ABLATE_FLAGS) --quiet
+	bin/moe plot results/$$(sed -n 's/^ *paper *= *//p' experiments/$*.ini)/$(notdir $*)$(if $(filter 1,$(QUICK)),-quick)
 
 clean:
 	rm -rf build bin
