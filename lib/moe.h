@@ -237,6 +237,9 @@ typedef struct {
     const int32_t *expert; /* (k, T) chosen expert of each rank           */
     const int32_t *position; /* (k, T) slot in (group, expert), -1 dropped */
     const float *gate;     /* (k, T) combine weight after dropping        */
+    const uint8_t *routed; /* (k, T) token choice, hierarchical outer: 1 if
+                              the policy / thresholds kept the rank (NULL:
+                              every rank is kept by policy)               */
     const int32_t *ec_token; /* (b, e, k) expert choice: token in group   */
     const float *ec_gate;    /* (b, e, k)                                 */
     const float *gates;      /* (T, e) noisy_topk, dense_softmax          */
