@@ -265,6 +265,8 @@ const moe_config *moe_layer_config(const moe_layer *L);
  * learned noise); the second-expert policies (random included) apply in
  * both modes, as mesh_tensorflow's default eval policy does. */
 void moe_layer_set_train(moe_layer *L, int train);
+/* The capacity factor of eval mode from the next forward on (cf > 0). */
+void moe_layer_set_capacity_factor_eval(moe_layer *L, float cf);
 /* Stream of the layer's own draws (e.g. layer id << 32 | step). */
 void moe_layer_set_stream(moe_layer *L, uint64_t stream);
 /* Token ids (b*n) of the next forward, kept by pointer until then: hash

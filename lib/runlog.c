@@ -15,7 +15,7 @@
 char *openblas_get_config(void); /* OpenBLAS; no header of ours declares it */
 
 #define CHUNK_ROWS 256
-#define MAX_SERIES 256
+#define MAX_SERIES 1024
 #define MAX_KEEP 8
 
 typedef struct {
