@@ -289,7 +289,7 @@ static hid_t reopen_series(moe_runlog *R, const char *path, series *s) {
     hid_t ds = H5Dopen2(R->f, path, H5P_DEFAULT);
     if (ds < 0) return -1;
     hid_t fs = H5Dget_space(ds);
-    hsize_t d[3] = {0, 0, 0};
+    hsize_t d[3] = {0, 1, 1};
     const int rank = H5Sget_simple_extent_ndims(fs);
     H5Sget_simple_extent_dims(fs, d, NULL);
     H5Sclose(fs);

@@ -293,7 +293,7 @@ static moe_status train_loop(run_state *s, const char *text, FILE *log, int64_t 
         tstep = t;
         if (diverged) {
             res->diverged = 1;
-            if (log) fprintf(log, "diverged at step %lld: the loss is %g; stopping the run\n",
+            if (log) fprintf(log, "diverged at step %lld: the loss (%g) or its gradient is not finite; stopping the run\n",
                              (long long)step, l->loss);
             break;
         }

@@ -31,6 +31,7 @@ int main(int argc, char **argv) {
     suite_train();
     suite_optim();
     suite_checkpoint();
+    suite_runlog();
     CU_basic_set_mode(CU_BRM_VERBOSE);
     if (argc > 1) { /* run one suite: run_tests SUITE */
         CU_pSuite s = CU_get_suite(argv[1]);

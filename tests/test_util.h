@@ -94,6 +94,7 @@ void suite_data(void);
 void suite_train(void);
 void suite_optim(void);
 void suite_checkpoint(void);
+void suite_runlog(void);
 
 /* Adds a suite with its tests: ADD_SUITE("name", {"test", fn}, ...). */
 typedef struct {
