@@ -23,6 +23,10 @@ CUNIT_LIBS = $(shell pkg-config --libs cunit 2>/dev/null)
 CFLAGS  += $(CSTD) $(WARN) $(OPT) $(PKG_CFLAGS) -Ilib -MMD -MP
 LDLIBS  += $(PKG_LIBS) -lm
 
+# the build's revision, stored in run files (lib/runlog.c)
+GIT_REV := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+$(BUILD)/lib/runlog.o: CFLAGS += -DMOE_GIT_REV='"$(GIT_REV)"'
+
 LIB_SRC  := $(wildcard lib/*.c)
 CLI_SRC  := $(wildcard lib/cli/*.c)
 TEST_SRC := $(wildcard tests/*.c)

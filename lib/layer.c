@@ -84,6 +84,11 @@ void moe_layer_free(moe_layer *L) {
 
 const moe_config *moe_layer_config(const moe_layer *L) { return &L->cfg; }
 void moe_layer_set_train(moe_layer *L, int train) { L->train = train != 0; }
+
+void moe_layer_set_capacity_factor_eval(moe_layer *L, float cf) {
+    MOE_ASSERT(L && cf > 0.0f);
+    L->cfg.capacity_factor_eval = cf;
+}
 void moe_layer_set_stream(moe_layer *L, uint64_t stream) { L->stream = stream; }
 void moe_layer_set_token_ids(moe_layer *L, const int32_t *ids) { L->token_ids = ids; }
 const moe_aux *moe_layer_aux(const moe_layer *L) { return &L->aux; }

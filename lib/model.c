@@ -289,6 +289,12 @@ moe_layer *moe_model_moe_layer(moe_model *M, int32_t l) {
     return l >= 0 && l < M->cfg.n_layer ? M->lv[l].L : NULL;
 }
 
+void moe_model_set_capacity_factor_eval(moe_model *M, double cf) {
+    M->cfg.moe.capacity_factor_eval = (float)cf;
+    for (int32_t l = 0; l < M->cfg.n_layer; l++)
+        if (M->lv[l].L) moe_layer_set_capacity_factor_eval(M->lv[l].L, (float)cf);
+}
+
 void moe_model_set_train(moe_model *M, int train) {
     for (int32_t l = 0; l < M->cfg.n_layer; l++)
         if (M->lv[l].L) moe_layer_set_train(M->lv[l].L, train);

@@ -68,6 +68,8 @@ void moe_model_init(moe_model *M, float init_scale, uint64_t seed);
  * random draws (every MoE layer gets its own stream from it). */
 void moe_model_set_train(moe_model *M, int train);
 void moe_model_set_stream(moe_model *M, uint64_t stream);
+/* The eval capacity factor of every MoE layer (and of cfg.moe), cf > 0. */
+void moe_model_set_capacity_factor_eval(moe_model *M, double cf);
 
 /* Losses of the last forward. */
 typedef struct {

@@ -245,6 +245,9 @@ typedef struct {
     const int32_t *expert; /* (k, T) chosen expert of each rank           */
     const int32_t *position; /* (k, T) slot in (group, expert), -1 dropped */
     const float *gate;     /* (k, T) combine weight after dropping        */
+    const uint8_t *routed; /* (k, T) token choice, hierarchical outer: 1 if
+                              the policy / thresholds kept the rank (NULL:
+                              every rank is kept by policy)               */
     const int32_t *ec_token; /* (b, e, k) expert choice: token in group   */
     const float *ec_gate;    /* (b, e, k)                                 */
     const float *gates;      /* (T, e) noisy_topk, dense_softmax          */
@@ -270,6 +273,8 @@ const moe_config *moe_layer_config(const moe_layer *L);
  * learned noise); the second-expert policies (random included) apply in
  * both modes, as mesh_tensorflow's default eval policy does. */
 void moe_layer_set_train(moe_layer *L, int train);
+/* The capacity factor of eval mode from the next forward on (cf > 0). */
+void moe_layer_set_capacity_factor_eval(moe_layer *L, float cf);
 /* Stream of the layer's own draws (e.g. layer id << 32 | step). */
 void moe_layer_set_stream(moe_layer *L, uint64_t stream);
 /* Token ids (b*n) of the next forward, kept by pointer until then: hash

@@ -122,7 +122,7 @@ moe_status moe_tc_route(moe_layer *L, const moe_params *p, const float *x,
     L->route = (moe_route){.k = c->top_n, .T = T, .n_expert = c->n_expert,
                            .logits = L->logits, .probs = L->probs,
                            .expert = L->expert, .position = L->pos,
-                           .gate = L->gate_out};
+                           .gate = L->gate_out, .routed = L->routed};
     return MOE_OK;
 }
 

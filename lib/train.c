@@ -2,6 +2,7 @@
 #include "train.h"
 
 #include "checkpoint.h"
+#include "train_metrics.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -23,7 +24,10 @@ typedef struct {
     moe_batcher *train, *valid;
     float *m, *v;
     moe_optim_tensor *tensors;
-    int32_t *inp, *tgt;
+    int32_t *inp, *tgt, *tags, *srcs;
+    train_metrics *tm;       /* run.metrics, NULL: none                 */
+    double extra_cf[16];     /* run.extra_eval_cf                       */
+    int n_extra;
 } run_state;
 
 static void run_free(run_state *s) {
@@ -32,6 +36,27 @@ static void run_free(run_state *s) {
     moe_batcher_free(s->valid);
     moe_corpus_free(s->corpus);
     free(s->m), free(s->v), free(s->tensors), free(s->inp), free(s->tgt);
+    free(s->tags), free(s->srcs);
+    moe_tm_free(s->tm);
+}
+
+/* run.extra_eval_cf: up to 16 capacity factors > 0, space-separated. */
+static moe_status parse_extra_cf(run_state *s) {
+    const char *p = s->cfg.extra_eval_cf;
+    for (;;) {
+        while (*p == ' ' || *p == '\t') p++;
+        if (!*p) return MOE_OK;
+        char *end;
+        const double v = strtod(p, &end);
+        if (end == p || !(v > 0 && v <= 1e6) || (*end && *end != ' ' && *end != '\t'))
+            return moe_fail(MOE_EINVAL, "run.extra_eval_cf = '%s': allowed space-separated "
+                            "capacity factors in (0, 1e6]", s->cfg.extra_eval_cf);
+        if (s->n_extra == 16)
+            return moe_fail(MOE_EINVAL, "run.extra_eval_cf = '%s': at most 16 factors",
+                            s->cfg.extra_eval_cf);
+        s->extra_cf[s->n_extra++] = v;
+        p = end;
+    }
 }
 
 static moe_status load_corpus(run_state *s) {
@@ -66,7 +91,8 @@ static moe_status finish_config(run_state *s) {
         return moe_fail(MOE_EINVAL, "run.steps = %lld: the cosine schedule decays after the "
                         "warm-up, so it needs more than optim.warmup_steps = %lld",
                         (long long)c->steps, (long long)c->optim.warmup_steps);
-    moe_status st = moe_model_config_validate(m);
+    moe_status st = parse_extra_cf(s);
+    if (st == MOE_OK) st = moe_model_config_validate(m);
     if (st == MOE_OK && (st = moe_optim_config_validate(&c->optim)) != MOE_OK)
         return moe_fail(st, "optim.%s", moe_errmsg());
     return st;
@@ -81,6 +107,8 @@ static moe_status setup(run_state *s, const moe_train_opts *o, int64_t *step0) {
             return moe_fail(MOE_EINVAL, "%s: exists (refusing to overwrite: use --force, or "
                             "--resume %s to continue it)", c->checkpoint, c->checkpoint);
     }
+    if (c->metrics[0] && !o->force && !o->resume && (st = moe_runlog_check_new(c->metrics, 0)))
+        return st;
     if ((st = load_corpus(s)) || (st = finish_config(s)) || (st = moe_model_create(&c->model, &s->M)))
         return st;
     const int32_t B = c->batch_size, N = c->model.seq_len;
@@ -92,7 +120,8 @@ static moe_status setup(run_state *s, const moe_train_opts *o, int64_t *step0) {
     s->m = calloc(n, sizeof *s->m), s->v = calloc(n, sizeof *s->v);
     s->tensors = calloc((size_t)nt, sizeof *s->tensors);
     s->inp = malloc((size_t)B * N * sizeof *s->inp), s->tgt = malloc((size_t)B * N * sizeof *s->tgt);
-    if (!s->m || !s->v || !s->tensors || !s->inp || !s->tgt)
+    s->tags = malloc((size_t)B * N * sizeof *s->tags), s->srcs = malloc((size_t)B * N * sizeof *s->srcs);
+    if (!s->m || !s->v || !s->tensors || !s->inp || !s->tgt || !s->tags || !s->srcs)
         return moe_fail(MOE_ENOMEM, "training: out of memory for %zu parameters", n);
     for (int32_t i = 0; i < nt; i++) {
         int decay;
@@ -130,12 +159,12 @@ static moe_status save(run_state *s, int64_t step, const char *text) {
 
 /* Mean cross-entropy and accuracy over eval_batches validation batches
  * (always the same ones: the valid batcher restarts). */
-static moe_status evaluate(run_state *s, double *ce, double *acc) {
+static moe_status evaluate(run_state *s, double *ce, double *acc, double *dropped) {
     const moe_train_config *c = &s->cfg;
     const int32_t B = c->batch_size, N = c->model.seq_len, C = c->model.n_class;
     moe_status st = moe_batcher_seek(s->valid, (moe_batch_pos){0, 0});
     double sum = 0.0;
-    int64_t cnt = 0, right = 0;
+    int64_t cnt = 0, right = 0, drop = 0, routed = 0;
     moe_model_set_train(s->M, 0);
     for (int32_t i = 0; st == MOE_OK && i < c->eval_batches; i++) {
         if ((st = moe_batcher_next(s->valid, s->inp, s->tgt, NULL, NULL)) ||
@@ -144,6 +173,7 @@ static moe_status evaluate(run_state *s, double *ce, double *acc) {
         const moe_model_losses *l = moe_model_losses_of(s->M);
         sum += l->ce * (double)l->counted;
         cnt += l->counted;
+        drop += l->dropped, routed += l->routed;
         const float *lg = moe_model_logits(s->M);
         for (int32_t t = 0; t < B * N; t++) {
             if (s->tgt[t] < 0) continue;
@@ -156,6 +186,7 @@ static moe_status evaluate(run_state *s, double *ce, double *acc) {
     moe_model_set_train(s->M, 1);
     *ce = cnt ? sum / (double)cnt : 0.0;
     *acc = cnt ? (double)right / (double)cnt : 0.0;
+    *dropped = routed ? (double)drop / (double)routed : 0.0;
     return st;
 }
 
@@ -164,30 +195,144 @@ static void fmt_time(char *buf, size_t cap, double s) {
     snprintf(buf, cap, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
 }
 
-static moe_status step_once(run_state *s, int64_t step, moe_optim_stats *os) {
+/* Whether any of the n gradients is not finite. */
+static int grads_bad(const float *g, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(g[i])) return 1;
+    return 0;
+}
+
+/* One optimizer step; *diverged = 1 (and MOE_OK, parameters untouched)
+ * when the loss or the gradient is not finite. */
+static moe_status step_once(run_state *s, int64_t step, moe_optim_stats *os, int *diverged) {
     const moe_train_config *c = &s->cfg;
-    moe_status st = moe_batcher_next(s->train, s->inp, s->tgt, NULL, NULL);
+    memset(os, 0, sizeof *os);
+    moe_status st = moe_batcher_next(s->train, s->inp, s->tgt, s->tags, s->srcs);
     if (st != MOE_OK) return st;
     moe_model_set_stream(s->M, (uint64_t)step);
     if ((st = moe_model_forward(s->M, s->inp, s->tgt, c->batch_size, c->model.seq_len)))
         return st;
+    if ((*diverged = !isfinite(moe_model_losses_of(s->M)->loss))) return MOE_OK;
     const size_t n = moe_model_n_params(s->M);
     memset(moe_model_grads(s->M), 0, n * sizeof(float));
     if ((st = moe_model_backward(s->M))) return st;
-    return moe_optim_step(&c->optim, step, moe_model_params(s->M), moe_model_grads(s->M), s->m,
-                          s->v, n, s->tensors, moe_model_n_tensors(s->M), os);
+    st = moe_optim_step(&c->optim, step, moe_model_params(s->M), moe_model_grads(s->M), s->m,
+                        s->v, n, s->tensors, moe_model_n_tensors(s->M), os);
+    if (st != MOE_OK && grads_bad(moe_model_grads(s->M), n)) *diverged = 1, st = MOE_OK;
+    return st;
 }
 
-static void report_eval(run_state *s, FILE *log, int64_t step, moe_train_result *r) {
-    double ce, acc;
-    if (evaluate(s, &ce, &acc) != MOE_OK) return;
+static moe_status report_eval(run_state *s, FILE *log, int64_t step, moe_train_result *r) {
+    double ce, acc, dropped;
+    moe_status st = evaluate(s, &ce, &acc, &dropped);
+    if (st != MOE_OK) return st;
     r->valid_ce = ce, r->valid_ppl = exp(ce), r->valid_acc = acc;
-    if (!log) return;
+    if (s->tm && (st = moe_tm_valid(s->tm, step, ce, acc, dropped,
+                                    moe_model_config_of(s->M)->moe.capacity_factor_eval)))
+        return st;
+    if (!log) return MOE_OK;
     if (s->cfg.task == MOE_TASK_LM)
         fprintf(log, "valid step %lld: loss %.4f  perplexity %.2f  (unigram %.2f)\n",
                 (long long)step, ce, exp(ce), r->unigram_ppl);
     else
         fprintf(log, "valid step %lld: loss %.4f  accuracy %.4f\n", (long long)step, ce, acc);
+    return MOE_OK;
+}
+
+/* The final validations at run.extra_eval_cf (metrics rows only; the
+ * result keeps the normal final validation's numbers). */
+static moe_status extra_evals(run_state *s, int64_t step) {
+    const double cf0 = moe_model_config_of(s->M)->moe.capacity_factor_eval;
+    moe_status st = MOE_OK;
+    for (int i = 0; st == MOE_OK && s->tm && i < s->n_extra; i++) {
+        double ce, acc, dropped;
+        moe_model_set_capacity_factor_eval(s->M, s->extra_cf[i]);
+        if ((st = evaluate(s, &ce, &acc, &dropped)) == MOE_OK)
+            st = moe_tm_valid(s->tm, step, ce, acc, dropped, s->extra_cf[i]);
+    }
+    moe_model_set_capacity_factor_eval(s->M, cf0);
+    return st;
+}
+
+static void progress_line(FILE *log, const moe_train_config *cfg, int64_t step,
+                          const moe_model_losses *l, const moe_optim_stats *os, double tps) {
+    const int64_t tok_step = (int64_t)cfg->batch_size * cfg->model.seq_len;
+    char eta[32];
+    fmt_time(eta, sizeof eta, (double)(cfg->steps - step) * tok_step / fmax(tps, 1e-9));
+    fprintf(log, "step %lld/%lld  loss %.4f (ce %.4f aux %.4f)  dropped %.1f%%  lr %.2e  "
+                 "|g| %.2f  %.0f tok/s  ETA %s\n",
+            (long long)step, (long long)cfg->steps, l->loss, l->ce, l->aux,
+            l->routed ? 100.0 * (double)l->dropped / (double)l->routed : 0.0, os->lr,
+            os->grad_norm, tps, eta);
+    fflush(log);
+}
+
+/* Steps step0+1 .. last: progress lines, metrics rows, validations,
+ * checkpoints; stops at a non-finite loss (res->diverged). */
+static moe_status train_loop(run_state *s, const char *text, FILE *log, int64_t step0,
+                             int64_t last, moe_train_result *res) {
+    const moe_train_config *cfg = &s->cfg;
+    const int64_t tok_step = (int64_t)cfg->batch_size * cfg->model.seq_len;
+    const double t0 = now_s(), time0 = s->tm ? moe_tm_time_offset(s->tm) : 0.0;
+    double tlast = t0, tstep = t0;
+    int64_t tok_since = 0;
+    moe_status st = MOE_OK;
+    for (int64_t step = step0 + 1; st == MOE_OK && step <= last; step++) {
+        moe_optim_stats os;
+        int diverged = 0;
+        if ((st = step_once(s, step, &os, &diverged)) != MOE_OK) break;
+        const moe_model_losses *l = moe_model_losses_of(s->M);
+        const double t = now_s();
+        res->train_loss = l->loss;
+        res->steps_done = step;
+        tok_since += tok_step;
+        if (s->tm && (st = moe_tm_step(s->tm, step, s->M, diverged ? NULL : &os,
+                                       (double)tok_step / fmax(t - tstep, 1e-9),
+                                       time0 + t - t0, s->inp, s->tags, s->srcs)))
+            break;
+        tstep = t;
+        if (diverged) {
+            res->diverged = 1;
+            if (log) fprintf(log, "diverged at step %lld: the loss (%g) or its gradient is not finite; stopping the run\n",
+                             (long long)step, l->loss);
+            break;
+        }
+        if (log && (step % cfg->log_every == 0 || step == last)) {
+            progress_line(log, cfg, step, l, &os, (double)tok_since / fmax(t - tlast, 1e-9));
+            tlast = t, tok_since = 0;
+        }
+        if (cfg->eval_every && step % cfg->eval_every == 0 && step != last)
+            st = report_eval(s, log, step, res);
+        if (st == MOE_OK && cfg->checkpoint[0] && cfg->checkpoint_every &&
+            step % cfg->checkpoint_every == 0)
+            st = save(s, step, text);
+    }
+    res->tokens_per_s = (double)(res->steps_done - step0) * tok_step / fmax(now_s() - t0, 1e-9);
+    return st;
+}
+
+/* The final validation(s), checkpoint and metrics summary (a diverged run:
+ * only the summary). */
+static moe_status finish_run(run_state *s, const char *text, FILE *log, double t0,
+                             moe_train_result *res) {
+    const moe_train_config *cfg = &s->cfg;
+    moe_status st = MOE_OK;
+    if (res->diverged) {
+        res->valid_ce = res->valid_ppl = res->valid_acc = NAN;
+    } else {
+        st = report_eval(s, log, res->steps_done, res);
+        if (st == MOE_OK) st = extra_evals(s, res->steps_done);
+        if (st == MOE_OK && cfg->checkpoint[0]) st = save(s, res->steps_done, text);
+    }
+    if (st == MOE_OK && s->tm) {
+        const double wall = moe_tm_time_offset(s->tm) + now_s() - t0;
+        st = moe_tm_finish(s->tm, res, wall, res->diverged || res->steps_done >= cfg->steps);
+        s->tm = NULL;
+    }
+    if (st == MOE_OK && log && !res->diverged)
+        fprintf(log, "done: %lld steps, %.0f tokens/s%s%s\n", (long long)res->steps_done,
+                res->tokens_per_s, cfg->checkpoint[0] ? ", checkpoint " : "", cfg->checkpoint);
+    return st;
 }
 
 moe_status moe_train_run(const moe_train_config *cfg, const char *config_text,
@@ -197,55 +342,24 @@ moe_status moe_train_run(const moe_train_config *cfg, const char *config_text,
     memset(res, 0, sizeof *res);
     s.cfg = *cfg;
     moe_set_threads(cfg->threads);
-    int64_t step0;
+    int64_t step0 = 0;
+    const double t0 = now_s();
     moe_status st = setup(&s, opts, &step0);
+    res->steps_done = step0;
     if (st == MOE_OK && cfg->task == MOE_TASK_LM)
         st = moe_corpus_unigram_ppl(s.corpus, MOE_SPLIT_TRAIN, MOE_SPLIT_VALID, 1.0,
                                     &res->unigram_ppl);
+    if (st == MOE_OK && cfg->metrics[0])
+        st = moe_tm_open(&s.cfg, config_text, opts->force, step0, s.M, s.corpus, &s.tm);
     FILE *log = opts->log;
     if (st == MOE_OK && log)
         fprintf(log, "training %zu parameters, %d layers (%s), %lld steps of %d x %d tokens%s\n",
                 moe_model_n_params(s.M), cfg->model.n_layer,
                 moe_family_name(cfg->model.moe.family), (long long)cfg->steps, cfg->batch_size,
                 cfg->model.seq_len, step0 ? " (resumed)" : "");
-    const double t0 = now_s();
-    double tlast = t0;
-    int64_t tok_since = 0;
-    const int64_t tok_step = (int64_t)cfg->batch_size * cfg->model.seq_len;
     const int64_t last = opts->stop_at > 0 && opts->stop_at < cfg->steps ? opts->stop_at : cfg->steps;
-    for (int64_t step = step0 + 1; st == MOE_OK && step <= last; step++) {
-        moe_optim_stats os;
-        if ((st = step_once(&s, step, &os)) != MOE_OK) break;
-        const moe_model_losses *l = moe_model_losses_of(s.M);
-        res->train_loss = l->loss;
-        res->steps_done = step;
-        tok_since += tok_step;
-        if (log && (step % cfg->log_every == 0 || step == last)) {
-            const double t = now_s(), tps = (double)tok_since / fmax(t - tlast, 1e-9);
-            char eta[32];
-            fmt_time(eta, sizeof eta, (double)(cfg->steps - step) * tok_step / fmax(tps, 1e-9));
-            fprintf(log, "step %lld/%lld  loss %.4f (ce %.4f aux %.4f)  dropped %.1f%%  lr %.2e  "
-                         "|g| %.2f  %.0f tok/s  ETA %s\n",
-                    (long long)step, (long long)cfg->steps, l->loss, l->ce, l->aux,
-                    l->routed ? 100.0 * (double)l->dropped / (double)l->routed : 0.0, os.lr,
-                    os.grad_norm, tps, eta);
-            fflush(log);
-            tlast = t, tok_since = 0;
-        }
-        if (cfg->eval_every && step % cfg->eval_every == 0 && step != last)
-            report_eval(&s, log, step, res);
-        if (cfg->checkpoint[0] && cfg->checkpoint_every && step % cfg->checkpoint_every == 0)
-            st = save(&s, step, config_text);
-    }
-    if (st == MOE_OK) {
-        report_eval(&s, log, res->steps_done, res);
-        res->tokens_per_s = (double)(res->steps_done - step0) * tok_step / fmax(now_s() - t0, 1e-9);
-        if (cfg->checkpoint[0]) st = save(&s, res->steps_done, config_text);
-        if (st == MOE_OK && log)
-            fprintf(log, "done: %lld steps, %.0f tokens/s%s%s\n", (long long)res->steps_done,
-                    res->tokens_per_s, cfg->checkpoint[0] ? ", checkpoint " : "",
-                    cfg->checkpoint);
-    }
+    if (st == MOE_OK) st = train_loop(&s, config_text, log, step0, last, res);
+    if (st == MOE_OK) st = finish_run(&s, config_text, log, t0, res);
     run_free(&s);
     return st;
 }

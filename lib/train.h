@@ -29,6 +29,11 @@ typedef struct {
     uint64_t seed;
     float init_scale;
     int32_t threads;         /* 0 = all cores                             */
+    char metrics[256];       /* moe-run/1 file (results/FORMAT.md), "" none */
+    int32_t flush_every;     /* metrics flush period (steps)              */
+    int32_t trace_every;     /* routing trace period (steps), 0 = none     */
+    char extra_eval_cf[256]; /* eval capacity factors of extra final
+                                validations, space-separated, "" = none   */
 } moe_train_config;
 
 /* Defaults: the synthetic task, a 4-layer decoder with top-2 MoE every
@@ -55,12 +60,17 @@ typedef struct {
     double valid_acc;    /* tagging accuracy                             */
     double unigram_ppl;  /* LM baseline on the valid split               */
     double tokens_per_s;
+    int diverged;        /* 1: a loss went non-finite, the run stopped there
+                            (still MOE_OK: a diverged run is a result)    */
 } moe_train_result;
 
 /* Runs the training described by cfg (config_text: the INI text stored in
- * checkpoints). Checks everything first: data, model, optimizer, and the
- * checkpoint path (an existing file is refused unless opts->force or it
- * is the file being resumed). */
+ * checkpoints and metrics files). Checks everything first: data, model,
+ * optimizer, the checkpoint path (an existing file is refused unless
+ * opts->force or it is the file being resumed) and the metrics path (an
+ * existing file is refused unless opts->force or opts->resume, which
+ * appends to it). A non-finite loss stops the run with res->diverged = 1
+ * and MOE_OK. */
 moe_status moe_train_run(const moe_train_config *cfg, const char *config_text,
                          const moe_train_opts *opts, moe_train_result *res);
 

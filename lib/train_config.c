@@ -29,6 +29,7 @@ moe_train_config moe_train_config_default(void) {
     c.checkpoint_every = 0;
     c.seed = 1;
     c.init_scale = 1.0f;
+    c.flush_every = 50;
     return c;
 }
 
@@ -125,6 +126,10 @@ static const ini_key keys[] = {
     U("run.seed", seed, "seed of init, batches and routing draws"),
     F("run.init_scale", init_scale, 1e-6, 100, "init: truncated normal, sd sqrt(scale / fan_in)"),
     I("run.threads", threads, 0, 1024, "threads (0: all cores)"),
+    S("run.metrics", metrics, "run file (HDF5, results/FORMAT.md), empty: none"),
+    I("run.flush_every", flush_every, 1, 1 << 30, "metrics flush period (steps)"),
+    I("run.trace_every", trace_every, 0, 1 << 30, "routing trace period (steps, 0: none)"),
+    S("run.extra_eval_cf", extra_eval_cf, "eval capacity factors of extra final validations"),
 };
 
 const ini_key *moe_train_keys(size_t *n) {

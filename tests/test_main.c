@@ -31,8 +31,10 @@ int main(int argc, char **argv) {
     suite_train();
     suite_optim();
     suite_checkpoint();
+    suite_runlog();
     suite_plot();
     suite_ablation();
+    suite_reproduce();
     CU_basic_set_mode(CU_BRM_VERBOSE);
     if (argc > 1) { /* run one suite: run_tests SUITE */
         CU_pSuite s = CU_get_suite(argv[1]);

@@ -94,8 +94,10 @@ void suite_data(void);
 void suite_train(void);
 void suite_optim(void);
 void suite_checkpoint(void);
+void suite_runlog(void);
 void suite_plot(void);
 void suite_ablation(void);
+void suite_reproduce(void);
 
 /* Adds a suite with its tests: ADD_SUITE("name", {"test", fn}, ...). */
 typedef struct {
