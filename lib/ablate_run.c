@@ -37,9 +37,9 @@ static moe_status remove_file(const char *path) {
     return MOE_OK;
 }
 
-static moe_status remove_plots(const char *dir) {
-    char p[1200];
-    snprintf(p, sizeof p, "%s/plots", dir);
+/* Deletes folder p with its files and, depth > 0, its subfolders (the
+ * plots: PNG / SVG and plots/data/ with gnuplot's .dat and .gp files). */
+static moe_status remove_tree(const char *p, int depth) {
     DIR *d = opendir(p);
     if (!d) return MOE_OK;
     moe_status st = MOE_OK;
@@ -47,12 +47,22 @@ static moe_status remove_plots(const char *dir) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
         char f[1600];
         snprintf(f, sizeof f, "%s/%s", p, e->d_name);
-        st = remove_file(f);
+        struct stat sb;
+        if (depth > 0 && lstat(f, &sb) == 0 && S_ISDIR(sb.st_mode))
+            st = remove_tree(f, depth - 1);
+        else
+            st = remove_file(f);
     }
     closedir(d);
     if (st == MOE_OK && rmdir(p) != 0)
         st = moe_fail(MOE_EIO, "%s: cannot delete: %s", p, strerror(errno));
     return st;
+}
+
+static moe_status remove_plots(const char *dir) {
+    char p[1200];
+    snprintf(p, sizeof p, "%s/plots", dir);
+    return remove_tree(p, 1);
 }
 
 moe_status moe_ablate_clean(const moe_ablation *a, const char *dir) {

@@ -40,17 +40,18 @@ static void run_free(run_state *s) {
     moe_tm_free(s->tm);
 }
 
-/* run.extra_eval_cf: up to 16 capacity factors > 0, space-separated. */
+/* run.extra_eval_cf: up to 16 capacity factors > 0, separated by commas or
+ * spaces (commas fit in a space-separated --set list). */
 static moe_status parse_extra_cf(run_state *s) {
     const char *p = s->cfg.extra_eval_cf;
     for (;;) {
-        while (*p == ' ' || *p == '\t') p++;
+        while (*p == ' ' || *p == '\t' || *p == ',') p++;
         if (!*p) return MOE_OK;
         char *end;
         const double v = strtod(p, &end);
-        if (end == p || !(v > 0 && v <= 1e6) || (*end && *end != ' ' && *end != '\t'))
-            return moe_fail(MOE_EINVAL, "run.extra_eval_cf = '%s': allowed space-separated "
-                            "capacity factors in (0, 1e6]", s->cfg.extra_eval_cf);
+        if (end == p || !(v > 0 && v <= 1e6) || (*end && *end != ' ' && *end != '\t' && *end != ','))
+            return moe_fail(MOE_EINVAL, "run.extra_eval_cf = '%s': allowed capacity factors "
+                            "in (0, 1e6] separated by commas or spaces", s->cfg.extra_eval_cf);
         if (s->n_extra == 16)
             return moe_fail(MOE_EINVAL, "run.extra_eval_cf = '%s': at most 16 factors",
                             s->cfg.extra_eval_cf);
