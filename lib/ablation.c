@@ -323,6 +323,20 @@ moe_status moe_ablation_config(const moe_ablation *a, int arm, uint64_t seed,
     return MOE_OK;
 }
 
+/* Arm i's config (quick or not) as the trainer will check it, with a
+ * stand-in corpus size: every error a run would hit before training. */
+static moe_status check_arm(const moe_ablation *a, int i, int quick) {
+    moe_train_config cfg;
+    moe_status st = moe_ablation_config(a, i, a->seeds[0], quick, &cfg, NULL, 0);
+    if (st != MOE_OK) return st;
+    const int32_t vocab = cfg.data_source == MOE_DATA_SYNTH ? cfg.synth.vocab_size : cfg.max_words + 2;
+    if (moe_train_config_finish(&cfg, vocab, 16, NULL, NULL) == MOE_OK) return MOE_OK;
+    char why[400];
+    snprintf(why, sizeof why, "%s", moe_errmsg());
+    return moe_fail(MOE_EINVAL, "%s: arm %s%s: %s", a->path, a->arms[i].name,
+                    quick ? " (with --quick)" : "", why);
+}
+
 moe_status moe_ablation_load(const char *path, moe_ablation **out) {
     *out = NULL;
     moe_ablation *a = calloc(1, sizeof *a);
@@ -335,9 +349,8 @@ moe_status moe_ablation_load(const char *path, moe_ablation **out) {
     a->n_seeds = 1, a->seeds[0] = 1;
     moe_status st = parse_file(a);
     if (st == MOE_OK) st = check_whole(a);
-    moe_train_config cfg;
     for (int i = 0; st == MOE_OK && i < a->n_arms; i++) /* every key, quick ones too */
-        st = moe_ablation_config(a, i, a->seeds[0], 1, &cfg, NULL, 0);
+        for (int quick = 0; st == MOE_OK && quick < 2; quick++) st = check_arm(a, i, quick);
     if (st != MOE_OK) {
         free(a);
         return st;

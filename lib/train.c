@@ -42,8 +42,9 @@ static void run_free(run_state *s) {
 
 /* run.extra_eval_cf: up to 16 capacity factors > 0, separated by commas or
  * spaces (commas fit in a space-separated --set list). */
-static moe_status parse_extra_cf(run_state *s) {
-    const char *p = s->cfg.extra_eval_cf;
+static moe_status parse_extra_cf(const char *text, double *cf, int *n) {
+    const char *p = text;
+    *n = 0;
     for (;;) {
         while (*p == ' ' || *p == '\t' || *p == ',') p++;
         if (!*p) return MOE_OK;
@@ -51,11 +52,11 @@ static moe_status parse_extra_cf(run_state *s) {
         const double v = strtod(p, &end);
         if (end == p || !(v > 0 && v <= 1e6) || (*end && *end != ' ' && *end != '\t' && *end != ','))
             return moe_fail(MOE_EINVAL, "run.extra_eval_cf = '%s': allowed capacity factors "
-                            "in (0, 1e6] separated by commas or spaces", s->cfg.extra_eval_cf);
-        if (s->n_extra == 16)
+                            "in (0, 1e6] separated by commas or spaces", text);
+        if (*n == 16)
             return moe_fail(MOE_EINVAL, "run.extra_eval_cf = '%s': at most 16 factors",
-                            s->cfg.extra_eval_cf);
-        s->extra_cf[s->n_extra++] = v;
+                            text);
+        cf[(*n)++] = v;
         p = end;
     }
 }
@@ -72,9 +73,8 @@ static moe_status load_corpus(run_state *s) {
     return moe_brown_load(c->data_dir, &b, &s->corpus);
 }
 
-/* The model config completed from the data, checked against the task. */
-static moe_status finish_config(run_state *s) {
-    moe_train_config *c = &s->cfg;
+moe_status moe_train_config_finish(moe_train_config *c, int32_t vocab, int32_t n_tags,
+                                   double extra_cf[16], int *n_extra) {
     moe_model_config *m = &c->model;
     if (c->task == MOE_TASK_LM && m->mode != MOE_DECODER)
         return moe_fail(MOE_EINVAL, "model.mode = encoder with data.task = lm: a language model "
@@ -82,8 +82,8 @@ static moe_status finish_config(run_state *s) {
     if (c->task == MOE_TASK_TAG && m->mode != MOE_ENCODER)
         return moe_fail(MOE_EINVAL, "model.mode = decoder with data.task = tag: tagging needs "
                         "model.mode = encoder");
-    m->vocab = s->corpus->vocab_size;
-    m->n_class = c->task == MOE_TASK_LM ? m->vocab : s->corpus->n_tags;
+    m->vocab = vocab;
+    m->n_class = c->task == MOE_TASK_LM ? vocab : n_tags;
     m->moe.d_model = m->d_model;
     m->moe.seed = c->seed;
     for (int r = 1; r < MOE_MAX_TOPN; r++) m->moe.thresholds[r] = c->topn_threshold;
@@ -92,11 +92,19 @@ static moe_status finish_config(run_state *s) {
         return moe_fail(MOE_EINVAL, "run.steps = %lld: the cosine schedule decays after the "
                         "warm-up, so it needs more than optim.warmup_steps = %lld",
                         (long long)c->steps, (long long)c->optim.warmup_steps);
-    moe_status st = parse_extra_cf(s);
+    double cf[16];
+    int n;
+    moe_status st = parse_extra_cf(c->extra_eval_cf, extra_cf ? extra_cf : cf, n_extra ? n_extra : &n);
     if (st == MOE_OK) st = moe_model_config_validate(m);
     if (st == MOE_OK && (st = moe_optim_config_validate(&c->optim)) != MOE_OK)
         return moe_fail(st, "optim.%s", moe_errmsg());
     return st;
+}
+
+/* The model config completed from the data, checked against the task. */
+static moe_status finish_config(run_state *s) {
+    return moe_train_config_finish(&s->cfg, s->corpus->vocab_size, s->corpus->n_tags,
+                                   s->extra_cf, &s->n_extra);
 }
 
 static moe_status setup(run_state *s, const moe_train_opts *o, int64_t *step0) {

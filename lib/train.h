@@ -42,6 +42,16 @@ moe_train_config moe_train_config_default(void);
 /* The key table of the INI file and of --set. */
 const ini_key *moe_train_keys(size_t *n);
 
+/* Completes cfg for a corpus of `vocab` words and `n_tags` tag classes
+ * (model vocab and classes, the MoE layers' width, seed and thresholds,
+ * the schedule's length) and checks everything that needs no data: task
+ * against mode, the schedule, run.extra_eval_cf (parsed into extra_cf,
+ * *n_extra; either may be NULL), the model and the optimizer. MOE_EINVAL
+ * with the key and the allowed values. moe_train_run calls it; callers
+ * that check configs up front (bin/moe ablate) may too. */
+moe_status moe_train_config_finish(moe_train_config *cfg, int32_t vocab, int32_t n_tags,
+                                   double extra_cf[16], int *n_extra);
+
 /* Options of one run. */
 typedef struct {
     const char *resume;  /* checkpoint to continue from, or NULL         */

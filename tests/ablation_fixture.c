@@ -132,6 +132,7 @@ void fx_base(void) {
     fx_text("base.ini", "[model]\nd_model = 16\nn_layer = 2\nn_head = 2\nd_ff = 32\nseq_len = 8\n"
                         "[moe]\nn_expert = 4\nd_hidden = 16\n"
                         "[data]\nbatch_size = 4\nsynth_vocab = 32\nsynth_docs = 64\nsynth_doc_len = 32\n"
+                        "[optim]\nwarmup_steps = 1\n"
                         "[run]\nsteps = 2\neval_every = 0\neval_batches = 1\nlog_every = 1\n");
 }
 

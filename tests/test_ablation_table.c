@@ -33,7 +33,7 @@ static const char *results_dir(const char *name) {
     mkdir(dir, 0777);
     char f[300];
     snprintf(f, sizeof f, "%s/base.ini", name);
-    fx_text(f, "[run]\nsteps = 2\n");
+    fx_text(f, "[optim]\nwarmup_steps = 1\n[run]\nsteps = 2\n");
     snprintf(f, sizeof f, "%s/ablation.ini", name);
     fx_text(f, results_ini);
     return dir;
@@ -45,10 +45,14 @@ static void arm_file(const char *dir, const char *arm, int seed, const fx_run *r
     fx_write(p, r);
 }
 
+/* dir/name in one of 4 rotating buffers, so that two calls can be the two
+ * arguments of one comparison. */
 static const char *file_in(const char *dir, const char *name) {
-    static char p[400];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    return p;
+    static char p[4][400];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(p[k], sizeof p[k], "%s/%s", dir, name);
+    return p[k];
 }
 
 void test_table_gives_the_known_mean_and_sd_over_seeds(void) {
@@ -206,6 +210,7 @@ void test_continue_keeps_finished_arms_and_writes_the_table(void) {
     /* an unfinished arm is rerun (or, without run.metrics, named as the reason) */
     dir = filled_dir("d3", 0);
     int rc = run_ablate("--continue", dir, out, sizeof out);
+    if (rc) fprintf(stderr, "\n%s", out);
     CU_ASSERT(fx_same_file(file_in(dir, "a-s1.h5"), file_in(dir, "a.orig")));
     if (has_metrics_key()) {
         CU_ASSERT_EQUAL(rc, 0);
@@ -224,6 +229,7 @@ void test_force_replaces_the_run(void) {
     fx_text("d4/plots/x.png", "png");
     char out[16384];
     int rc = run_ablate("--force", dir, out, sizeof out);
+    if (rc) fprintf(stderr, "\n%s", out);
     if (has_metrics_key()) {
         CU_ASSERT_EQUAL(rc, 0);
         CU_ASSERT(!fx_same_file(file_in(dir, "a-s1.h5"), file_in(dir, "a.orig")));

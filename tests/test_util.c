@@ -201,6 +201,8 @@ int run_moe(const char *args, char *out, size_t cap) {
     if (!p) return -1;
     size_t n = fread(out, 1, cap - 1, p);
     out[n] = '\0';
+    char rest[4096]; /* drain what does not fit, or the child blocks on a full pipe */
+    while (fread(rest, 1, sizeof rest, p) > 0) {}
     int st = pclose(p);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }

@@ -63,8 +63,9 @@ const char *tmpdir_root(void);
 const char *tmpdir_path(const char *name);
 
 /* Runs `bin/moe ARGS` (MOE_BIN overrides the binary; ARGS is shell
- * text) with stderr merged into out (cap bytes, NUL-terminated); returns
- * the exit status (128 + signal if killed). */
+ * text) with stderr merged into out (cap bytes, NUL-terminated; output
+ * past that is read and dropped); returns the exit status (128 + signal if
+ * killed). */
 int run_moe(const char *args, char *out, size_t cap);
 
 /* A small config of a family with the given activation. */
