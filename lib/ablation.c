@@ -19,9 +19,13 @@ int moe_ablation_metric_known(const char *name) {
     for (int i = 0; metrics[i]; i++)
         if (!strcmp(name, metrics[i])) return 1;
     const char *at = strchr(name, '@');
-    if (!at || (strncmp(name, "valid_ppl@", 10) && strncmp(name, "valid_acc@", 10)))
-        return 0;
+    if (!at) return 0;
     char *end = NULL;
+    if (!strncmp(name, "mi_tag@", 7) || !strncmp(name, "mi_source@", 10)) {
+        long layer = strtol(at + 1, &end, 10); /* the transformer layer index */
+        return end != at + 1 && !*end && layer >= 0 && layer < 1024;
+    }
+    if (strncmp(name, "valid_ppl@", 10) && strncmp(name, "valid_acc@", 10)) return 0;
     double cf = strtod(at + 1, &end);
     return end != at + 1 && !*end && isfinite(cf) && cf > 0;
 }
@@ -33,7 +37,7 @@ const char *moe_ablation_metric_list(void) {
             strcat(list, metrics[i]);
             strcat(list, " ");
         }
-        strcat(list, "valid_ppl@CF valid_acc@CF");
+        strcat(list, "valid_ppl@CF valid_acc@CF mi_tag@LAYER mi_source@LAYER");
     }
     return list;
 }
@@ -133,7 +137,8 @@ static moe_status add_columns(parser *p, char *v) {
     return MOE_OK;
 }
 
-/* claim = METRIC ARM_A < ARM_B : text (arm names are checked at the end) */
+/* claim = METRIC ARM_A < [METRIC_B] ARM_B : text (arm names are checked
+ * at the end) */
 static moe_status add_claim(parser *p, char *v) {
     moe_ablation *a = p->a;
     if (a->n_claims >= MOE_ABL_MAX_CLAIMS)
@@ -141,13 +146,20 @@ static moe_status add_claim(parser *p, char *v) {
     moe_abl_claim *c = &a->claims[a->n_claims];
     char *colon = strchr(v, ':');
     if (colon) *colon = '\0';
-    char m[48] = "", x[64] = "", op[8] = "", y[64] = "", extra[8] = "";
-    int k = sscanf(v, "%47s %63s %7s %63s %7s", m, x, op, y, extra);
-    if (k != 4 || (strcmp(op, "<") && strcmp(op, ">")))
-        return FAIL(p, "claim: expected 'METRIC ARM_A < ARM_B : text' (or >)");
-    if (!moe_ablation_metric_known(m))
-        return FAIL(p, "claim: unknown metric '%s' (allowed: %s)", m, moe_ablation_metric_list());
+    char m[48] = "", x[64] = "", op[8] = "", w4[64] = "", w5[64] = "", extra[8] = "";
+    int k = sscanf(v, "%47s %63s %7s %63s %63s %7s", m, x, op, w4, w5, extra);
+    if ((k != 4 && k != 5) || (strcmp(op, "<") && strcmp(op, ">")))
+        return FAIL(p, "claim: expected 'METRIC ARM_A < ARM_B : text' or "
+                       "'METRIC ARM_A < METRIC_B ARM_B : text' (or >)");
+    const char *mb = k == 5 ? w4 : m, *y = k == 5 ? w5 : w4;
+    for (int i = 0; i < 2; i++) {
+        const char *mm = i ? mb : m;
+        if (!moe_ablation_metric_known(mm) || strlen(mm) >= sizeof c->metric)
+            return FAIL(p, "claim: unknown metric '%s' (allowed: %s)", mm,
+                        moe_ablation_metric_list());
+    }
     snprintf(c->metric, sizeof c->metric, "%s", m);
+    snprintf(c->metric_b, sizeof c->metric_b, "%s", mb);
     snprintf(c->arm_a, sizeof c->arm_a, "%s", x);
     snprintf(c->arm_b, sizeof c->arm_b, "%s", y);
     c->less = op[0] == '<';

@@ -31,9 +31,12 @@ typedef struct {
     moe_abl_override ov[MOE_ABL_MAX_OVERRIDES];
 } moe_abl_arm;
 
-/* claim = METRIC ARM_A < ARM_B : text  (or >) */
+/* claim = METRIC ARM_A < ARM_B : text  (or >), or
+ * claim = METRIC ARM_A < METRIC_B ARM_B : text  (two metrics, e.g. the same
+ * arm at two eval capacity factors) */
 typedef struct {
     char metric[48];
+    char metric_b[48];      /* = metric in the 4-word form                 */
     char arm_a[64], arm_b[64];
     int less;               /* 1: '<', 0: '>'                             */
     char text[256];

@@ -141,8 +141,9 @@ static double layer_mi(const run_file *r, int L, const int32_t *lab, const doubl
     return mi;
 }
 
-/* mi_tag / mi_source: label "tag" or "source", MoE layers averaged. */
-static double trace_mi(const run_file *r, const char *label) {
+/* mi_tag / mi_source: label "tag" or "source", MoE layers averaged, or
+ * only layer `only` (>= 0: mi_tag@L; NaN if L is not a MoE layer). */
+static double trace_mi(const run_file *r, const char *label, int only) {
     int64_t K;
     double *step = read_col(r, "/trace/step", &K), sum = 0;
     char ds[32];
@@ -154,9 +155,12 @@ static double trace_mi(const run_file *r, const char *label) {
         free(step);
         return NAN;
     }
-    for (int i = 0; i < r->n_layers; i++) sum += layer_mi(r, r->layers[i], lab, step, K, want[1]);
+    int n = 0;
+    for (int i = 0; i < r->n_layers; i++)
+        if (only < 0 || r->layers[i] == only)
+            sum += layer_mi(r, r->layers[i], lab, step, K, want[1]), n++;
     free(step), free(lab);
-    return sum / r->n_layers;
+    return n ? sum / n : NAN;
 }
 
 static double metric(const run_file *r, const char *m) {
@@ -173,8 +177,10 @@ static double metric(const run_file *r, const char *m) {
         return valid_value(r, m[6] == 'p' ? "ppl" : "acc", strtod(m + 10, NULL));
     if (!strcmp(m, "train_loss")) return tail_mean(r, "/train/loss");
     if (!strcmp(m, "dropped")) return tail_mean(r, "/train/dropped");
-    if (!strcmp(m, "mi_tag")) return trace_mi(r, "tag");
-    if (!strcmp(m, "mi_source")) return trace_mi(r, "source");
+    if (!strcmp(m, "mi_tag")) return trace_mi(r, "tag", -1);
+    if (!strcmp(m, "mi_source")) return trace_mi(r, "source", -1);
+    if (!strncmp(m, "mi_tag@", 7)) return trace_mi(r, "tag", atoi(m + 7));
+    if (!strncmp(m, "mi_source@", 10)) return trace_mi(r, "source", atoi(m + 10));
     if (!strcmp(m, "n_params")) return attr_or_nan(r->f, "n_params", r->path);
     if (!strcmp(m, "tokens_per_s") || !strcmp(m, "wall_s") || !strcmp(m, "diverged"))
         return summary_attr(r, m);

@@ -6,7 +6,7 @@
 #include <math.h>
 #include <string.h>
 
-#define MAX_METRICS (MOE_ABL_MAX_COLUMNS + MOE_ABL_MAX_CLAIMS)
+#define MAX_METRICS (MOE_ABL_MAX_COLUMNS + 2 * MOE_ABL_MAX_CLAIMS)
 
 /* Everything read from a results folder. */
 typedef struct {
@@ -30,9 +30,12 @@ static void collect_metrics(results *r) {
     const moe_ablation *a = r->a;
     for (int i = 0; i < a->n_columns; i++)
         if (metric_index(r, a->columns[i]) < 0) r->metrics[r->n_metrics++] = a->columns[i];
-    for (int i = 0; i < a->n_claims; i++)
+    for (int i = 0; i < a->n_claims; i++) {
         if (metric_index(r, a->claims[i].metric) < 0)
             r->metrics[r->n_metrics++] = a->claims[i].metric;
+        if (metric_index(r, a->claims[i].metric_b) < 0)
+            r->metrics[r->n_metrics++] = a->claims[i].metric_b;
+    }
 }
 
 /* The value of "section.key" in the INI text of the run file's config. */
@@ -183,15 +186,16 @@ static void print_claims(FILE *f, const results *r, int markdown) {
     fprintf(f, "\n%s\n\n", markdown ? "### Claims" : "Claims:");
     for (int i = 0; i < a->n_claims; i++) {
         const moe_abl_claim *c = &a->claims[i];
-        int m = metric_index(r, c->metric);
-        double x = arm_value(r, moe_ablation_arm_index(a, c->arm_a), m);
-        double y = arm_value(r, moe_ablation_arm_index(a, c->arm_b), m);
+        double x = arm_value(r, moe_ablation_arm_index(a, c->arm_a), metric_index(r, c->metric));
+        double y = arm_value(r, moe_ablation_arm_index(a, c->arm_b), metric_index(r, c->metric_b));
         int ok = isfinite(x) && isfinite(y) && (c->less ? x < y : x > y);
         char sx[32], sy[32];
         fmt_num(x, sx, sizeof sx);
         fmt_num(y, sy, sizeof sy);
-        fprintf(f, "- %s %s %s %s%s%s: **%s** (%s %s %s)\n", c->metric, c->arm_a,
-                c->less ? "<" : ">", c->arm_b, c->text[0] ? ": " : "", c->text,
+        const int two = strcmp(c->metric, c->metric_b) != 0;
+        fprintf(f, "- %s %s %s %s%s%s%s%s: **%s** (%s %s %s)\n", c->metric, c->arm_a,
+                c->less ? "<" : ">", two ? c->metric_b : "", two ? " " : "", c->arm_b,
+                c->text[0] ? ": " : "", c->text,
                 ok ? "reproduced" : "not reproduced", sx, c->less ? "<" : ">", sy);
     }
 }

@@ -141,6 +141,10 @@ static void test_an_unknown_metric_is_refused_with_the_allowed_metrics(void) {
                  (const char *[]){"bad.ini:11", "'ppl'", NULL});
     expect_error("top2 < top1", "top2 <= top1", MOE_EINVAL,
                  (const char *[]){"bad.ini:11", "ARM_A < ARM_B", NULL});
+    expect_error("top2 < top1", "top2 < ppl top1", MOE_EINVAL, /* the second metric */
+                 (const char *[]){"bad.ini:11", "'ppl'", NULL});
+    expect_error("top2 < top1", "top2 < valid_ppl top1 top3", MOE_EINVAL,
+                 (const char *[]){"bad.ini:11", "METRIC_B ARM_B", NULL});
 }
 
 static void test_a_claim_naming_an_unknown_arm_is_refused_with_the_arms(void) {
@@ -172,6 +176,11 @@ static void test_metric_names_are_checked(void) {
     CU_ASSERT(!moe_ablation_metric_known("valid_ce@1"));
     CU_ASSERT(!moe_ablation_metric_known("valid_ppl@0"));
     CU_ASSERT(!moe_ablation_metric_known(""));
+    CU_ASSERT(moe_ablation_metric_known("mi_tag@3"));
+    CU_ASSERT(moe_ablation_metric_known("mi_source@0"));
+    CU_ASSERT(!moe_ablation_metric_known("mi_tag@x"));
+    CU_ASSERT(!moe_ablation_metric_known("mi_tag@-1"));
+    CU_ASSERT(!moe_ablation_metric_known("mi_tag@"));
 }
 
 void suite_ablation(void) {

@@ -21,6 +21,7 @@ static const char *results_ini =
     "claim = valid_ppl a < b : a is better\n"
     "claim = valid_ppl a > b : a is worse\n"
     "claim = valid_ppl c < b : c is better\n"
+    "claim = valid_ppl a > sd_valid_ppl b : two metrics\n"
     "[arm a]\n"
     "label = Arm A\n"
     "[arm b]\n"
@@ -89,6 +90,13 @@ void test_mutual_info_is_log_n_for_a_specialised_trace_and_0_for_an_independent_
     CU_ASSERT_EQUAL_FATAL(moe_run_metrics(tmpdir_path("mi1.h5"), names, 2, v, &fin), MOE_OK);
     CU_ASSERT_DOUBLE_EQUAL(v[0], log(4), 1e-12);
     CU_ASSERT_DOUBLE_EQUAL(v[1], 0, 1e-12);
+    /* per layer: layers 1 and 3 carry the same trace; 2 is not a MoE layer */
+    const char *per_layer[] = {"mi_tag@1", "mi_tag@3", "mi_tag@2"};
+    double w[3];
+    CU_ASSERT_EQUAL_FATAL(moe_run_metrics(tmpdir_path("mi1.h5"), per_layer, 3, w, &fin), MOE_OK);
+    CU_ASSERT_DOUBLE_EQUAL(w[0], log(4), 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(w[1], log(4), 1e-12);
+    CU_ASSERT(isnan(w[2]));
     fx_write(tmpdir_path("mi2.h5"), &(fx_run){1, 10, 0, 0, 1, 2, NULL});
     CU_ASSERT_EQUAL_FATAL(moe_run_metrics(tmpdir_path("mi2.h5"), names, 2, v, &fin), MOE_OK);
     CU_ASSERT_DOUBLE_EQUAL(v[0], 0, 1e-12);
@@ -109,6 +117,7 @@ void test_claims_are_reproduced_or_not_with_both_numbers(void) {
     CU_ASSERT_PTR_NOT_NULL(strstr(md, "- valid_ppl a < b: a is better: **reproduced** (10 < 20)"));
     CU_ASSERT_PTR_NOT_NULL(strstr(md, "- valid_ppl a > b: a is worse: **not reproduced** (10 > 20)"));
     CU_ASSERT_PTR_NOT_NULL(strstr(md, "- valid_ppl c < b: c is better: **not reproduced** (n/a < 20)"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(md, "- valid_ppl a > sd_valid_ppl b: two metrics: **reproduced** (10 > 0)"));
     if (!strstr(md, "**reproduced** (10 < 20)")) fprintf(stderr, "\n%s", md);
 }
 
