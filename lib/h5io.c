@@ -43,7 +43,14 @@ moe_status moe_h5_open_ro(const char *path, hid_t *out) {
         return moe_fail(MOE_EIO, "%s: not a regular file", path);
     if (H5Fis_hdf5(path) <= 0)
         return moe_fail(MOE_EFORMAT, "%s: not an HDF5 file (empty, truncated or another format)", path);
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    /* No file lock for readers: a run file being written (bin/moe train
+     * holds it open) reads as of its last flush instead of failing. */
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+#if H5_VERSION_GE(1, 10, 7)
+    H5Pset_file_locking(fapl, 0, 1);
+#endif
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    H5Pclose(fapl);
     if (f < 0) {
         char why[160];
         return moe_fail(MOE_EFORMAT, "%s: corrupt or truncated HDF5 file (%s)", path, moe_h5_reason(why));

@@ -14,7 +14,8 @@ void moe_h5_quiet(void);
  * buf (160 bytes), for messages after a failed HDF5 call. */
 const char *moe_h5_reason(char buf[160]);
 
-/* Opens an existing file read-only; MOE_EIO if missing or unreadable,
+/* Opens an existing file read-only, without HDF5 file locking (a file that
+ * is being written reads as of its last flush); MOE_EIO if missing or unreadable,
  * MOE_EFORMAT if not HDF5 or corrupt (with HDF5's reason). */
 moe_status moe_h5_open_ro(const char *path, hid_t *out);
 

@@ -2,6 +2,7 @@
  * moe-run/1 file the trainer writes (runlog.h, results/FORMAT.md). */
 #include "h5io.h"
 #include "route_stats.h"
+#include "runlog.h"
 #include "train.h"
 #include "test_util.h"
 
@@ -379,6 +380,47 @@ static void test_a_killed_run_leaves_a_file_with_every_flushed_step(void) {
     free(steps);
 }
 
+/* A reader (moe_h5_open_ro: tables, plots) opens a run file while another
+ * process still writes it, and sees the rows flushed so far. */
+static void test_a_file_being_written_reads_as_of_its_last_flush(void) {
+    const char *path = tmpdir_path("live.h5");
+    int ready[2], done[2];
+    CU_ASSERT_FATAL(pipe(ready) == 0 && pipe(done) == 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) { /* the writer: 3 rows flushed, a 4th buffered, then wait */
+        moe_runlog *R;
+        int id;
+        char c = 1;
+        if (moe_runlog_create(path, 1, &R) || moe_runlog_series(R, "train/step", MOE_RL_I64, 0, 0, &id))
+            _exit(1);
+        for (int64_t s = 1; s <= 4; s++) {
+            moe_runlog_append(R, id, &s);
+            if (s == 3) moe_runlog_flush(R);
+        }
+        if (write(ready[1], &c, 1) != 1 || read(done[0], &c, 1) != 1) _exit(1);
+        moe_runlog_close(R);
+        _exit(0);
+    }
+    char c = 0;
+    CU_ASSERT_FATAL(read(ready[0], &c, 1) == 1);
+    hid_t f;
+    CU_ASSERT_EQUAL(moe_h5_open_ro(path, &f), MOE_OK);
+    int64_t want[1] = {-1};
+    double *v = NULL;
+    CU_ASSERT_EQUAL(moe_h5_read_doubles(f, "/train/step", 1, want, &v, path), MOE_OK);
+    CU_ASSERT_EQUAL(want[0], 3);
+    CU_ASSERT(v && v[2] == 3.0);
+    free(v);
+    H5Fclose(f);
+    CU_ASSERT(write(done[1], &c, 1) == 1);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    close(ready[0]), close(ready[1]), close(done[0]), close(done[1]);
+}
+
 void suite_runlog(void) {
     CU_pSuite s = CU_add_suite("runlog", tmpdir_make, tmpdir_remove);
     CU_add_test(s, "top2_stats_count_drops_and_uniform_entropy_is_log_e", test_top2_stats_count_drops_and_uniform_entropy_is_log_e);
@@ -390,4 +432,5 @@ void suite_runlog(void) {
     CU_add_test(s, "resume_appends_rows_equal_to_a_straight_run", test_resume_appends_rows_equal_to_a_straight_run);
     CU_add_test(s, "a_diverging_run_stops_and_says_diverged", test_a_diverging_run_stops_and_says_diverged);
     CU_add_test(s, "a_killed_run_leaves_a_file_with_every_flushed_step", test_a_killed_run_leaves_a_file_with_every_flushed_step);
+    CU_add_test(s, "a_file_being_written_reads_as_of_its_last_flush", test_a_file_being_written_reads_as_of_its_last_flush);
 }
