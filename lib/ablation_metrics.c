@@ -203,15 +203,8 @@ moe_status moe_run_metrics(const char *path, const char *const *names, int n,
                            double *vals, int *finished) {
     run_file r = {0};
     r.path = path;
-    moe_status st = moe_h5_open_ro(path, &r.f);
+    moe_status st = moe_h5_open_format(path, "moe-run/1", &r.f);
     if (st != MOE_OK) return st;
-    char fmt[32] = "";
-    if (!moe_h5_has_attr(r.f, "format") ||
-        moe_h5_attr_string(r.f, "format", fmt, sizeof fmt, path) != MOE_OK ||
-        strcmp(fmt, "moe-run/1")) {
-        H5Fclose(r.f);
-        return moe_fail(MOE_EFORMAT, "%s: not a moe-run/1 file (format '%s')", path, fmt);
-    }
     double fin = attr_or_nan(r.f, "finished", path);
     *finished = fin == 1;
     read_layers(&r);

@@ -59,6 +59,20 @@ moe_status moe_h5_open_ro(const char *path, hid_t *out) {
     return MOE_OK;
 }
 
+moe_status moe_h5_open_format(const char *path, const char *format, hid_t *out) {
+    hid_t f;
+    moe_status st = moe_h5_open_ro(path, &f);
+    if (st != MOE_OK) return st;
+    char fmt[64] = "";
+    if (!moe_h5_has_attr(f, "format") ||
+        moe_h5_attr_string(f, "format", fmt, sizeof fmt, path) != MOE_OK || strcmp(fmt, format)) {
+        H5Fclose(f);
+        return moe_fail(MOE_EUNSUPPORTED, "%s: not a %s file (format '%s')", path, format, fmt);
+    }
+    *out = f;
+    return MOE_OK;
+}
+
 int moe_h5_has_attr(hid_t loc, const char *name) {
     return H5Aexists(loc, name) > 0;
 }

@@ -19,6 +19,11 @@ const char *moe_h5_reason(char buf[160]);
  * MOE_EFORMAT if not HDF5 or corrupt (with HDF5's reason). */
 moe_status moe_h5_open_ro(const char *path, hid_t *out);
 
+/* moe_h5_open_ro, then checks the root attribute `format` equals format
+ * (e.g. "moe-run/1"): MOE_EUNSUPPORTED naming the file and both formats
+ * if it is HDF5 of another kind (the file is closed). */
+moe_status moe_h5_open_format(const char *path, const char *format, hid_t *out);
+
 /* Whether loc has an attribute / a link (dataset or group) of that name. */
 int moe_h5_has_attr(hid_t loc, const char *name);
 int moe_h5_has(hid_t loc, const char *path);

@@ -178,15 +178,8 @@ static moe_status read_run(hid_t f, moe_plot_run *r, const char *where) {
 moe_status moe_plot_run_load(const char *path, moe_plot_run *r) {
     memset(r, 0, sizeof *r);
     hid_t f;
-    moe_status st = moe_h5_open_ro(path, &f);
+    moe_status st = moe_h5_open_format(path, "moe-run/1", &f);
     if (st != MOE_OK) return st;
-    char fmt[64] = "";
-    if (!moe_h5_has_attr(f, "format") ||
-        moe_h5_attr_string(f, "format", fmt, sizeof fmt, path) != MOE_OK ||
-        strcmp(fmt, "moe-run/1") != 0) {
-        H5Fclose(f);
-        return moe_fail(MOE_EUNSUPPORTED, "%s: not a moe-run/1 file", path);
-    }
     snprintf(r->path, sizeof r->path, "%s", path);
     if (!name_arm_seed(path, r->arm, sizeof r->arm, &r->seed)) {
         double s = 0;
