@@ -159,7 +159,7 @@ static moe_status add_claim(parser *p, char *v) {
                         moe_ablation_metric_list());
     }
     snprintf(c->metric, sizeof c->metric, "%s", m);
-    snprintf(c->metric_b, sizeof c->metric_b, "%.47s", mb); /* checked: < 48 */
+    snprintf(c->metric_b, sizeof c->metric_b, "%.*s", (int)sizeof c->metric_b - 1, mb); /* length checked above */
     snprintf(c->arm_a, sizeof c->arm_a, "%s", x);
     snprintf(c->arm_b, sizeof c->arm_b, "%s", y);
     c->less = op[0] == '<';

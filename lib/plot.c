@@ -22,17 +22,17 @@ FILE *plot_open_data(plot_ctx *c, const char *name) {
 }
 
 /* The terminal line of format i (0 png, 1 svg). */
-static void gp_terminal(FILE *f, int i, const char *name) {
+static void gp_terminal(FILE *f, int i, int width) {
     if (i == 0)
-        fprintf(f, "set terminal pngcairo size 900,560 noenhanced font 'Sans,11'\n"
-                   "set output out.'.png'\n");
+        fprintf(f, "set terminal pngcairo size %d,560 noenhanced font 'Sans,11'\n"
+                   "set output out.'.png'\n", width);
     else
-        fprintf(f, "set terminal svg size 900,560 noenhanced dynamic font 'Sans,11'\n"
-                   "set output out.'.svg'\n");
+        fprintf(f, "set terminal svg size %d,560 noenhanced dynamic font 'Sans,11'\n"
+                   "set output out.'.svg'\n", width);
 }
 
 FILE *plot_gp_begin(plot_ctx *c, const char *name, const char *title,
-                    const char *xlabel, const char *ylabel) {
+                    const char *xlabel, const char *ylabel, const char *key) {
     char file[160];
     snprintf(file, sizeof file, "%s.gp", name);
     FILE *f = plot_open_data(c, file);
@@ -41,20 +41,35 @@ FILE *plot_gp_begin(plot_ctx *c, const char *name, const char *title,
                "#   gnuplot %s.gp      (rewrites ../%s.png and ../%s.svg)\n"
                "if (!exists(\"out\")) out = '../%s'\n",
             name, name, name, name, name);
-    gp_terminal(f, c->png ? 0 : 1, name);
+    c->width = key ? 1100 : 900;
+    gp_terminal(f, c->png ? 0 : 1, c->width);
     fprintf(f, "set title ");
     moe_plot_gp_quote(f, title);
+    if (c->abl.title[0]) { /* the ablation's title, smaller, on a second line */
+        char t[104];
+        int n = (int)strlen(c->abl.title);
+        snprintf(t, sizeof t, "%.*s%s", n > 100 ? 97 : n, c->abl.title, n > 100 ? "..." : "");
+        fprintf(f, ".\"\\n \"\nset label 1 ");
+        moe_plot_gp_quote(f, t);
+        fprintf(f, " at graph 0.5, graph 1 center offset 0,1 font ',9'");
+    }
     fprintf(f, "\nset xlabel ");
     moe_plot_gp_quote(f, xlabel);
     fprintf(f, "\nset ylabel ");
     moe_plot_gp_quote(f, ylabel);
-    fprintf(f, "\nset grid\nset key outside right top box opaque\n");
+    /* 12 colours, then the same with other dash types: one look per series */
+    fprintf(f, "\nset grid\nC = '#1f77b4 #ff7f0e #2ca02c #d62728 #9467bd #8c564b #e377c2 "
+               "#7f7f7f #bcbd22 #17becf #000000 #005f5f'\n"
+               "do for [i=1:64] { d = ((i-1)/12)%%5 + 1; "
+               "set linetype i lc rgb word(C, (i-1)%%12 + 1) dt d }\n");
+    if (key) fprintf(f, "set key %s\n", key);
+    else fprintf(f, "unset key\n");
     return f;
 }
 
 moe_status plot_gp_end(plot_ctx *c, FILE *f, const char *name) {
     if (c->png && c->svg) {
-        gp_terminal(f, 1, name);
+        gp_terminal(f, 1, c->width);
         fprintf(f, "replot\n");
     }
     fprintf(f, "unset output\n");
@@ -64,14 +79,9 @@ moe_status plot_gp_end(plot_ctx *c, FILE *f, const char *name) {
     return st;
 }
 
-/* A plot title: "WHAT" or "WHAT: ablation title". */
-static void title_of(const plot_ctx *c, const char *what, char *out, size_t cap) {
-    snprintf(out, cap, "%s%s%s", what, c->abl.title[0] ? " - " : "", c->abl.title);
-}
-
 /* loss.png: smoothed training ce per arm, validation points. */
 static moe_status plot_loss(plot_ctx *c) {
-    char name[200], title[512];
+    char name[200], title[200];
     int64_t s_max = 0;
     for (int a = 0; a < c->n_arms; a++)
         if (plot_first(c, &c->arms[a])->S > s_max) s_max = plot_first(c, &c->arms[a])->S;
@@ -81,12 +91,11 @@ static moe_status plot_loss(plot_ctx *c) {
     }
     int64_t w = (int64_t)llround(0.02 * (double)s_max);
     if (w < 1) w = 1;
-    snprintf(name, sizeof name, "Training loss (moving average of %lld steps), validation points",
-             (long long)w);
-    title_of(c, name, title, sizeof title);
-    FILE *g = plot_gp_begin(c, "loss", title, "step", "cross-entropy (nats)");
+    snprintf(title, sizeof title, "Training loss (moving average of %lld step%s); points: validation",
+             (long long)w, w == 1 ? "" : "s");
+    FILE *g = plot_gp_begin(c, "loss", title, "step", "cross-entropy (nats)", PLOT_KEY_RIGHT);
     if (!g) return MOE_EIO;
-    fprintf(g, "set key inside right top box opaque\nplot ");
+    fprintf(g, "plot ");
     for (int a = 0, n = 0; a < c->n_arms; a++) {
         const moe_plot_run *r = plot_first(c, &c->arms[a]);
         if (r->S == 0) continue; /* killed before its first step */
@@ -115,10 +124,7 @@ static moe_status plot_loss(plot_ctx *c) {
             if (i == 0 || r->vstep[i] != r->vstep[i - 1])
                 fprintf(d, "%.0f %.9g\n", r->vstep[i], r->vce[i]);
         fclose(d);
-        fprintf(g, ", \\\n     '%s' using 1:2 with points lt %d pt 7 ps 1.3 title ", name, a + 1);
-        char lab[160];
-        snprintf(lab, sizeof lab, "%s (valid)", c->arms[a].label);
-        moe_plot_gp_quote(g, lab);
+        fprintf(g, ", \\\n     '%s' using 1:2 with points lt %d pt 7 ps 1.3 notitle", name, a + 1);
     }
     fprintf(g, "\n");
     return plot_gp_end(c, g, "loss");
@@ -136,13 +142,13 @@ static moe_status plot_router_lse(plot_ctx *c) {
         plot_note(c, "router_lse", "no finite /routing/layer<L>/mean_lse (no MoE layer or hash routing)");
         return MOE_OK;
     }
-    char title[512], name[200];
-    title_of(c, "Router logit magnitude: mean logsumexp of the router logits (first MoE layer)",
-             title, sizeof title);
-    FILE *g = plot_gp_begin(c, "router_lse", title, "step", "mean logsumexp(router logits)");
+    char name[200];
+    FILE *g = plot_gp_begin(c, "router_lse",
+                            "Router logit magnitude: mean logsumexp of the router logits (first MoE layer)",
+                            "step", "mean logsumexp(router logits)", PLOT_KEY_RIGHT);
     if (!g) return MOE_EIO;
     if (positive) fprintf(g, "set logscale y\n");
-    fprintf(g, "set key inside right top box opaque\nplot ");
+    fprintf(g, "plot ");
     int n = 0;
     for (int a = 0; a < c->n_arms; a++) {
         const moe_plot_run *r = plot_first(c, &c->arms[a]);

@@ -27,7 +27,7 @@ typedef struct {
     int32_t *load;       /* tokens_before (S, E) of the first MoE layer   */
     double *lse;         /* mean_lse (S) of the first MoE layer           */
     double dropped_tail; /* mean over MoE layers and the last 20% of steps
-                            of dropped_capacity + dropped_policy (NaN: none) */
+                            of dropped_capacity (NaN: none)             */
     int64_t K, T, k;     /* trace samples, tokens per sample, ranks (K = 0:
                             no /trace)                                    */
     double *tstep;       /* (K)                                           */

@@ -23,6 +23,7 @@ typedef struct {
     int png, svg;
     FILE *log;
     int n_plots;
+    int width; /* of the plot being written (plot_gp_begin) */
 } plot_ctx;
 
 /* The run of the arm's first (lowest) seed. */
@@ -33,9 +34,13 @@ static inline const moe_plot_run *plot_first(const plot_ctx *c, const plot_arm *
 /* Opens data/NAME for writing; NULL with moe_fail on error. */
 FILE *plot_open_data(plot_ctx *c, const char *name);
 /* Starts data/NAME.gp: header comment, output of the first format,
- * noenhanced text, the title and axis labels, grid. */
+ * noenhanced text, the title (and the ablation's title, truncated to 100
+ * characters, on a second line in a smaller font), axis labels, grid, the
+ * line types (12 colours, then other dash types), and `set key KEY` on
+ * a 1100 px wide canvas (900 and no key if key is NULL). */
+#define PLOT_KEY_RIGHT "outside right top box opaque"
 FILE *plot_gp_begin(plot_ctx *c, const char *name, const char *title,
-                    const char *xlabel, const char *ylabel);
+                    const char *xlabel, const char *ylabel, const char *key);
 /* Ends the script (replot into the second format), closes it, renders
  * with gnuplot. Closes f in every case. */
 moe_status plot_gp_end(plot_ctx *c, FILE *f, const char *name);

@@ -79,22 +79,20 @@ static moe_status attr_strings(hid_t loc, const char *name, char ***out,
     return MOE_OK;
 }
 
-/* Mean of dropped_capacity + dropped_policy over the last 20% of rows. */
+/* Mean of dropped_capacity over the last 20% of rows. */
 static moe_status tail_dropped(hid_t f, int32_t L, int64_t S, double *out,
                                const char *where) {
-    char p1[64], p2[64];
-    snprintf(p1, sizeof p1, "/routing/layer%d/dropped_capacity", (int)L);
-    snprintf(p2, sizeof p2, "/routing/layer%d/dropped_policy", (int)L);
-    int64_t w1[1] = {S}, w2[1] = {S};
-    double *a = NULL, *b = NULL;
-    moe_status st = moe_h5_read_doubles(f, p1, 1, w1, &a, where);
-    if (st == MOE_OK) st = moe_h5_read_doubles(f, p2, 1, w2, &b, where);
+    char p[64];
+    snprintf(p, sizeof p, "/routing/layer%d/dropped_capacity", (int)L);
+    int64_t w[1] = {S};
+    double *a = NULL;
+    moe_status st = moe_h5_read_doubles(f, p, 1, w, &a, where);
     double sum = 0;
     int64_t n = 0;
     for (int64_t i = S - (S + 4) / 5; st == MOE_OK && i < S; i++)
-        if (isfinite(a[i] + b[i])) sum += a[i] + b[i], n++;
+        if (isfinite(a[i])) sum += a[i], n++;
     *out = n ? sum / (double)n : NAN;
-    free(a), free(b);
+    free(a);
     return st;
 }
 

@@ -13,7 +13,7 @@ static void heat_palette(FILE *g, const char *cblabel) {
     fprintf(g, "set palette defined (0 '#ffffff', 0.25 '#c6dbef', 0.5 '#6baed6', "
                "0.75 '#2171b5', 1 '#08306b')\nset cbrange [0:*]\nset cblabel ");
     moe_plot_gp_quote(g, cblabel);
-    fprintf(g, "\nunset grid\nunset key\n");
+    fprintf(g, "\nunset grid\n");
 }
 
 /* data/load_ARM.dat: the fraction of tokens_before per expert, binned. */
@@ -65,7 +65,8 @@ moe_status plot_load(plot_ctx *c) {
         if (st != MOE_OK) return st;
         snprintf(title, sizeof title, "Load per expert (tokens_before / total), arm %s, MoE layer %d",
                  c->arms[a].label, (int)r->layer);
-        FILE *g = plot_gp_begin(c, name, title, "step", heat ? "expert" : "fraction of the step's choices");
+        FILE *g = plot_gp_begin(c, name, title, "step", heat ? "expert" : "fraction of the step's choices",
+                                heat ? NULL : PLOT_KEY_RIGHT);
         if (!g) return MOE_EIO;
         if (heat) {
             heat_palette(g, "fraction of the step's choices");
@@ -179,8 +180,8 @@ moe_status plot_dropped_vs_x(plot_ctx *c) {
     }
     FILE *d = plot_open_data(c, "dropped_vs_x.dat");
     if (!d) return free(pt), MOE_EIO;
-    fprintf(d, "# %s, dropped_capacity + dropped_policy (mean over MoE layers, last 20%% of "
-               "steps, seeds), arm label; one block per series\n", c->abl.x);
+    fprintf(d, "# %s, dropped_capacity (mean over MoE layers, last 20%% of steps, seeds), "
+               "arm label; one block per series\n", c->abl.x);
     int n_series = 0, first[64];
     for (int i = 0; i < n; i++) {
         if (i == 0 || strcmp(pt[i].series, pt[i - 1].series)) {
@@ -194,19 +195,17 @@ moe_status plot_dropped_vs_x(plot_ctx *c) {
         fprintf(d, "%.9g %.9g \"%s\"\n", pt[i].x, pt[i].y, lab);
     }
     fclose(d);
-    char title[512];
-    snprintf(title, sizeof title, "Dropped fraction vs %s (last 20%% of steps)%s%s", c->abl.x,
-             c->abl.title[0] ? " - " : "", c->abl.title);
+    char title[256];
+    snprintf(title, sizeof title, "Fraction of choices dropped for capacity vs %s (last 20%% of steps)",
+             c->abl.x);
     FILE *g = plot_gp_begin(c, "dropped_vs_x", title, c->abl.x,
-                            "dropped fraction (capacity + policy)");
+                            "dropped fraction (capacity: dropped_capacity)", "below nobox");
     if (!g) return free(pt), MOE_EIO;
-    fprintf(g, "set offsets graph 0.08, graph 0.08, graph 0.12, graph 0.08\n"
-               "set key inside right top box opaque\nplot ");
+    fprintf(g, "set offsets graph 0.05, graph 0.05, graph 0.08, graph 0.08\nplot ");
     for (int s = 0; s < n_series; s++) {
         fprintf(g, "%s'dropped_vs_x.dat' index %d using 1:2 with linespoints lt %d lw 2 pt 7 ps 1.5 title ",
                 s ? ", \\\n     " : "", s, s + 1);
         moe_plot_gp_quote(g, pt[first[s]].series[0] ? pt[first[s]].series : "arms");
-        fprintf(g, ", \\\n     'dropped_vs_x.dat' index %d using 1:2:3 with labels offset 0,1.2 notitle", s);
     }
     fprintf(g, "\n");
     free(pt);

@@ -60,12 +60,12 @@ static moe_status write_gp(plot_ctx *c, const moe_plot_run *r, const plot_arm *a
     char title[512];
     snprintf(title, sizeof title, "Rank-0 expert per tag, arm %s, MoE layer %d, last 50%% of steps "
              "(%lld tokens)", a->label, (int)r->layer, (long long)n);
-    FILE *g = plot_gp_begin(c, name, title, "expert", "tag");
+    FILE *g = plot_gp_begin(c, name, title, "expert", "tag", NULL);
     if (!g) return MOE_EIO;
     fprintf(g, "set palette defined (0 '#ffffff', 0.25 '#c6dbef', 0.5 '#6baed6', "
                "0.75 '#2171b5', 1 '#08306b')\nset cbrange [0:1]\n"
                "set cblabel 'fraction of the tag''s tokens (each row sums to 1)'\n"
-               "unset grid\nunset key\nset xrange [-0.5:%d.5]\nset yrange [-0.5:%d.5]\n",
+               "unset grid\nset xrange [-0.5:%d.5]\nset yrange [-0.5:%d.5]\n",
             (int)n_e - 1, (int)n_tags - 1);
     if (n_e <= 32) fprintf(g, "set xtics 1\n");
     if (r->tag_names) {

@@ -14,7 +14,7 @@ double fixture_ce(int arm, int64_t i) {
     return 5.0 - 3.0 * (double)i / FIX_S + 0.1 * sin((double)i) + 0.2 * arm;
 }
 
-double fixture_dropped(double cf) { return 0.1 / cf + 0.02; }
+double fixture_dropped(double cf) { return 0.1 / cf; }
 
 /* A time series dataset: first dimension unlimited, chunked, compressed. */
 static void put(hid_t loc, const char *name, hid_t ftype, hid_t mtype, int rank,

@@ -18,8 +18,9 @@ enum {
 /* Flags of fixture_run / fixture_dir. */
 enum { FIX_NO_CE = 1, FIX_NO_TRACE = 2, FIX_NO_INI = 4 };
 
-/* Known series: /train/ce row i of arm a; the mean tail drop of a run
- * at capacity factor cf; each token's tag and its rank-0 expert in the
+/* Known series: /train/ce row i of arm a; the mean tail
+ * dropped_capacity of a run at capacity factor cf (its dropped_policy,
+ * 0.02, is not part of it); each token's tag and its rank-0 expert in the
  * traces of the last 50% of steps. */
 double fixture_ce(int arm, int64_t i);
 double fixture_dropped(double cf);

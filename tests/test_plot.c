@@ -149,6 +149,36 @@ static void test_dropped_vs_x_export_holds_each_arms_capacity_factor_and_tail_dr
     all[0] = '\0';
     if (f) all[fread(all, 1, sizeof all - 1, f)] = '\0', fclose(f);
     CU_ASSERT_PTR_NOT_NULL(strstr(all, "moe.z_loss=0.001"));
+    CU_ASSERT_PTR_NULL(strstr(all, "with labels")); /* no per-point labels */
+    CU_ASSERT_PTR_NOT_NULL(strstr(all, "set key below"));
+}
+
+/* The text of plots/data/NAME.gp of the "full" fixture. */
+static void read_gp(const char *name, char *all, size_t cap) {
+    char p[400];
+    snprintf(p, sizeof p, "%s/plots/data/%s.gp", tmpdir_path("full"), name);
+    FILE *f = fopen(p, "r");
+    all[0] = '\0';
+    if (f) all[fread(all, 1, cap - 1, f)] = '\0', fclose(f);
+}
+
+static void test_loss_script_has_one_key_entry_per_arm_outside_and_a_two_line_title(void) {
+    char all[4096];
+    read_gp("loss", all, sizeof all);
+    int titled = 0, untitled = 0;
+    for (const char *s = all; (s = strstr(s, "lw 2 title '")); s++) titled++;
+    for (const char *s = all; (s = strstr(s, "notitle")); s++) untitled++;
+    CU_ASSERT_EQUAL(titled, 2);   /* the two arms */
+    CU_ASSERT_EQUAL(untitled, 2); /* their validation points */
+    CU_ASSERT_PTR_NOT_NULL(strstr(all, "set key outside right"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(all, "size 1100,560"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(all, "; points: validation'.\"\\n \"\nset label 1 "
+                                       "'Fixture: capacity factor' at"));
+    /* 12 colours, then dash types, for every series */
+    CU_ASSERT_PTR_NOT_NULL(strstr(all, "do for [i=1:64]"));
+    read_gp("expert_tag_cf2", all, sizeof all);
+    CU_ASSERT_PTR_NOT_NULL(strstr(all, "'ADJ' 2")); /* tag names on the axis */
+    CU_ASSERT_PTR_NOT_NULL(strstr(all, "unset key"));
 }
 
 static void test_expert_tag_export_is_normalised_per_tag_over_the_last_half(void) {
@@ -351,6 +381,7 @@ void suite_plot(void) {
     CU_pSuite s = CU_add_suite("plot", setup, teardown);
     CU_add_test(s, "every_plot_of_the_fixture_is_written_as_png_and_svg", test_every_plot_of_the_fixture_is_written_as_png_and_svg);
     CU_add_test(s, "loss_export_holds_the_training_ce_and_its_moving_average", test_loss_export_holds_the_training_ce_and_its_moving_average);
+    CU_add_test(s, "loss_script_has_one_key_entry_per_arm_outside_and_a_two_line_title", test_loss_script_has_one_key_entry_per_arm_outside_and_a_two_line_title);
     CU_add_test(s, "dropped_vs_x_export_holds_each_arms_capacity_factor_and_tail_drop", test_dropped_vs_x_export_holds_each_arms_capacity_factor_and_tail_drop);
     CU_add_test(s, "expert_tag_export_is_normalised_per_tag_over_the_last_half", test_expert_tag_export_is_normalised_per_tag_over_the_last_half);
     CU_add_test(s, "existing_plots_are_replaced_and_other_files_kept", test_existing_plots_are_replaced_and_other_files_kept);
