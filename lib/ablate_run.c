@@ -178,14 +178,6 @@ static moe_status tag_arm_file(const char *path, const moe_ablation *a, int arm)
     return MOE_OK;
 }
 
-static int has_metrics_key(void) {
-    size_t nk;
-    const ini_key *keys = moe_train_keys(&nk);
-    for (size_t i = 0; i < nk; i++)
-        if (!strcmp(keys[i].key, "run.metrics")) return 1;
-    return 0;
-}
-
 /* Trains one (arm, seed) into path. */
 static moe_status run_arm(const moe_ablation *a, const moe_ablate_opts *o, int arm,
                           uint64_t seed, const char *path) {
@@ -241,12 +233,6 @@ moe_status moe_ablate_run(const moe_ablation *a, const moe_ablate_opts *o,
     moe_ablate_dir(a, o, dir, sizeof dir);
     if (dir_out) snprintf(dir_out, cap, "%s", dir);
     moe_status st = check_dir(a, o, dir);
-    int todo = 0;
-    for (int i = 0; i < a->n_arms; i++)
-        for (int s = 0; s < a->n_seeds; s++) todo += wanted(a, o, dir, i, s);
-    if (st == MOE_OK && todo && !has_metrics_key())
-        st = moe_fail(MOE_EINVAL, "this build has no run.metrics (the moe-run/1 writer): "
-                      "cannot record the arms of %s", a->path);
     if (st == MOE_OK) st = make_dirs(dir);
     if (st == MOE_OK && o->force) st = moe_ablate_clean(a, dir);
     if (st == MOE_OK) st = copy_ablation(a, dir);

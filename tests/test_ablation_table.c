@@ -162,14 +162,6 @@ static const char *driver_ini(void) {
                               "moe.top_n = 1\n");
 }
 
-static int has_metrics_key(void) {
-    size_t n;
-    const ini_key *k = moe_train_keys(&n);
-    for (size_t i = 0; i < n; i++)
-        if (!strcmp(k[i].key, "run.metrics")) return 1;
-    return 0;
-}
-
 /* A results folder NAME holding finished arm files (and their copies
  * NAME/<arm>.orig), plus a table.md. */
 static const char *filled_dir(const char *name, int b_finished) {
@@ -221,15 +213,9 @@ void test_continue_keeps_finished_arms_and_writes_the_table(void) {
     int rc = run_ablate("--continue", dir, out, sizeof out);
     if (rc) fprintf(stderr, "\n%s", out);
     CU_ASSERT(fx_same_file(file_in(dir, "a-s1.h5"), file_in(dir, "a.orig")));
-    if (has_metrics_key()) {
-        CU_ASSERT_EQUAL(rc, 0);
-        CU_ASSERT_PTR_NOT_NULL(strstr(out, "ablate: arm 2/2 b seed 1 -> "));
-        CU_ASSERT_EQUAL(moe_ablate_arm_state(file_in(dir, "b-s1.h5")), 1);
-    } else {
-        CU_ASSERT_EQUAL(rc, 1);
-        CU_ASSERT_PTR_NOT_NULL(strstr(out, "this build has no run.metrics"));
-        CU_ASSERT(fx_same_file(file_in(dir, "b-s1.h5"), file_in(dir, "b.orig")));
-    }
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "ablate: arm 2/2 b seed 1 -> "));
+    CU_ASSERT_EQUAL(moe_ablate_arm_state(file_in(dir, "b-s1.h5")), 1);
 }
 
 void test_force_replaces_the_run(void) {
@@ -239,17 +225,10 @@ void test_force_replaces_the_run(void) {
     char out[16384];
     int rc = run_ablate("--force", dir, out, sizeof out);
     if (rc) fprintf(stderr, "\n%s", out);
-    if (has_metrics_key()) {
-        CU_ASSERT_EQUAL(rc, 0);
-        CU_ASSERT(!fx_same_file(file_in(dir, "a-s1.h5"), file_in(dir, "a.orig")));
-        CU_ASSERT_EQUAL(moe_ablate_arm_state(file_in(dir, "a-s1.h5")), 1);
-        CU_ASSERT_EQUAL(access(file_in(dir, "plots/x.png"), F_OK), -1);
-    } else { /* refused before anything is touched */
-        CU_ASSERT_EQUAL(rc, 1);
-        CU_ASSERT_PTR_NOT_NULL(strstr(out, "this build has no run.metrics"));
-        CU_ASSERT(fx_same_file(file_in(dir, "a-s1.h5"), file_in(dir, "a.orig")));
-        CU_ASSERT_EQUAL(access(file_in(dir, "plots/x.png"), F_OK), 0);
-    }
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT(!fx_same_file(file_in(dir, "a-s1.h5"), file_in(dir, "a.orig")));
+    CU_ASSERT_EQUAL(moe_ablate_arm_state(file_in(dir, "a-s1.h5")), 1);
+    CU_ASSERT_EQUAL(access(file_in(dir, "plots/x.png"), F_OK), -1);
 }
 
 void test_clean_deletes_arm_files_table_and_plots_only(void) {

@@ -118,15 +118,8 @@ static void test_every_family_gives_consistent_stats_and_traces(void) {
 /* ------------------------------------------------------- the run file */
 
 static moe_train_config tiny(int64_t steps, const char *metrics) {
-    moe_train_config c = moe_train_config_default();
-    c.model.d_model = 16, c.model.n_layer = 2, c.model.n_head = 2, c.model.d_ff = 32;
-    c.model.seq_len = 8;
-    c.model.moe.n_expert = 4, c.model.moe.d_hidden = 16;
-    c.synth.vocab_size = 32, c.synth.n_emit = 8, c.synth.n_docs = 64, c.synth.doc_len = 32;
-    c.batch_size = 4;
-    c.steps = steps;
-    c.optim.warmup_steps = 1;
-    c.eval_every = 5, c.eval_batches = 2;
+    moe_train_config c = tiny_train_config(steps);
+    c.eval_every = 5;
     c.flush_every = 3, c.trace_every = 4;
     snprintf(c.extra_eval_cf, sizeof c.extra_eval_cf, "1 4");
     snprintf(c.metrics, sizeof c.metrics, "%s", tmpdir_path(metrics));

@@ -10,17 +10,9 @@
 #include <unistd.h>
 
 
-/* A tiny run: 2 layers, top-2 MoE, synthetic LM, `steps` steps. */
+/* A tiny run (test_util.h) checkpointing to ckpt in the tmpdir. */
 static moe_train_config tiny(int64_t steps, const char *ckpt) {
-    moe_train_config c = moe_train_config_default();
-    c.model.d_model = 16, c.model.n_layer = 2, c.model.n_head = 2, c.model.d_ff = 32;
-    c.model.seq_len = 8;
-    c.model.moe.n_expert = 4, c.model.moe.d_hidden = 16;
-    c.synth.vocab_size = 32, c.synth.n_emit = 8, c.synth.n_docs = 64, c.synth.doc_len = 32;
-    c.batch_size = 4;
-    c.steps = steps;
-    c.optim.warmup_steps = 1;
-    c.eval_every = 0, c.eval_batches = 2;
+    moe_train_config c = tiny_train_config(steps);
     snprintf(c.checkpoint, sizeof c.checkpoint, "%s/%s", tmpdir_root(), ckpt);
     return c;
 }

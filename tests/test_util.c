@@ -206,3 +206,16 @@ int run_moe(const char *args, char *out, size_t cap) {
     int st = pclose(p);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
+
+moe_train_config tiny_train_config(int64_t steps) {
+    moe_train_config c = moe_train_config_default();
+    c.model.d_model = 16, c.model.n_layer = 2, c.model.n_head = 2, c.model.d_ff = 32;
+    c.model.seq_len = 8;
+    c.model.moe.n_expert = 4, c.model.moe.d_hidden = 16;
+    c.synth.vocab_size = 32, c.synth.n_emit = 8, c.synth.n_docs = 64, c.synth.doc_len = 32;
+    c.batch_size = 4;
+    c.steps = steps;
+    c.optim.warmup_steps = 1;
+    c.eval_every = 0, c.eval_batches = 2;
+    return c;
+}

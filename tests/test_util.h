@@ -3,6 +3,7 @@
 #define MOE_TEST_UTIL_H
 
 #include "moe.h"
+#include "train.h"
 
 #include <CUnit/CUnit.h>
 #include <stdint.h>
@@ -67,6 +68,11 @@ const char *tmpdir_path(const char *name);
  * past that is read and dropped); returns the exit status (128 + signal if
  * killed). */
 int run_moe(const char *args, char *out, size_t cap);
+
+/* A tiny training run: 2 layers of width 16, top-2 MoE of 4 experts,
+ * synthetic LM (vocab 32), batches of 4 x 8, `steps` steps, warm-up 1, no
+ * periodic validation, no checkpoint. */
+moe_train_config tiny_train_config(int64_t steps);
 
 /* A small config of a family with the given activation. */
 moe_config tcfg(moe_family f, moe_act act, int32_t d, int32_t h, int32_t e);
