@@ -79,6 +79,30 @@ moe_status plot_gp_end(plot_ctx *c, FILE *f, const char *name) {
     return st;
 }
 
+/* The y range of the smoothed curves and the validation points past the
+ * first 20% of the steps (the early drop would flatten the differences
+ * between arms); 0 if there is nothing there. */
+static int loss_range(plot_ctx *c, int64_t w, int64_t s_max, double *lo, double *hi) {
+    *lo = INFINITY, *hi = -INFINITY;
+    for (int a = 0; a < c->n_arms; a++) {
+        const moe_plot_run *r = plot_first(c, &c->arms[a]);
+        double *sm = r->S ? malloc((size_t)r->S * sizeof *sm) : NULL;
+        if (!sm) continue;
+        moe_plot_smooth(r->ce, r->S, w, sm);
+        for (int64_t i = 0; i < r->S; i++)
+            if (5 * r->step[i] >= (double)s_max && isfinite(sm[i]))
+                *lo = fmin(*lo, sm[i]), *hi = fmax(*hi, sm[i]);
+        for (int64_t i = 0; i < r->V; i++)
+            if (5 * r->vstep[i] >= (double)s_max && isfinite(r->vce[i]))
+                *lo = fmin(*lo, r->vce[i]), *hi = fmax(*hi, r->vce[i]);
+        free(sm);
+    }
+    if (!(*lo < *hi)) return 0;
+    const double pad = 0.05 * (*hi - *lo);
+    *lo -= pad, *hi += pad;
+    return 1;
+}
+
 /* loss.png: smoothed training ce per arm, validation points. */
 static moe_status plot_loss(plot_ctx *c) {
     char name[200], title[200];
@@ -91,10 +115,13 @@ static moe_status plot_loss(plot_ctx *c) {
     }
     int64_t w = (int64_t)llround(0.02 * (double)s_max);
     if (w < 1) w = 1;
-    snprintf(title, sizeof title, "Training loss (moving average of %lld step%s); points: validation",
+    snprintf(title, sizeof title, "Training loss (moving average of %lld step%s; y range: the last 80%%); points: validation",
              (long long)w, w == 1 ? "" : "s");
     FILE *g = plot_gp_begin(c, "loss", title, "step", "cross-entropy (nats)", PLOT_KEY_RIGHT);
     if (!g) return MOE_EIO;
+    double lo, hi;
+    if (loss_range(c, w, s_max, &lo, &hi)) /* zoom on the last 80% of the steps */
+        fprintf(g, "set yrange [%.9g:%.9g]\n", lo, hi);
     fprintf(g, "plot ");
     for (int a = 0, n = 0; a < c->n_arms; a++) {
         const moe_plot_run *r = plot_first(c, &c->arms[a]);
