@@ -185,10 +185,16 @@ static moe_status ablation_key(parser *p, const char *k, char *v) {
     else if (!strcmp(k, "quick")) return add_words(p, "quick", v, a->quick, &a->n_quick);
     else if (!strcmp(k, "columns")) return add_columns(p, v);
     else if (!strcmp(k, "x")) snprintf(a->x, sizeof a->x, "%s", v);
+    else if (!strcmp(k, "noise")) {
+        if (!*v || strlen(v) >= sizeof a->noise || !strchr(v, '/') || strchr(v, ' '))
+            return FAIL(p, "noise = '%s': expected PAPER/NAME, an ablation's results folder "
+                           "under results/ (e.g. noise/lm_seeds)", v);
+        snprintf(a->noise, sizeof a->noise, "%s", v);
+    }
     else if (!strcmp(k, "claim")) return add_claim(p, v);
     else
         return FAIL(p, "unknown key '%s' in [ablation] (allowed: title, paper, base, seeds, "
-                       "set, quick, columns, x, claim)", k);
+                       "set, quick, columns, x, noise, claim)", k);
     return MOE_OK;
 }
 

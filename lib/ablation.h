@@ -58,6 +58,8 @@ typedef struct {
     int n_columns;
     char columns[MOE_ABL_MAX_COLUMNS][48];
     char x[64];             /* "" = none                                  */
+    char noise[128];        /* PAPER/NAME: the results folder whose seed
+                               spread judges the claims; "" = none        */
     int n_claims;
     moe_abl_claim claims[MOE_ABL_MAX_CLAIMS];
     int n_arms;
@@ -141,5 +143,14 @@ double moe_mutual_info(const double *counts, int na, int nb);
  * NULL), and writes DIR/table.md (markdown, atomically) and
  * DIR/summary.csv (one row per arm file: arm, seed, x, metrics). */
 moe_status moe_ablation_table(const char *dir, int markdown, FILE *out);
+
+/* The seed noise of a quality metric (valid_ppl, valid_ce, valid_nlp,
+ * valid_acc, or one of them @CF) for the results folder dir: the sample
+ * sd of that metric over every finished run file of the folder `noise`
+ * (PAPER/NAME, i.e. dir/../../PAPER/NAME; NAME-quick when dir is a quick
+ * folder), *n_runs the files used. NaN (and 0) when the metric is not a
+ * quality metric, noise is "" or fewer than 2 runs are finished. */
+double moe_ablation_noise_sd(const char *dir, const char *noise, const char *metric,
+                             int *n_runs);
 
 #endif

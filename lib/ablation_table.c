@@ -180,23 +180,73 @@ static void print_grid(FILE *f, const cell_t *g, int nr, int nc, int markdown) {
     }
 }
 
+/* Finished seeds of arm i. */
+static int arm_seeds(const results *r, int i) {
+    int n = 0;
+    for (int s = 0; s < r->a->n_seeds; s++) n += r->state[i][s] == 1;
+    return n;
+}
+
+/* The line saying which seed noise judges the claims (nothing if none). */
+static void print_noise(FILE *f, const results *r) {
+    const moe_ablation *a = r->a;
+    if (!a->noise[0]) return;
+    int said = 0;
+    for (int i = 0; i < a->n_claims; i++) {
+        int n;
+        double sd = moe_ablation_noise_sd(r->dir, a->noise, a->claims[i].metric, &n);
+        int dup = 0;
+        for (int j = 0; j < i; j++) dup |= !strcmp(a->claims[j].metric, a->claims[i].metric);
+        if (dup || !isfinite(sd)) continue;
+        char s[32];
+        fmt_num(sd, s, sizeof s);
+        fprintf(f, "%s%s sd %s over %d runs of %s", said++ ? ", " : "Seed noise (",
+                a->claims[i].metric, s, n, a->noise);
+    }
+    if (said)
+        fprintf(f, "): a difference between two arms within 2 sd sqrt(1/n_a + 1/n_b) "
+                   "(n: seeds of each arm) is reported as within seed noise.\n\n");
+    else
+        fprintf(f, "Seed noise: not measured yet (run the %s ablation); the verdicts below "
+                   "compare single values.\n\n", a->noise);
+}
+
+/* The verdict of claim c on values x, y: reproduced, not reproduced, or
+ * within seed noise (2 sd of the difference of the two arms' means). */
+static const char *verdict(const results *r, const moe_abl_claim *c, double x, double y,
+                           double *thr) {
+    const moe_ablation *a = r->a;
+    *thr = NAN;
+    if (!isfinite(x) || !isfinite(y)) return "not reproduced";
+    int n, ia = moe_ablation_arm_index(a, c->arm_a), ib = moe_ablation_arm_index(a, c->arm_b);
+    double sd = ia != ib ? moe_ablation_noise_sd(r->dir, a->noise, c->metric, &n) : NAN;
+    if (isfinite(sd) && !strcmp(c->metric, c->metric_b)) {
+        *thr = 2 * sd * sqrt(1.0 / arm_seeds(r, ia) + 1.0 / arm_seeds(r, ib));
+        if (fabs(x - y) <= *thr) return "within seed noise";
+    }
+    return (c->less ? x < y : x > y) ? "reproduced" : "not reproduced";
+}
+
 static void print_claims(FILE *f, const results *r, int markdown) {
     const moe_ablation *a = r->a;
     if (!a->n_claims) return;
     fprintf(f, "\n%s\n\n", markdown ? "### Claims" : "Claims:");
+    print_noise(f, r);
     for (int i = 0; i < a->n_claims; i++) {
         const moe_abl_claim *c = &a->claims[i];
         double x = arm_value(r, moe_ablation_arm_index(a, c->arm_a), metric_index(r, c->metric));
         double y = arm_value(r, moe_ablation_arm_index(a, c->arm_b), metric_index(r, c->metric_b));
-        int ok = isfinite(x) && isfinite(y) && (c->less ? x < y : x > y);
-        char sx[32], sy[32];
+        double thr;
+        const char *v = verdict(r, c, x, y, &thr);
+        char sx[32], sy[32], st[32], noise[96] = "";
         fmt_num(x, sx, sizeof sx);
         fmt_num(y, sy, sizeof sy);
+        fmt_num(thr, st, sizeof st);
+        if (isfinite(thr)) snprintf(noise, sizeof noise, "; noise %s", st);
         const int two = strcmp(c->metric, c->metric_b) != 0;
-        fprintf(f, "- %s %s %s %s%s%s%s%s: **%s** (%s %s %s)\n", c->metric, c->arm_a,
+        fprintf(f, "- %s %s %s %s%s%s%s%s: **%s** (%s %s %s%s)\n", c->metric, c->arm_a,
                 c->less ? "<" : ">", two ? c->metric_b : "", two ? " " : "", c->arm_b,
-                c->text[0] ? ": " : "", c->text,
-                ok ? "reproduced" : "not reproduced", sx, c->less ? "<" : ">", sy);
+                c->text[0] ? ": " : "", c->text, v, sx, c->less ? "<" : ">", sy, noise);
     }
 }
 

@@ -143,6 +143,8 @@ static void test_an_unknown_metric_is_refused_with_the_allowed_metrics(void) {
                  (const char *[]){"bad.ini:11", "ARM_A < ARM_B", NULL});
     expect_error("top2 < top1", "top2 < ppl top1", MOE_EINVAL, /* the second metric */
                  (const char *[]){"bad.ini:11", "'ppl'", NULL});
+    expect_error("columns", "noise = lm_seeds\ncolumns", MOE_EINVAL, /* not PAPER/NAME */
+                 (const char *[]){"bad.ini:", "PAPER/NAME", NULL});
     expect_error("top2 < top1", "top2 < valid_ppl top1 top3", MOE_EINVAL,
                  (const char *[]){"bad.ini:11", "METRIC_B ARM_B", NULL});
 }
@@ -199,6 +201,7 @@ void suite_ablation(void) {
     T(test_table_gives_the_known_mean_and_sd_over_seeds);
     T(test_mutual_info_is_log_n_for_a_specialised_trace_and_0_for_an_independent_one);
     T(test_claims_are_reproduced_or_not_with_both_numbers);
+    T(test_claims_within_the_seed_noise_say_so);
     T(test_missing_and_unfinished_arms_say_so_in_their_row);
     T(test_valid_at_cf_reads_the_extra_row_and_valid_the_main_one);
     T(test_a_dir_holding_a_finished_arm_is_refused_and_left_identical);

@@ -34,6 +34,7 @@ const char *fx_read(const char *path);
 
 /* The table and driver tests (test_ablation_table.c). */
 void test_table_gives_the_known_mean_and_sd_over_seeds(void);
+void test_claims_within_the_seed_noise_say_so(void);
 void test_mutual_info_is_log_n_for_a_specialised_trace_and_0_for_an_independent_one(void);
 void test_claims_are_reproduced_or_not_with_both_numbers(void);
 void test_missing_and_unfinished_arms_say_so_in_their_row(void);

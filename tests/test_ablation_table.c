@@ -41,7 +41,7 @@ static const char *results_dir(const char *name) {
 }
 
 static void arm_file(const char *dir, const char *arm, int seed, const fx_run *r) {
-    char p[400];
+    char p[1200];
     snprintf(p, sizeof p, "%s/%s-s%d.h5", dir, arm, seed);
     fx_write(p, r);
 }
@@ -151,6 +151,50 @@ void test_valid_at_cf_reads_the_extra_row_and_valid_the_main_one(void) {
     CU_ASSERT_DOUBLE_EQUAL(v[7], 0, 0);
     fx_text("notrun.h5", "not hdf5");
     CU_ASSERT_EQUAL(moe_run_metrics(tmpdir_path("notrun.h5"), names, 1, v, &fin), MOE_EFORMAT);
+}
+
+/* Claims judged against seed noise: a results root with noise/seeds (three
+ * runs, valid_ppl 10, 12, 14: sd 2) and p/abl naming it. */
+void test_claims_within_the_seed_noise_say_so(void) {
+    char root[256], d[320], f[400];
+    snprintf(root, sizeof root, "%s", tmpdir_path("nz"));
+    snprintf(d, sizeof d, "%s/noise", root), mkdir(root, 0777), mkdir(d, 0777);
+    snprintf(d, sizeof d, "%s/noise/seeds", root), mkdir(d, 0777);
+    for (int s = 1; s <= 3; s++) arm_file(d, "base", s, &(fx_run){1, 8.0 + 2 * s, 0, 0, 1, 0, NULL});
+    int n = 0;
+    CU_ASSERT_DOUBLE_EQUAL(moe_ablation_noise_sd(tmpdir_path("nz/p/abl"), "noise/seeds", "valid_ppl", &n), 2.0, 1e-12);
+    CU_ASSERT_EQUAL(n, 3);
+    CU_ASSERT(isnan(moe_ablation_noise_sd(tmpdir_path("nz/p/abl"), "noise/seeds", "cv_load", &n)));
+    CU_ASSERT(isnan(moe_ablation_noise_sd(tmpdir_path("nz/p/abl"), "noise/none", "valid_ppl", &n)));
+    /* the quick folder of an ablation uses the quick folder of the noise */
+    CU_ASSERT(isnan(moe_ablation_noise_sd(tmpdir_path("nz/p/abl-quick"), "noise/seeds", "valid_ppl", &n)));
+    snprintf(d, sizeof d, "%s/p", root), mkdir(d, 0777);
+    snprintf(d, sizeof d, "%s/p/abl", root), mkdir(d, 0777);
+    fx_text("nz/p/abl/base.ini", "[optim]\nwarmup_steps = 1\n[run]\nsteps = 2\n");
+    fx_text("nz/p/abl/ablation.ini",
+            "[ablation]\npaper = p\nbase = base.ini\nnoise = noise/seeds\ncolumns = valid_ppl\n"
+            "claim = valid_ppl a < b : close\nclaim = valid_ppl a < c : far\n"
+            "claim = valid_ppl c < a : far, wrong way\n[arm a]\n[arm b]\n[arm c]\n");
+    arm_file(d, "a", 1, &(fx_run){1, 10, 0, 0, 1, 0, NULL});
+    arm_file(d, "b", 1, &(fx_run){1, 13, 0, 0, 1, 0, NULL});
+    arm_file(d, "c", 1, &(fx_run){1, 30, 0, 0, 1, 0, NULL});
+    CU_ASSERT_EQUAL_FATAL(moe_ablation_table(d, 1, NULL), MOE_OK);
+    snprintf(f, sizeof f, "%s/table.md", d);
+    const char *md = fx_read(f);
+    CU_ASSERT_PTR_NOT_NULL(strstr(md, "Seed noise (valid_ppl sd 2 over 3 runs of noise/seeds)"));
+    /* 2 sd sqrt(1/1 + 1/1) = 5.657 */
+    CU_ASSERT_PTR_NOT_NULL(strstr(md, "close: **within seed noise** (10 < 13; noise 5.657)"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(md, "far: **reproduced** (10 < 30; noise 5.657)"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(md, "far, wrong way: **not reproduced** (30 < 10; noise 5.657)"));
+    if (!strstr(md, "within seed noise")) fprintf(stderr, "\n%s", md);
+    /* without the noise folder the verdicts compare single values, and say so */
+    fx_text("nz/p/abl/ablation.ini",
+            "[ablation]\npaper = p\nbase = base.ini\nnoise = noise/absent\ncolumns = valid_ppl\n"
+            "claim = valid_ppl a < b : close\n[arm a]\n[arm b]\n[arm c]\n");
+    CU_ASSERT_EQUAL_FATAL(moe_ablation_table(d, 1, NULL), MOE_OK);
+    md = fx_read(f);
+    CU_ASSERT_PTR_NOT_NULL(strstr(md, "Seed noise: not measured yet (run the noise/absent ablation)"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(md, "close: **reproduced** (10 < 13)"));
 }
 
 /* ---- the driver, through bin/moe ---- */
