@@ -104,6 +104,9 @@ ABLATE_FLAGS = $(if $(filter 1,$(QUICK)),--quick --force,--continue)
 .PHONY: reproduce-data FORCE
 FORCE:
 reproduce: $(ABLATE_TARGETS)
+	@for f in $(ABLATIONS); do \
+	  bin/moe table results/$$(sed -n 's/^ *paper *= *//p' $$f)/$$(basename $$f .ini)$(if $(filter 1,$(QUICK)),-quick) >/dev/null || exit 1; \
+	done  # again, now that every seed-noise folder (noise = ...) is there
 	$(if $(filter 1,$(QUICK)),,scripts/notes.sh)
 reproduce-data:
 	$(if $(filter 1,$(QUICK)),@true,datasets/fetch_brown.sh >/dev/null)
