@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 static char out[1 << 16];
 
@@ -153,9 +154,51 @@ static void test_quick_tagging_ablation_and_heat_map(void) {
     CU_ASSERT(file_size(path) > 1000);
 }
 
+static int sh(const char *cmd) {
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* scripts/notes.sh fills the blocks of a note from a results folder (the
+ * quick run of the first test) and leaves the rest of the note alone; a
+ * block without its end line is refused and the note kept as it was. */
+static void test_notes_fill_blocks_and_refuse_a_broken_one(void) {
+    char note[512], text[4096], cmd[1400];
+    snprintf(note, sizeof note, "%s", tmpdir_path("note.md"));
+    FILE *f = fopen(note, "w");
+    CU_ASSERT_FATAL(f != NULL);
+    fprintf(f, "# Title\n\nBefore.\n<!-- ablation: %s -->\nstale text\n<!-- end ablation -->\n"
+               "After.\n", tmpdir_path("switch_t1"));
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "sh scripts/notes.sh %s 2>/dev/null", note);
+    CU_ASSERT_EQUAL(sh(cmd), 0);
+    f = fopen(note, "r");
+    size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
+    if (f) fclose(f);
+    text[n] = '\0';
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "# Title\n\nBefore.\n<!-- ablation: "));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "## Switch Table 1"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "### Claims"));
+    CU_ASSERT_PTR_NULL(strstr(text, "stale text"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "<!-- end ablation -->\nAfter.\n"));
+    /* broken: no end line */
+    f = fopen(note, "w");
+    CU_ASSERT_FATAL(f != NULL);
+    fprintf(f, "Before.\n<!-- ablation: %s -->\nkept\n", tmpdir_path("switch_t1"));
+    fclose(f);
+    CU_ASSERT_NOT_EQUAL(sh(cmd), 0);
+    f = fopen(note, "r");
+    n = f ? fread(text, 1, sizeof text - 1, f) : 0;
+    if (f) fclose(f);
+    text[n] = '\0';
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "Before.\n<!-- ablation: "));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "-->\nkept\n"));
+}
+
 void suite_reproduce(void) {
     CU_pSuite s = CU_add_suite("reproduce", init, clean);
     CU_add_test(s, "quick ablation: files, table, plots, no overwrite",
                 test_quick_ablation_writes_files_table_and_plots);
     CU_add_test(s, "quick tagging ablation and heat map", test_quick_tagging_ablation_and_heat_map);
+    CU_add_test(s, "notes.sh fills blocks, refuses a broken one", test_notes_fill_blocks_and_refuse_a_broken_one);
 }
