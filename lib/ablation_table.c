@@ -2,6 +2,7 @@
  * seeds, claims, table.md and summary.csv. */
 #include "ablation.h"
 #include "h5io.h"
+#include "ini.h"
 
 #include <math.h>
 #include <string.h>
@@ -43,25 +44,11 @@ static void config_value(const char *path, const char *key, char *out, size_t ca
     static char text[65536];
     hid_t f;
     snprintf(out, cap, "n/a");
-    const char *dot = strchr(key, '.');
-    if (!dot || moe_h5_open_ro(path, &f) != MOE_OK) return;
+    if (moe_h5_open_ro(path, &f) != MOE_OK) return;
     int ok = moe_h5_has_attr(f, "config") &&
              moe_h5_attr_string(f, "config", text, sizeof text, path) == MOE_OK;
     H5Fclose(f);
-    char section[64] = "", *save = NULL;
-    for (char *l = ok ? strtok_r(text, "\n", &save) : NULL; l; l = strtok_r(NULL, "\n", &save)) {
-        if (l[0] == '[') {
-            snprintf(section, sizeof section, "%.*s", (int)strcspn(l + 1, "]"), l + 1);
-            continue;
-        }
-        size_t kl = strlen(dot + 1);
-        if ((size_t)(dot - key) == strlen(section) && !strncmp(section, key, strlen(section)) &&
-            !strncmp(l, dot + 1, kl) && strchr(" =", l[kl])) {
-            const char *v = strchr(l, '=');
-            snprintf(out, cap, "%s", v ? v + 1 + strspn(v + 1, " ") : "");
-            return;
-        }
-    }
+    if (ok && !ini_text_get(text, key, out, cap)) snprintf(out, cap, "n/a");
 }
 
 static moe_status read_results(results *r) {

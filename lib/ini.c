@@ -198,3 +198,28 @@ int ini_dump(const ini_key *keys, size_t n_keys, const void *target,
     }
     return (int)at;
 }
+
+int ini_text_get(const char *text, const char *key, char *out, size_t cap) {
+    const char *dot = strchr(key, '.');
+    if (!text || !dot) return 0;
+    char want_sec[128], sec[128] = "", line[1024];
+    snprintf(want_sec, sizeof want_sec, "%.*s", (int)(dot - key), key);
+    for (const char *p = text; *p;) {
+        size_t n = strcspn(p, "\n");
+        snprintf(line, sizeof line, "%.*s", (int)(n < sizeof line ? n : sizeof line - 1), p);
+        p += n + (p[n] == '\n');
+        char *s = trim(line), *v;
+        if (*s == '[') {
+            char *end = strchr(s, ']');
+            if (end) *end = '\0';
+            snprintf(sec, sizeof sec, "%s", trim(s + 1));
+        } else if (*s != '#' && *s != ';' && !strcmp(sec, want_sec) &&
+                   (v = strchr(s, '=')) && (*v = '\0', !strcmp(trim(s), dot + 1))) {
+            char *hash = strpbrk(v + 1, "#;");
+            if (hash) *hash = '\0';
+            snprintf(out, cap, "%s", trim(v + 1));
+            return 1;
+        }
+    }
+    return 0;
+}

@@ -44,4 +44,8 @@ moe_status ini_set_arg(const ini_key *keys, size_t n_keys, void *target,
 int ini_dump(const ini_key *keys, size_t n_keys, const void *target,
              char *buf, size_t cap);
 
+/* The value of "section.key" in an INI text (e.g. a run file's config
+ * attribute) into out, comments and blanks stripped: 1 if found. */
+int ini_text_get(const char *text, const char *key, char *out, size_t cap);
+
 #endif

@@ -59,10 +59,6 @@ typedef struct {
  * unreadable. */
 moe_status moe_plot_ablation_load(const char *path, moe_plot_ablation *a);
 
-/* The value of "section.key" in an INI text (the `config` attribute),
- * copied into out (cap bytes) without comment and surrounding blanks.
- * Returns 1 if found, 0 if not. */
-int moe_plot_ini_get(const char *text, const char *key, char *out, size_t cap);
 
 /* out[i] = mean of v[max(0, i - w + 1) .. i] (a trailing moving average
  * of w >= 1 values, non-finite values skipped; NaN if none). */

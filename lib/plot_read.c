@@ -210,29 +210,6 @@ static int split_kv(char *line, char **key, char **val) {
     return 1;
 }
 
-int moe_plot_ini_get(const char *text, const char *key, char *out, size_t cap) {
-    const char *dot = strchr(key, '.');
-    if (!text || !dot) return 0;
-    char want_sec[128], sec[128] = "", line[1024];
-    snprintf(want_sec, sizeof want_sec, "%.*s", (int)(dot - key), key);
-    for (const char *p = text; *p;) {
-        size_t n = strcspn(p, "\n");
-        snprintf(line, sizeof line, "%.*s", (int)(n < sizeof line ? n : sizeof line - 1), p);
-        p += n + (p[n] == '\n');
-        char *s = trim(line), *k, *v;
-        if (*s == '[') {
-            char *end = strchr(s, ']');
-            if (end) *end = '\0';
-            snprintf(sec, sizeof sec, "%s", trim(s + 1));
-        } else if (*s != '#' && *s != ';' && !strcmp(sec, want_sec) &&
-                   split_kv(s, &k, &v) && !strcmp(k, dot + 1)) {
-            snprintf(out, cap, "%s", v);
-            return 1;
-        }
-    }
-    return 0;
-}
-
 moe_status moe_plot_ablation_load(const char *path, moe_plot_ablation *a) {
     memset(a, 0, sizeof *a);
     FILE *f = fopen(path, "r");

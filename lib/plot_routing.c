@@ -1,6 +1,7 @@
 /* The routing plots: load per expert, dropped vs the ablation's x, and
  * the expert x tag heat map of the traces. See plot.h. */
 #include "plot_internal.h"
+#include "ini.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -119,10 +120,10 @@ static void add_if_varying(const char *key, const char *line, void *u) {
     if (!strcmp(key, s->x) || !strncmp(key, "run.", 4)) return;
     char v0[256], v[256];
     const char *mine = plot_first(s->c, &s->c->arms[s->arm])->config;
-    if (!moe_plot_ini_get(mine, key, v0, sizeof v0)) return;
+    if (!ini_text_get(mine, key, v0, sizeof v0)) return;
     for (int a = 0; a < s->c->n_arms; a++) {
         const char *cfg = plot_first(s->c, &s->c->arms[a])->config;
-        if (!moe_plot_ini_get(cfg, key, v, sizeof v) || strcmp(v, v0)) {
+        if (!ini_text_get(cfg, key, v, sizeof v) || strcmp(v, v0)) {
             size_t at = strlen(s->out);
             snprintf(s->out + at, s->cap - at, "%s%s=%s", at ? " " : "", key, v0);
             return;
@@ -149,7 +150,7 @@ static int dropped_points(plot_ctx *c, dpoint *pt) {
     for (int a = 0; a < c->n_arms; a++) {
         char v[128], *end;
         const moe_plot_run *r = plot_first(c, &c->arms[a]);
-        if (!moe_plot_ini_get(r->config, c->abl.x, v, sizeof v)) continue;
+        if (!ini_text_get(r->config, c->abl.x, v, sizeof v)) continue;
         double x = strtod(v, &end), sum = 0;
         int k = 0;
         for (int j = 0; j < c->arms[a].n_run; j++)

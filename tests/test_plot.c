@@ -1,6 +1,7 @@
 /* Suite plot: `moe plot` on fixture results folders (plot_fixture.c)
  * and the readers of lib/plot.h. */
 #include "../lib/plot.h"
+#include "ini.h"
 #include "plot_fixture.h"
 #include "test_util.h"
 
@@ -324,12 +325,12 @@ static void test_ini_lookup_finds_a_key_in_its_section_only(void) {
     const char *ini = "[model]\ncapacity_factor = 9\n[moe]\n  family = top2 # c\n"
                       "capacity_factor = 1.25   \n";
     char v[64];
-    CU_ASSERT(moe_plot_ini_get(ini, "moe.capacity_factor", v, sizeof v));
+    CU_ASSERT(ini_text_get(ini, "moe.capacity_factor", v, sizeof v));
     CU_ASSERT_STRING_EQUAL(v, "1.25");
-    CU_ASSERT(moe_plot_ini_get(ini, "moe.family", v, sizeof v));
+    CU_ASSERT(ini_text_get(ini, "moe.family", v, sizeof v));
     CU_ASSERT_STRING_EQUAL(v, "top2");
-    CU_ASSERT(!moe_plot_ini_get(ini, "run.capacity_factor", v, sizeof v));
-    CU_ASSERT(!moe_plot_ini_get(ini, "moe.missing", v, sizeof v));
+    CU_ASSERT(!ini_text_get(ini, "run.capacity_factor", v, sizeof v));
+    CU_ASSERT(!ini_text_get(ini, "moe.missing", v, sizeof v));
 }
 
 static void test_ablation_file_gives_arm_labels_in_order_and_x(void) {
