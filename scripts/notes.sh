@@ -9,8 +9,9 @@
 #   <!-- end ablation -->
 # The block gets the folder's table.md (written by `bin/moe ablate` /
 # `bin/moe table`: the table and the reproduced / not reproduced verdicts)
-# and links to its PNG plots, or a line saying the ablation has not been
-# run. Nothing outside the blocks changes. A note is rewritten through a
+# with its summary plots as images and the per-arm plots as links, or a
+# line saying the ablation has not been run. Nothing outside the blocks
+# changes. A note is rewritten through a
 # temporary file and renamed, so an interrupted run leaves it whole.
 set -eu
 cd "$(dirname "$0")/.."
@@ -27,10 +28,18 @@ block() { # $1 results dir, relative to the repository root
                 echo
                 echo "Plots (\`$dir/plots/\`, SVG beside each PNG):"
                 echo
+                per_arm=""
                 for p in $pngs; do
                     b=$(basename "$p" .png)
-                    echo "![$b](../$p)"
+                    case $b in
+                    load_*|expert_tag_*) per_arm="$per_arm [$b](../$p)" ;;
+                    *) echo "![$b](../$p)" ;;
+                    esac
                 done
+                if [ -n "$per_arm" ]; then
+                    echo
+                    echo "Per arm (load per expert over time, expert x part-of-speech heat map):$per_arm"
+                fi
             fi
         fi
     else
