@@ -180,15 +180,18 @@ static void print_noise(FILE *f, const results *r) {
     if (!a->noise[0]) return;
     int said = 0;
     for (int i = 0; i < a->n_claims; i++) {
-        int n;
-        double sd = moe_ablation_noise_sd(r->dir, a->noise, a->claims[i].metric, &n);
-        int dup = 0;
-        for (int j = 0; j < i; j++) dup |= !strcmp(a->claims[j].metric, a->claims[i].metric);
+        const char *m = a->claims[i].metric;
+        const int len = (int)strcspn(m, "@"); /* valid_ppl@2: valid_ppl's noise */
+        int n, dup = 0;
+        double sd = moe_ablation_noise_sd(r->dir, a->noise, m, &n);
+        for (int j = 0; j < i; j++)
+            dup |= (int)strcspn(a->claims[j].metric, "@") == len &&
+                   !strncmp(a->claims[j].metric, m, (size_t)len);
         if (dup || !isfinite(sd)) continue;
         char s[32];
         fmt_num(sd, s, sizeof s);
-        fprintf(f, "%s%s sd %s over %d runs of %s", said++ ? ", " : "Seed noise (",
-                a->claims[i].metric, s, n, a->noise);
+        fprintf(f, "%s%.*s sd %s over %d runs of %s", said++ ? ", " : "Seed noise (", len, m, s,
+                n, a->noise);
     }
     if (said)
         fprintf(f, "): a difference between two arms within 2 sd sqrt(1/n_a + 1/n_b) "

@@ -21,7 +21,8 @@ me=notes.sh
 block() { # $1 results dir, relative to the repository root
     dir=$1
     if [ -f "$dir/table.md" ]; then
-        cat "$dir/table.md"
+        # table.md's headings, two levels down to sit inside a note's section
+        sed -e 's/^### /##### /' -e 's/^## /#### /' "$dir/table.md"
         if [ -d "$dir/plots" ]; then
             pngs=$(find "$dir/plots" -maxdepth 1 -name '*.png' | sort)
             if [ -n "$pngs" ]; then
