@@ -35,12 +35,14 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* One warm-up call of fn, then reps timed calls. */
+/* Warm-up calls of fn for at least 0.2 s (at least one: the first touch
+ * of fresh buffers and the clock ramp of a cold core otherwise land in the
+ * first repetitions), then reps timed calls. */
 static void time_reps(void (*fn)(void *), void *ctx, int reps,
                       moe_bench_time *out) {
     double t[64];
     if (reps > 64) reps = 64;
-    fn(ctx);
+    for (double t0 = now(); now() - t0 < 0.2;) fn(ctx);
     for (int i = 0; i < reps; i++) {
         double t0 = now();
         fn(ctx);
