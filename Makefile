@@ -31,6 +31,9 @@ $(BUILD)/lib/runlog.o: CFLAGS += -DMOE_GIT_REV='"$(GIT_REV)"'
 GIT_REV_STAMP := $(BUILD)/git_rev.txt
 $(shell mkdir -p $(BUILD) && { [ "$$(cat $(GIT_REV_STAMP) 2>/dev/null)" = "$(GIT_REV)" ] || echo "$(GIT_REV)" > $(GIT_REV_STAMP); })
 $(BUILD)/lib/runlog.o: $(GIT_REV_STAMP)
+# the same for the bench's JSON file (lib/bench_out.c)
+$(BUILD)/lib/bench_out.o: CFLAGS += -DMOE_GIT_REV='"$(GIT_REV)"'
+$(BUILD)/lib/bench_out.o: $(GIT_REV_STAMP)
 
 LIB_SRC  := $(wildcard lib/*.c)
 CLI_SRC  := $(wildcard lib/cli/*.c)

@@ -35,6 +35,7 @@ int main(int argc, char **argv) {
     suite_plot();
     suite_ablation();
     suite_reproduce();
+    suite_bench();
     CU_basic_set_mode(CU_BRM_VERBOSE);
     if (argc > 1) { /* run one suite: run_tests SUITE */
         CU_pSuite s = CU_get_suite(argv[1]);

@@ -105,6 +105,7 @@ void suite_runlog(void);
 void suite_plot(void);
 void suite_ablation(void);
 void suite_reproduce(void);
+void suite_bench(void);
 
 /* Adds a suite with its tests: ADD_SUITE("name", {"test", fn}, ...). */
 typedef struct {

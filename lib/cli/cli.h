@@ -8,5 +8,6 @@ int cli_plot(int argc, char **argv);
 int cli_train(int argc, char **argv);
 int cli_ablate(int argc, char **argv);
 int cli_table(int argc, char **argv);
+int cli_bench(int argc, char **argv);
 
 #endif
