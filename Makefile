@@ -28,6 +28,7 @@ GIT_REV := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 $(BUILD)/lib/runlog.o: CFLAGS += -DMOE_GIT_REV='"$(GIT_REV)"'
 # runlog.o is rebuilt whenever the revision changes (the stamp is rewritten
 # only then), so that run files never carry a stale git_rev
+.DEFAULT_GOAL := all
 GIT_REV_STAMP := $(BUILD)/git_rev.txt
 $(shell mkdir -p $(BUILD) && { [ "$$(cat $(GIT_REV_STAMP) 2>/dev/null)" = "$(GIT_REV)" ] || echo "$(GIT_REV)" > $(GIT_REV_STAMP); })
 $(BUILD)/lib/runlog.o: $(GIT_REV_STAMP)
