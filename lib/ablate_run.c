@@ -81,61 +81,16 @@ moe_status moe_ablate_clean(const moe_ablation *a, const char *dir) {
     return st == MOE_OK ? remove_plots(dir) : st;
 }
 
-/* mkdir -p */
-static moe_status make_dirs(const char *dir) {
-    char p[1024];
-    snprintf(p, sizeof p, "%s", dir);
-    for (char *s = p + 1;; s++) {
-        if (*s != '/' && *s) continue;
-        char c = *s;
-        *s = '\0';
-        if (mkdir(p, 0777) != 0 && errno != EEXIST)
-            return moe_fail(MOE_EIO, "%s: cannot create: %s", p, strerror(errno));
-        *s = c;
-        if (!c) return MOE_OK;
-    }
-}
-
-static char *read_text(const char *path) {
-    FILE *f = fopen(path, "r");
-    if (!f) return NULL;
-    size_t cap = 4096, n = 0;
-    char *t = malloc(cap);
-    for (size_t r; t && (r = fread(t + n, 1, cap - n - 1, f)) > 0;) {
-        n += r;
-        if (n + 1 == cap) {
-            char *g = realloc(t, cap *= 2);
-            if (!g) free(t);
-            t = g;
-        }
-    }
-    fclose(f);
-    if (t) t[n] = '\0';
-    return t;
-}
-
-moe_status moe_ablate_write_text(const char *path, const char *text) {
-    char tmp[1200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return moe_fail(MOE_EIO, "%s: %s", tmp, strerror(errno));
-    int bad = fputs(text, f) < 0;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return moe_fail(MOE_EIO, "%s: cannot write", path);
-    }
-    return MOE_OK;
-}
-
 /* DIR/ablation.ini: the ablation file with its base line replaced by
  * "base = base.ini", and DIR/base.ini: a copy of the base config. */
 static moe_status copy_ablation(const moe_ablation *a, const char *dir) {
-    char *abl = read_text(a->path), *base = read_text(a->base), p[1200];
-    moe_status st = MOE_OK;
-    size_t cap = abl ? strlen(abl) + 64 : 0;
+    char *abl = NULL, *base = NULL, p[1200];
+    size_t na = 0, nb = 0;
+    moe_status st = moe_read_file(a->path, &abl, &na);
+    if (st == MOE_OK) st = moe_read_file(a->base, &base, &nb);
+    const size_t cap = na + 64;
     char *out = abl ? malloc(cap) : NULL;
-    if (!abl || !base || !out) st = moe_fail(MOE_EIO, "%s: cannot copy into %s", a->path, dir);
+    if (st == MOE_OK && !out) st = moe_fail(MOE_ENOMEM, "%s: out of memory copying it", a->path);
     size_t at = 0;
     int ln = 1;
     for (const char *s = abl; st == MOE_OK && *s; ln++) {
@@ -148,11 +103,11 @@ static moe_status copy_ablation(const moe_ablation *a, const char *dir) {
     if (out) out[at] = '\0';
     if (st == MOE_OK) {
         snprintf(p, sizeof p, "%s/base.ini", dir);
-        st = moe_ablate_write_text(p, base);
+        st = moe_write_file(p, base, nb);
     }
     if (st == MOE_OK) {
         snprintf(p, sizeof p, "%s/ablation.ini", dir);
-        st = moe_ablate_write_text(p, out);
+        st = moe_write_file(p, out, at);
     }
     free(abl), free(base), free(out);
     return st;
@@ -233,7 +188,7 @@ moe_status moe_ablate_run(const moe_ablation *a, const moe_ablate_opts *o,
     moe_ablate_dir(a, o, dir, sizeof dir);
     if (dir_out) snprintf(dir_out, cap, "%s", dir);
     moe_status st = check_dir(a, o, dir);
-    if (st == MOE_OK) st = make_dirs(dir);
+    if (st == MOE_OK) st = moe_make_dirs(dir);
     if (st == MOE_OK && o->force) st = moe_ablate_clean(a, dir);
     if (st == MOE_OK) st = copy_ablation(a, dir);
     for (int i = 0; st == MOE_OK && i < a->n_arms; i++)

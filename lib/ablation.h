@@ -117,8 +117,6 @@ int moe_ablate_arm_state(const char *path);
  * plots/ in dir (what --force replaces). */
 moe_status moe_ablate_clean(const moe_ablation *a, const char *dir);
 
-/* Writes text to path atomically (path.tmp, then rename). */
-moe_status moe_ablate_write_text(const char *path, const char *text);
 
 /* Trains every (arm, seed) into the results folder (refusing a folder that
  * holds a finished arm unless o->force or o->cont), copies the ablation

@@ -295,11 +295,11 @@ static moe_status write_outputs(const results *r, int markdown, FILE *out) {
     moe_status st = md && csv ? MOE_OK : moe_fail(MOE_ENOMEM, "%s: out of memory", r->dir);
     if (st == MOE_OK) {
         snprintf(p, sizeof p, "%s/table.md", r->dir);
-        st = moe_ablate_write_text(p, md);
+        st = moe_write_file(p, md, strlen(md));
     }
     if (st == MOE_OK) {
         snprintf(p, sizeof p, "%s/summary.csv", r->dir);
-        st = moe_ablate_write_text(p, csv);
+        st = moe_write_file(p, csv, strlen(csv));
     }
     if (st == MOE_OK && out) {
         if (markdown) fputs(md, out);

@@ -102,17 +102,13 @@ static void write_body(FILE *f, const moe_bench_report *r) {
 }
 
 moe_status moe_bench_write_json(const char *path, const moe_bench_report *r) {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return moe_fail(MOE_EINVAL, "moe bench: path too long: %s", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return moe_fail(MOE_EIO, "moe bench: cannot write %s", tmp);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) return moe_fail(MOE_ENOMEM, "moe bench: out of memory for %s", path);
     write_body(f, r);
-    int bad = ferror(f);
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path) != 0) {
-        remove(tmp);
-        return moe_fail(MOE_EIO, "moe bench: cannot write %s", path);
-    }
-    return MOE_OK;
+    fclose(f);
+    moe_status st = moe_write_file(path, text, len);
+    free(text);
+    return st;
 }

@@ -172,33 +172,6 @@ static int ps_push(parse_state *ps, int32_t id, int32_t pos) {
     return 0;
 }
 
-/* Reads a whole file into a NUL-terminated buffer (*len bytes). */
-static moe_status read_file(const char *path, char **buf, size_t *len) {
-    *buf = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return moe_fail(MOE_EIO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *b = malloc(cap);
-    while (b) {
-        n += fread(b + n, 1, cap - 1 - n, f);
-        if (n < cap - 1) break;
-        char *nb = realloc(b, cap *= 2);
-        if (!nb) free(b);
-        b = nb;
-    }
-    int err = ferror(f);
-    int e = errno;
-    fclose(f);
-    if (!b) return moe_fail(MOE_ENOMEM, "%s: out of memory reading it", path);
-    if (err) {
-        free(b);
-        return moe_fail(MOE_EIO, "%s: read error: %s", path, strerror(e));
-    }
-    b[n] = '\0';
-    *buf = b;
-    *len = n;
-    return MOE_OK;
-}
 
 /* One word/tag token of path:line: pushes its id and class. */
 static moe_status parse_token(parse_state *ps, char *tok, const char *path,
@@ -232,7 +205,7 @@ static moe_status parse_file(parse_state *ps, const char *path,
                              moe_corpus_file *F) {
     char *buf;
     size_t len = 0;
-    moe_status st = read_file(path, &buf, &len);
+    moe_status st = moe_read_file(path, &buf, &len);
     if (st != MOE_OK) return st;
     if (strlen(buf) != len) {
         int line = 1;

@@ -23,6 +23,15 @@ moe_status moe_fail(moe_status s, const char *fmt, ...)
 /* Clears the thread's message. */
 void moe_clear_error(void);
 
+/* Reads a whole file into a new NUL-terminated *buf (*len bytes): MOE_EIO
+ * naming the file if it cannot be read. */
+moe_status moe_read_file(const char *path, char **buf, size_t *len);
+/* Writes len bytes to path through path.tmp and a rename, so that path is
+ * either the old file or the whole new one. */
+moe_status moe_write_file(const char *path, const char *text, size_t len);
+/* mkdir -p: creates dir and its missing parents; an existing folder is fine. */
+moe_status moe_make_dirs(const char *dir);
+
 /* Grows *buf to hold at least n elements of size sz (contents are not
  * kept). Returns 0 on success, -1 on allocation failure. */
 int moe_grow(void **buf, size_t *cap, size_t n, size_t sz);

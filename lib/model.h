@@ -81,6 +81,11 @@ typedef struct {
     int64_t routed;   /* MoE choices proposed, all layers                */
 } moe_model_losses;
 
+/* dropped / routed of l (0 when nothing was routed). */
+static inline double moe_model_dropped_frac(const moe_model_losses *l) {
+    return l->routed ? (double)l->dropped / (double)l->routed : 0.0;
+}
+
 /* Forward of B sequences of N <= seq_len tokens: tok (B*N) in [0, vocab),
  * targets (B*N) in [0, n_class) or < 0 to ignore (NULL: no loss).
  * logits (B*N, n_class) are kept inside (moe_model_logits). */

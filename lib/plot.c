@@ -285,22 +285,14 @@ static moe_status group_arms(plot_ctx *c) {
     return MOE_OK;
 }
 
-/* mkdir, accepting an existing directory. */
-static moe_status make_dir(const char *p) {
-    struct stat sb;
-    if (mkdir(p, 0755) == 0 || (errno == EEXIST && stat(p, &sb) == 0 && S_ISDIR(sb.st_mode)))
-        return MOE_OK;
-    return moe_fail(MOE_EIO, "%s: cannot create folder (%s)", p, strerror(errno));
-}
-
 static moe_status plot_all(plot_ctx *c, const char *dir) {
     char p[1200];
     snprintf(p, sizeof p, "%s/ablation.ini", dir);
     moe_status st = moe_plot_ablation_load(p, &c->abl);
     if (st == MOE_OK) st = load_runs(c, dir);
     if (st == MOE_OK) st = group_arms(c);
-    if (st == MOE_OK) st = make_dir(c->out);
-    if (st == MOE_OK) st = make_dir(c->data);
+    if (st == MOE_OK) st = moe_make_dirs(c->out);
+    if (st == MOE_OK) st = moe_make_dirs(c->data);
     if (st == MOE_OK) st = plot_loss(c);
     if (st == MOE_OK) st = plot_load(c);
     if (st == MOE_OK) st = plot_dropped_vs_x(c);

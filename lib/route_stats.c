@@ -8,8 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-int32_t moe_route_stats_n_expert(const moe_config *c) { return moe_n_experts(c); }
-
 /* Families whose route is k ranks per token (expert, position, gate). */
 static int is_ranked(moe_family f) {
     return f == MOE_TOP2_GSHARD || f == MOE_TOPN_STMOE || f == MOE_SWITCH_TOP1 ||
@@ -35,15 +33,14 @@ static int64_t count_ranked(const moe_route *r, int32_t *before, int32_t *after)
 /* Expert choice: ec_token (G, e, k); a token's experts are those that took it. */
 static int64_t count_ec(const moe_route *r, int32_t G, int32_t *before, int32_t *after) {
     const int32_t e = r->n_expert, k = r->k, n = r->T / G;
+    int32_t *taken = calloc((size_t)n, sizeof *taken);
     int64_t multi = 0;
-    for (int32_t b = 0; b < G; b++)
-        for (int32_t i = 0; i < n; i++) {
-            int taken = 0;
-            for (int32_t j = 0; j < e; j++)
-                for (int32_t q = 0; q < k; q++)
-                    taken += r->ec_token[((size_t)b * e + j) * k + q] == i;
-            multi += taken >= 2;
-        }
+    for (int32_t b = 0; taken && b < G; b++) {
+        memset(taken, 0, (size_t)n * sizeof *taken);
+        for (size_t q = 0; q < (size_t)e * k; q++) taken[r->ec_token[(size_t)b * e * k + q]]++;
+        for (int32_t i = 0; i < n; i++) multi += taken[i] >= 2;
+    }
+    free(taken);
     for (int32_t j = 0; j < e; j++) before[j] = after[j] = G * k;
     return multi;
 }
@@ -88,6 +85,13 @@ static int64_t count_choices(const moe_config *c, const moe_aux *a, const moe_ro
     return E >= 2 ? r->T : 0;
 }
 
+/* Soft MoE: token t's combine weight on expert j, summed over its slots. */
+static double soft_weight(const moe_config *c, const moe_route *r, int32_t t, int32_t j) {
+    double w = 0.0;
+    for (int32_t q = 0; q < c->slots; q++) w += r->combine[((size_t)t * c->n_expert + j) * c->slots + q];
+    return w;
+}
+
 /* Router distribution p (e) of token t over the (outer) experts and the
  * logsumexp of its logits. Returns 0 if the family has no softmax router. */
 static int router_dist(const moe_config *c, const moe_route *r, int32_t t, double *p,
@@ -101,13 +105,8 @@ static int router_dist(const moe_config *c, const moe_route *r, int32_t t, doubl
     for (int32_t j = 0; j < nl; j++) s += exp(lg[j] - mx);
     *lse = mx + log(s);
     for (int32_t j = 0; j < e; j++) {
-        if (c->family == MOE_SOFT_MOE) {
-            double w = 0.0;
-            for (int32_t q = 0; q < c->slots; q++) w += r->combine[((size_t)t * e + j) * c->slots + q];
-            p[j] = w;
-        } else {
-            p[j] = r->probs ? r->probs[(size_t)t * e + j] : exp(lg[j] - *lse);
-        }
+        if (c->family == MOE_SOFT_MOE) p[j] = soft_weight(c, r, t, j);
+        else p[j] = r->probs ? r->probs[(size_t)t * e + j] : exp(lg[j] - *lse);
     }
     return 1;
 }
@@ -204,9 +203,7 @@ static void token_weights(const moe_config *c, const moe_route *r, int32_t G, in
         if (c->family == MOE_DENSE_SOFTMAX) {
             w[j] = r->gates[(size_t)t * e + j], slot[j] = i;
         } else if (c->family == MOE_SOFT_MOE) {
-            double s = 0.0;
-            for (int32_t q = 0; q < c->slots; q++) s += r->combine[((size_t)t * e + j) * c->slots + q];
-            w[j] = (float)s;
+            w[j] = (float)soft_weight(c, r, t, j);
         } else { /* expert choice */
             for (int32_t q = 0; q < r->k; q++)
                 if (r->ec_token[((size_t)b * e + j) * r->k + q] == i)

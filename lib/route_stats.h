@@ -19,9 +19,8 @@ typedef struct {
     double balance_loss, z_loss;   /* unweighted, from moe_aux          */
 } moe_route_stats;
 
-/* Columns E of tokens_before / tokens_after: moe_n_experts(c)
+/* tokens_before / tokens_after have E = moe_n_experts(c) columns
  * (hierarchical: outer x inner, expert (o, i) at o * ei + i). */
-int32_t moe_route_stats_n_expert(const moe_config *c);
 
 /* The statistics of a forward of G groups (T = r->T tokens) with config
  * c: before (E) choices proposed per expert, after (E) choices kept, and

@@ -165,24 +165,17 @@ double moe_runlog_time_offset(const moe_runlog *R) { return R->time0; }
 
 /* ---------------------------------------------------------- attributes */
 
-/* Opens obj (creating missing groups along its path). */
+/* Opens obj, creating it (and missing groups along its path) as a group. */
 static hid_t open_obj(moe_runlog *R, const char *obj) {
-    if (!strcmp(obj, "/")) return H5Oopen(R->f, "/", H5P_DEFAULT);
-    char p[256];
-    snprintf(p, sizeof p, "%s", obj);
-    for (char *q = p + 1;; q++) {
-        const char c = *q;
-        if (c != '/' && c != 0) continue;
-        *q = 0;
-        if (!moe_h5_has(R->f, p)) {
-            hid_t g = H5Gcreate2(R->f, p, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-            if (g < 0) return -1;
-            H5Gclose(g);
-        }
-        *q = c;
-        if (!c) break;
+    if (strcmp(obj, "/") && !moe_h5_has(R->f, obj)) {
+        hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+        H5Pset_create_intermediate_group(lcpl, 1);
+        hid_t g = H5Gcreate2(R->f, obj, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+        H5Pclose(lcpl);
+        if (g < 0) return -1;
+        H5Gclose(g);
     }
-    return H5Oopen(R->f, p, H5P_DEFAULT);
+    return H5Oopen(R->f, obj, H5P_DEFAULT);
 }
 
 /* Writes attribute name of obj (type ty, space sp, data v), replacing it. */
@@ -265,22 +258,16 @@ static int64_t keep_rows(moe_runlog *R, const char *series_path) {
 }
 
 static hid_t create_series(moe_runlog *R, const char *path, const series *s) {
-    char parent[256];
-    snprintf(parent, sizeof parent, "/%s", path);
-    *strrchr(parent, '/') = 0;
-    if (parent[0]) {
-        hid_t g = open_obj(R, parent);
-        if (g < 0) return -1;
-        H5Oclose(g);
-    }
     hsize_t maxd[3] = {H5S_UNLIMITED, s->dims[1], s->dims[2]};
     hsize_t chunk[3] = {CHUNK_ROWS, s->dims[1], s->dims[2]};
     hid_t sp = H5Screate_simple(s->rank, s->dims, maxd), pl = H5Pcreate(H5P_DATASET_CREATE);
     H5Pset_chunk(pl, s->rank, chunk);
     H5Pset_shuffle(pl);
     H5Pset_deflate(pl, 4);
-    hid_t ds = H5Dcreate2(R->f, path, file_type(s->type), sp, H5P_DEFAULT, pl, H5P_DEFAULT);
-    H5Pclose(pl), H5Sclose(sp);
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE); /* groups along the path */
+    H5Pset_create_intermediate_group(lcpl, 1);
+    hid_t ds = H5Dcreate2(R->f, path, file_type(s->type), sp, lcpl, pl, H5P_DEFAULT);
+    H5Pclose(lcpl), H5Pclose(pl), H5Sclose(sp);
     return ds;
 }
 

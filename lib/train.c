@@ -271,7 +271,7 @@ static void progress_line(FILE *log, const moe_train_config *cfg, int64_t step,
     fprintf(log, "step %lld/%lld  loss %.4f (ce %.4f aux %.4f)  dropped %.1f%%  lr %.2e  "
                  "|g| %.2f  %.0f tok/s  ETA %s\n",
             (long long)step, (long long)cfg->steps, l->loss, l->ce, l->aux,
-            l->routed ? 100.0 * (double)l->dropped / (double)l->routed : 0.0, os->lr,
+            100.0 * moe_model_dropped_frac(l), os->lr,
             os->grad_norm, tps, eta);
     fflush(log);
 }

@@ -138,7 +138,7 @@ moe_status moe_tm_open(const moe_train_config *cfg, const char *config_text, int
     if (!T) return moe_fail(MOE_ENOMEM, "metrics: out of memory");
     T->cfg = *cfg;
     const moe_config *mc = &moe_model_config_of(M)->moe;
-    T->E = moe_route_stats_n_expert(mc), T->K = moe_route_trace_k(mc);
+    T->E = moe_n_experts(mc), T->K = moe_route_trace_k(mc);
     T->T = cfg->batch_size * cfg->model.seq_len;
     for (int32_t l = 0; l < cfg->model.n_layer && T->n_moe < MAX_MOE; l++)
         if (moe_model_moe_layer(M, l)) T->moe_layer[T->n_moe++] = l;
@@ -213,7 +213,7 @@ moe_status moe_tm_step(train_metrics *T, int64_t step, moe_model *M, const moe_o
     const moe_model_losses *x = moe_model_losses_of(M);
     const double v[N_TRAIN] = {x->loss, x->ce, x->aux, sums[0], sums[1], sums[2], sums[3],
                                os ? os->lr : NAN, os ? os->grad_norm : NAN, tokens_per_s,
-                               time_s, x->routed ? (double)x->dropped / (double)x->routed : 0.0};
+                               time_s, moe_model_dropped_frac(x)};
     if (st == MOE_OK) st = moe_runlog_append(T->R, T->train_step, &step);
     for (int i = 0; st == MOE_OK && i < N_TRAIN; i++) st = append_f64(T->R, T->train[i], v[i]);
     if (st == MOE_OK && T->cfg.trace_every > 0 && step % T->cfg.trace_every == 0)

@@ -89,7 +89,7 @@ static void test_every_family_gives_consistent_stats_and_traces(void) {
         moe_route r;
         moe_layer_route(t.L, &r);
         const moe_aux *a = moe_layer_aux(t.L);
-        const int32_t E = moe_route_stats_n_expert(&c), K = moe_route_trace_k(&c);
+        const int32_t E = moe_n_experts(&c), K = moe_route_trace_k(&c);
         int32_t before[8], after[8], te[64], tp[64];
         float tg[64];
         uint8_t td[64];
