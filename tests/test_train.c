@@ -199,6 +199,28 @@ static void test_cli_reports_bad_configs_in_one_line_with_exit_one(void) {
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "--stop-at needs a step >= 1"));
 }
 
+/* run.extra_eval_cf: commas or spaces, positive factors, at most 16; a bad
+ * list is refused with the key and the allowed values. */
+static void test_extra_eval_cf_lists_are_parsed_and_bad_ones_refused(void) {
+    static const char *good[] = {"", "2", "1,4", " 0.5  3 ", "1, 2, 3"};
+    static const int n_good[] = {0, 1, 2, 2, 3};
+    for (int i = 0; i < 5; i++) {
+        moe_train_config c = tiny_train_config(4);
+        snprintf(c.extra_eval_cf, sizeof c.extra_eval_cf, "%s", good[i]);
+        double cf[16];
+        int n = -1;
+        CU_ASSERT_EQUAL(moe_train_config_finish(&c, 32, 4, cf, &n), MOE_OK);
+        CU_ASSERT_EQUAL(n, n_good[i]);
+    }
+    static const char *bad[] = {"1 x", "0", "-1", "2;3", "1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17"};
+    for (int i = 0; i < 5; i++) {
+        moe_train_config c = tiny_train_config(4);
+        snprintf(c.extra_eval_cf, sizeof c.extra_eval_cf, "%s", bad[i]);
+        CU_ASSERT_EQUAL(moe_train_config_finish(&c, 32, 4, NULL, NULL), MOE_EINVAL);
+        CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "run.extra_eval_cf"));
+    }
+}
+
 void suite_train(void) {
     CU_pSuite s = CU_add_suite("train", tmpdir_make, tmpdir_remove);
     CU_add_test(s, "resumed_training_is_bit_identical_to_a_straight_run", test_resumed_training_is_bit_identical_to_a_straight_run);
@@ -210,4 +232,5 @@ void suite_train(void) {
     CU_add_test(s, "bad_data_and_config_are_reported", test_bad_data_and_config_are_reported);
     CU_add_test(s, "cli_reports_bad_configs_in_one_line_with_exit_one", test_cli_reports_bad_configs_in_one_line_with_exit_one);
     CU_add_test(s, "ablation_keys_reach_the_model_config", test_ablation_keys_reach_the_model_config);
+    CU_add_test(s, "extra_eval_cf_lists_are_parsed_and_bad_ones_refused", test_extra_eval_cf_lists_are_parsed_and_bad_ones_refused);
 }
