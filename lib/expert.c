@@ -1,25 +1,15 @@
 /* Expert feed-forward networks on a contiguous block of rows:
  *   hpre = x W1 + b1,  a = act(hpre),  y = a W2 + b2
- * with act relu, exact-erf gelu, or geglu (first h columns of hpre are the
- * value, last h the gate: a = value * gelu(gate)). One cblas_sgemm per
- * matrix product. */
+ * with act relu, exact gelu x Phi(x), or geglu (first h columns of hpre are the
+ * value, last h the gate: a = value * gelu(gate)), vectorised in act.c.
+ * One cblas_sgemm per matrix product. */
 #include "expert.h"
+
+#include "act.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
-
-#define INV_SQRT2 0.70710678118654752440f
-#define INV_SQRT_2PI 0.39894228040143267794f
-
-static inline float gelu(float v) {
-    return 0.5f * v * (1.0f + erff(v * INV_SQRT2));
-}
-/* d gelu / dv = Phi(v) + v phi(v) */
-static inline float gelu_grad(float v) {
-    return 0.5f * (1.0f + erff(v * INV_SQRT2)) +
-           v * INV_SQRT_2PI * expf(-0.5f * v * v);
-}
 
 /* C (m, n) = A (m, k) B (k, n) + beta C, row-major. */
 static void gemm_nn(int m, int n, int k, const float *A, const float *B,
@@ -64,24 +54,57 @@ void moe_sum_rows(const float *dy, float *db, int32_t m, int32_t n) {
         for (int32_t j = 0; j < n; j++) db[j] += dy[(size_t)i * n + j];
 }
 
+/* a (m, h) = act(hpre (m, hin)) (* mb). */
+static void activation_forward(const moe_expert_w *w, moe_act act, int32_t m,
+                               const float *hpre, float *a) {
+    const size_t h = (size_t)w->h, mh = (size_t)m * h;
+    switch (act) {
+    case MOE_ACT_RELU: moe_relu_forward(hpre, a, mh); break;
+    case MOE_ACT_GELU: moe_gelu_forward(hpre, a, mh); break;
+    case MOE_ACT_GEGLU:
+        for (size_t i = 0; i < (size_t)m; i++)
+            moe_geglu_forward(hpre + i * 2 * h, a + i * h, h);
+        break;
+    }
+    if (w->mb)
+        for (size_t i = 0; i < (size_t)m; i++)
+            for (size_t j = 0; j < h; j++) a[i * h + j] *= w->mb[j];
+}
+
+/* dhpre (m, hin) from da (m, h); with mb (geglu only) first dmb += da * u
+ * (u = v gelu(g), recomputed into dhpre) and da *= mb, in place. */
+static void activation_backward(const moe_expert_w *w, moe_expert_w *g,
+                                moe_act act, int32_t m, const float *hpre,
+                                float *da, float *dhpre) {
+    const size_t h = (size_t)w->h, mh = (size_t)m * h;
+    if (w->mb) {
+        MOE_ASSERT(act == MOE_ACT_GEGLU);
+        for (size_t i = 0; i < (size_t)m; i++) {
+            float *u = dhpre + i * 2 * h, *dai = da + i * h;
+            moe_geglu_forward(hpre + i * 2 * h, u, h);
+            for (size_t j = 0; j < h; j++) {
+                g->mb[j] += dai[j] * u[j];
+                dai[j] *= w->mb[j];
+            }
+        }
+    }
+    switch (act) {
+    case MOE_ACT_RELU: moe_relu_backward(hpre, da, dhpre, mh); break;
+    case MOE_ACT_GELU: moe_gelu_backward(hpre, da, dhpre, mh); break;
+    case MOE_ACT_GEGLU:
+        for (size_t i = 0; i < (size_t)m; i++)
+            moe_geglu_backward(hpre + i * 2 * h, da + i * h, dhpre + i * 2 * h, h);
+        break;
+    }
+}
+
 void moe_expert_forward(const moe_expert_w *w, moe_act act, int32_t m,
                         const float *x, float *hpre, float *a, float *y) {
     if (m == 0) return;
     const int32_t d = w->d, h = w->h, hin = act == MOE_ACT_GEGLU ? 2 * h : h;
     gemm_nn(m, hin, d, x, w->w1, 0.0f, hpre);
     if (w->b1) moe_add_rows(hpre, w->b1, m, hin);
-    for (int32_t i = 0; i < m; i++) {
-        const float *hp = hpre + (size_t)i * hin;
-        float *ai = a + (size_t)i * h;
-        for (int32_t j = 0; j < h; j++) {
-            switch (act) {
-            case MOE_ACT_RELU: ai[j] = hp[j] > 0.0f ? hp[j] : 0.0f; break;
-            case MOE_ACT_GELU: ai[j] = gelu(hp[j]); break;
-            case MOE_ACT_GEGLU: ai[j] = hp[j] * gelu(hp[h + j]); break;
-            }
-            if (w->mb) ai[j] *= w->mb[j];
-        }
-    }
+    activation_forward(w, act, m, hpre, a);
     gemm_nn(m, d, h, a, w->w2, 0.0f, y);
     if (w->b2) moe_add_rows(y, w->b2, m, d);
 }
@@ -96,26 +119,7 @@ void moe_expert_backward(const moe_expert_w *w, moe_expert_w *g, moe_act act,
     gemm_tn_acc(h, d, m, a, dy, g->w2);
     if (g->b2) moe_sum_rows(dy, g->b2, m, d);
     gemm_nt(m, h, d, dy, w->w2, 0.0f, da);
-    /* a = act(hpre) (* mb) */
-    for (int32_t i = 0; i < m; i++) {
-        const float *hp = hpre + (size_t)i * hin;
-        float *dai = da + (size_t)i * h;
-        float *dh = dhpre + (size_t)i * hin;
-        for (int32_t j = 0; j < h; j++) {
-            if (w->mb) { /* geglu only: a = u * mb, dmb += da * u, du = da * mb */
-                g->mb[j] += dai[j] * hp[j] * gelu(hp[h + j]);
-                dai[j] *= w->mb[j];
-            }
-            switch (act) {
-            case MOE_ACT_RELU: dh[j] = hp[j] > 0.0f ? dai[j] : 0.0f; break;
-            case MOE_ACT_GELU: dh[j] = dai[j] * gelu_grad(hp[j]); break;
-            case MOE_ACT_GEGLU: /* a = v * gelu(g) */
-                dh[j] = dai[j] * gelu(hp[h + j]);
-                dh[h + j] = dai[j] * hp[j] * gelu_grad(hp[h + j]);
-                break;
-            }
-        }
-    }
+    activation_backward(w, g, act, m, hpre, da, dhpre);
     /* hpre = x W1 + b1 */
     gemm_tn_acc(d, hin, m, x, dhpre, g->w1);
     if (g->b1) moe_sum_rows(dhpre, g->b1, m, hin);

@@ -10,6 +10,7 @@ int main(int argc, char **argv) {
     if (CU_initialize_registry() != CUE_SUCCESS) return 2;
     suite_rng();
     suite_config();
+    suite_act();
     suite_expert();
     suite_router();
     suite_layer();
