@@ -24,8 +24,8 @@
 /* the vectoriser needs the helpers inlined into its loops */
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
-/* e^x for x in [-87, 0]. */
-ALWAYS_INLINE float exp_neg(float x) {
+/* e^x for x in [-87, 88]. */
+ALWAYS_INLINE float exp_range(float x) {
     const float magic = 12582912.0f; /* 1.5 * 2^23: rounds to an integer */
     float k = x * 1.44269504088896341f + magic;
     k -= magic;
@@ -66,7 +66,7 @@ ALWAYS_INLINE void normal_tail(float v, float *q, float *e) {
                      : v > Z_MAX / INV_SQRT2 ? Z_MAX / INV_SQRT2 : v;
     const float s = 0.5f * (vc * vc), ds = 0.5f * fmaf(vc, vc, -(vc * vc));
     /* beyond the clamp the tail is below 1e-38: zero */
-    const float ez = vc == v ? exp_neg(-s) * (1.0f - ds) : 0.0f;
+    const float ez = vc == v ? exp_range(-s) * (1.0f - ds) : 0.0f;
     *e = ez;
     *q = 0.5f * ez * R; /* erfc(z) / 2 */
 }
@@ -134,4 +134,35 @@ void moe_geglu_backward(const float *x, const float *da, float *dx, size_t h) {
         dx[j] = d * (g[j] * c);
         dx[h + j] = d * x[j] * fmaf(g[j], p, c);
     }
+}
+
+/* exp(v) with v clamped to [-87, 88] and 0 below -87 */
+ALWAYS_INLINE float exp_clamped(float v) {
+    const float c = v < -87.0f ? -87.0f : v > 88.0f ? 88.0f : v;
+    return v < -87.0f ? 0.0f : exp_range(c);
+}
+
+double moe_exp_sum(const float *x, float shift, float *y, size_t n) {
+    enum { W = 16 };
+    float lane[W] = {0};
+    size_t i = 0;
+    for (; i + W <= n; i += W) {
+#pragma omp simd
+        for (int l = 0; l < W; l++) {
+            const float e = exp_clamped(x[i + l] - shift);
+            y[i + l] = e;
+            lane[l] += e;
+        }
+    }
+    double s = 0.0;
+    for (int l = 0; l < W; l++) s += lane[l];
+    for (; i < n; i++) s += y[i] = exp_clamped(x[i] - shift);
+    return s;
+}
+
+float moe_max(const float *x, size_t n) {
+    float m = x[0];
+#pragma omp simd reduction(max : m)
+    for (size_t i = 1; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
 }

@@ -25,4 +25,12 @@ void moe_gelu_backward(const float *x, const float *da, float *dx, size_t n);
 void moe_geglu_forward(const float *x, float *a, size_t h);
 void moe_geglu_backward(const float *x, const float *da, float *dx, size_t h);
 
+/* Softmax helpers. y (n) = exp(x - shift), computed for x - shift in
+ * [-87, 88] (0 below: under float's normal range); returns the sum of y in
+ * a fixed order (16 float lanes, then their sum in double), so a row's
+ * result does not depend on threads. y may alias x. */
+double moe_exp_sum(const float *x, float shift, float *y, size_t n);
+/* The largest of x (n >= 1); exact, so any order gives the same. */
+float moe_max(const float *x, size_t n);
+
 #endif

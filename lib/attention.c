@@ -4,6 +4,8 @@
  * strided views of qkv. */
 #include "attention.h"
 
+#include "act.h"
+
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
@@ -26,10 +28,7 @@ void moe_attention_forward(const float *qkv, float *att, float *out,
         for (int32_t i = 0; i < N; i++) { /* row softmax over allowed keys */
             float *row = S + (size_t)i * N;
             const int32_t n = causal ? i + 1 : N;
-            float mx = row[0];
-            for (int32_t j = 1; j < n; j++) mx = row[j] > mx ? row[j] : mx;
-            double sum = 0.0;
-            for (int32_t j = 0; j < n; j++) sum += (row[j] = expf(row[j] - mx));
+            const double sum = moe_exp_sum(row, moe_max(row, (size_t)n), row, (size_t)n);
             const float inv = (float)(1.0 / sum);
             for (int32_t j = 0; j < n; j++) row[j] *= inv;
             for (int32_t j = n; j < N; j++) row[j] = 0.0f;

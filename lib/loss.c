@@ -1,6 +1,8 @@
 /* Embeddings and the softmax cross-entropy (see loss.h). */
 #include "loss.h"
 
+#include "act.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -29,23 +31,23 @@ void moe_embed_backward(const int32_t *tok, const float *dx, float *dwte,
 }
 
 double moe_xent_forward(const float *logits, const int32_t *targets,
-                        float *probs, int32_t T, int32_t C, int64_t *counted) {
-    double loss = 0.0;
-    int64_t n = 0;
-    for (int32_t t = 0; t < T; t++) { /* serial: a fixed summation order */
+                        float *probs, double *nll, int32_t T, int32_t C,
+                        int64_t *counted) {
+#pragma omp parallel for schedule(static)
+    for (int32_t t = 0; t < T; t++) {
         const float *l = logits + (size_t)t * C;
         float *p = probs + (size_t)t * C;
-        float mx = l[0];
-        for (int32_t j = 1; j < C; j++) mx = l[j] > mx ? l[j] : mx;
-        double s = 0.0;
-        for (int32_t j = 0; j < C; j++) s += exp((double)(l[j] - mx));
-        const double lse = mx + log(s);
-        for (int32_t j = 0; j < C; j++) p[j] = (float)exp(l[j] - lse);
-        if (targets[t] < 0) continue;
+        const float mx = moe_max(l, (size_t)C);
+        const double s = moe_exp_sum(l, mx, p, (size_t)C);
+        const float inv = (float)(1.0 / s);
+        for (int32_t j = 0; j < C; j++) p[j] *= inv;
         MOE_ASSERT(targets[t] < C);
-        loss += lse - l[targets[t]];
-        n++;
+        nll[t] = targets[t] < 0 ? 0.0 : mx + log(s) - l[targets[t]];
     }
+    double loss = 0.0;
+    int64_t n = 0;
+    for (int32_t t = 0; t < T; t++) /* serial: a fixed summation order */
+        if (targets[t] >= 0) loss += nll[t], n++;
     *counted = n;
     return n ? loss / n : 0.0;
 }

@@ -13,10 +13,12 @@ void moe_embed_backward(const int32_t *tok, const float *dx, float *dwte,
                         float *dwpe, int32_t B, int32_t N, int32_t d);
 
 /* Mean cross-entropy of logits (T, C) against targets (T); a target < 0
- * is ignored. Writes probs (T, C); returns the loss (0 if every target is
- * ignored) and *counted the number of targets used. */
+ * is ignored. Writes probs (T, C) and nll (T), each token's loss (0 if
+ * ignored), tokens in parallel; returns the loss (their mean in token
+ * order; 0 if every target is ignored) and *counted the targets used. */
 double moe_xent_forward(const float *logits, const int32_t *targets,
-                        float *probs, int32_t T, int32_t C, int64_t *counted);
+                        float *probs, double *nll, int32_t T, int32_t C,
+                        int64_t *counted);
 /* dlogits (T, C) = scale * (probs - onehot) / counted (WRITES; 0 rows for
  * ignored targets). */
 void moe_xent_backward(const float *probs, const int32_t *targets,

@@ -201,7 +201,7 @@ void moe_model_free(moe_model *M) {
                     M->probs, M->fo, M->dx, M->dmid, M->dxn, M->dctx, M->dqkv,
                     M->datt, M->dlogits, M->da, M->dh};
     for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) free(own[i]);
-    free(M->lv), free(M->la);
+    free(M->nll), free(M->lv), free(M->la);
     free(M);
 }
 

@@ -65,6 +65,8 @@ struct moe_model {
     size_t x_fin_cap, xnf_cap, mf_cap, rf_cap, logits_cap, probs_cap, fo_cap,
         dx_cap, dmid_cap, dxn_cap, dctx_cap, dqkv_cap, datt_cap, dlogits_cap,
         da_cap, dh_cap;
+    double *nll; /* (T) per-token cross-entropy */
+    size_t nll_cap;
 };
 
 /* The gradient view of a parameter view (same layout). */

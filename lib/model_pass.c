@@ -38,7 +38,7 @@ static moe_status grow_acts(moe_model *M, int32_t B, int32_t N) {
             MOE_GROW(M->fo, T * d) | MOE_GROW(M->dx, T * d) | MOE_GROW(M->dmid, T * d) |
             MOE_GROW(M->dxn, T * d) | MOE_GROW(M->dctx, T * d) | MOE_GROW(M->dqkv, T * 3 * d) |
             MOE_GROW(M->datt, A) | MOE_GROW(M->dlogits, T * C) | MOE_GROW(M->da, T * f) |
-            MOE_GROW(M->dh, T * fin);
+            MOE_GROW(M->dh, T * fin) | MOE_GROW(M->nll, T);
     return fail ? moe_fail(MOE_ENOMEM, "moe_model_forward: out of memory for %zu tokens", T)
                 : MOE_OK;
 }
@@ -156,7 +156,7 @@ moe_status moe_model_forward(moe_model *M, const int32_t *tok,
     norm_fwd(M, M->x_fin, M->nf_g, M->nf_b, M->xnf, M->mf, M->rf, T);
     moe_matmul(M->xnf, M->w_out, M->logits, T, d, c->n_class);
     if (targets) {
-        M->losses.ce = moe_xent_forward(M->logits, targets, M->probs, T, c->n_class,
+        M->losses.ce = moe_xent_forward(M->logits, targets, M->probs, M->nll, T, c->n_class,
                                         &M->losses.counted);
         M->losses.loss = M->losses.ce + M->losses.aux;
     }

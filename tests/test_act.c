@@ -84,9 +84,36 @@ static void test_relu_and_its_mask(void) {
     CU_ASSERT(memcmp(d, want_d, sizeof d) == 0);
 }
 
+/* Tolerance 1e-6: exp's truncation (5e-9) and float roundings in the
+ * reduction and in up to n / 16 additions per lane (n <= 100 here). */
+static void test_exp_sum_and_max_match_double(void) {
+    float x[100], y[100];
+    for (int i = 0; i < 100; i++) x[i] = (float)moe_rng_normal(4, 1, (uint64_t)i) * 20.0f;
+    x[7] = -1e4f; /* far below the shift: exactly 0 */
+    for (size_t n = 1; n <= 100; n += 3) {
+        const float mx = moe_max(x, n);
+        double want_max = x[0], want = 0.0;
+        for (size_t i = 1; i < n; i++) want_max = x[i] > want_max ? x[i] : want_max;
+        CU_ASSERT_EQUAL(mx, (float)want_max);
+        const double s = moe_exp_sum(x, mx, y, n);
+        double worst = 0.0;
+        for (size_t i = 0; i < n; i++) {
+            /* of the float x - shift (its rounding is the caller's) */
+            const double e = exp((double)(x[i] - mx));
+            want += e;
+            const double r = e < 1e-36 ? fabs(y[i] - e) : fabs(y[i] - e) / e;
+            worst = r > worst ? r : worst;
+        }
+        CU_ASSERT(worst < 1e-6);
+        CU_ASSERT(fabs(s - want) < 1e-6 * want);
+        if (n > 7) CU_ASSERT_EQUAL(y[7], 0.0f);
+    }
+}
+
 void suite_act(void) {
     ADD_SUITE("act",
               {"normal_cdf_gelu_and_derivative_match_double", test_normal_cdf_gelu_and_derivative_match_double},
               {"results_do_not_depend_on_position", test_results_do_not_depend_on_position},
-              {"relu_and_its_mask", test_relu_and_its_mask});
+              {"relu_and_its_mask", test_relu_and_its_mask},
+              {"exp_sum_and_max_match_double", test_exp_sum_and_max_match_double});
 }
