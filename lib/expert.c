@@ -6,6 +6,7 @@
 #include "expert.h"
 
 #include "act.h"
+#include "gemm.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -14,20 +15,17 @@
 /* C (m, n) = A (m, k) B (k, n) + beta C, row-major. */
 static void gemm_nn(int m, int n, int k, const float *A, const float *B,
                     float beta, float *C) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, A,
-                k, B, n, beta, C, n);
+    moe_sgemm(CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, A, k, B, n, beta, C, n);
 }
 /* C (m, n) = A (m, k) B^T, B stored (n, k). */
 static void gemm_nt(int m, int n, int k, const float *A, const float *B,
                     float beta, float *C) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, A, k,
-                B, k, beta, C, n);
+    moe_sgemm(CblasNoTrans, CblasTrans, m, n, k, 1.0f, A, k, B, k, beta, C, n);
 }
 /* C (m, n) += A^T B, A stored (k, m), B (k, n). */
 static void gemm_tn_acc(int m, int n, int k, const float *A, const float *B,
                         float *C) {
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, 1.0f, A, m,
-                B, n, 1.0f, C, n);
+    moe_sgemm(CblasTrans, CblasNoTrans, m, n, k, 1.0f, A, m, B, n, 1.0f, C, n);
 }
 
 void moe_matmul(const float *x, const float *w, float *y, int32_t m,
@@ -50,25 +48,37 @@ void moe_add_rows(float *y, const float *b, int32_t m, int32_t n) {
 }
 
 void moe_sum_rows(const float *dy, float *db, int32_t m, int32_t n) {
-    for (int32_t i = 0; i < m; i++)
-        for (int32_t j = 0; j < n; j++) db[j] += dy[(size_t)i * n + j];
+    enum { COLS = 64 }; /* column blocks in parallel, rows in order in each */
+    const int32_t nb = (n + COLS - 1) / COLS;
+#pragma omp parallel for schedule(static) if (moe_top_level() && (size_t)m * n >= (1u << 16))
+    for (int32_t b = 0; b < nb; b++) {
+        const int32_t j0 = b * COLS, j1 = j0 + COLS < n ? j0 + COLS : n;
+        for (int32_t i = 0; i < m; i++)
+            for (int32_t j = j0; j < j1; j++) db[j] += dy[(size_t)i * n + j];
+    }
 }
+
+/* Activations of at least this many values run rows in parallel when not
+ * inside a parallel region (a dense FFN over every token); elementwise,
+ * so the split does not change a bit. */
+#define PAR_VALUES (1u << 15)
 
 /* a (m, h) = act(hpre (m, hin)) (* mb). */
 static void activation_forward(const moe_expert_w *w, moe_act act, int32_t m,
                                const float *hpre, float *a) {
-    const size_t h = (size_t)w->h, mh = (size_t)m * h;
-    switch (act) {
-    case MOE_ACT_RELU: moe_relu_forward(hpre, a, mh); break;
-    case MOE_ACT_GELU: moe_gelu_forward(hpre, a, mh); break;
-    case MOE_ACT_GEGLU:
-        for (size_t i = 0; i < (size_t)m; i++)
-            moe_geglu_forward(hpre + i * 2 * h, a + i * h, h);
-        break;
+    const size_t h = (size_t)w->h, hin = act == MOE_ACT_GEGLU ? 2 * h : h;
+#pragma omp parallel for schedule(static) if (moe_top_level() && (size_t)m * h >= PAR_VALUES)
+    for (int32_t i = 0; i < m; i++) {
+        const float *hp = hpre + (size_t)i * hin;
+        float *ai = a + (size_t)i * h;
+        switch (act) {
+        case MOE_ACT_RELU: moe_relu_forward(hp, ai, h); break;
+        case MOE_ACT_GELU: moe_gelu_forward(hp, ai, h); break;
+        case MOE_ACT_GEGLU: moe_geglu_forward(hp, ai, h); break;
+        }
+        if (w->mb)
+            for (size_t j = 0; j < h; j++) ai[j] *= w->mb[j];
     }
-    if (w->mb)
-        for (size_t i = 0; i < (size_t)m; i++)
-            for (size_t j = 0; j < h; j++) a[i * h + j] *= w->mb[j];
 }
 
 /* dhpre (m, hin) from da (m, h); with mb (geglu only) first dmb += da * u
@@ -76,8 +86,8 @@ static void activation_forward(const moe_expert_w *w, moe_act act, int32_t m,
 static void activation_backward(const moe_expert_w *w, moe_expert_w *g,
                                 moe_act act, int32_t m, const float *hpre,
                                 float *da, float *dhpre) {
-    const size_t h = (size_t)w->h, mh = (size_t)m * h;
-    if (w->mb) {
+    const size_t h = (size_t)w->h, hin = act == MOE_ACT_GEGLU ? 2 * h : h;
+    if (w->mb) { /* rows in order: dmb is a sum over them */
         MOE_ASSERT(act == MOE_ACT_GEGLU);
         for (size_t i = 0; i < (size_t)m; i++) {
             float *u = dhpre + i * 2 * h, *dai = da + i * h;
@@ -88,13 +98,15 @@ static void activation_backward(const moe_expert_w *w, moe_expert_w *g,
             }
         }
     }
-    switch (act) {
-    case MOE_ACT_RELU: moe_relu_backward(hpre, da, dhpre, mh); break;
-    case MOE_ACT_GELU: moe_gelu_backward(hpre, da, dhpre, mh); break;
-    case MOE_ACT_GEGLU:
-        for (size_t i = 0; i < (size_t)m; i++)
-            moe_geglu_backward(hpre + i * 2 * h, da + i * h, dhpre + i * 2 * h, h);
-        break;
+#pragma omp parallel for schedule(static) if (moe_top_level() && (size_t)m * h >= PAR_VALUES)
+    for (int32_t i = 0; i < m; i++) {
+        const float *hp = hpre + (size_t)i * hin, *dai = da + (size_t)i * h;
+        float *dh = dhpre + (size_t)i * hin;
+        switch (act) {
+        case MOE_ACT_RELU: moe_relu_backward(hp, dai, dh, h); break;
+        case MOE_ACT_GELU: moe_gelu_backward(hp, dai, dh, h); break;
+        case MOE_ACT_GEGLU: moe_geglu_backward(hp, dai, dh, h); break;
+        }
     }
 }
 

@@ -11,6 +11,7 @@ int main(int argc, char **argv) {
     suite_rng();
     suite_config();
     suite_act();
+    suite_gemm();
     suite_expert();
     suite_router();
     suite_layer();

@@ -81,6 +81,7 @@ moe_config tcfg(moe_family f, moe_act act, int32_t d, int32_t h, int32_t e);
 void suite_rng(void);
 void suite_config(void);
 void suite_act(void);
+void suite_gemm(void);
 void suite_expert(void);
 void suite_router(void);
 void suite_layer(void);
