@@ -419,7 +419,8 @@ moe_status moe_train_run_dist(const moe_train_config *cfg, const char *config_te
     int64_t step0 = 0;
     const double t0 = now_s();
     moe_status st = dist_agree(&s, setup(&s, opts, &step0));
-    if (st == MOE_OK && dist) st = dist->same_text(dist->ctx, config_text);
+    if (st == MOE_OK && dist && (st = dist->same_text(dist->ctx, config_text)))
+        s.dist_failed = 1; /* every rank saw the difference */
     res->steps_done = step0;
     if (st == MOE_OK && cfg->task == MOE_TASK_LM)
         st = moe_corpus_unigram_ppl(s.corpus, MOE_SPLIT_TRAIN, MOE_SPLIT_VALID, 1.0,
