@@ -73,7 +73,9 @@ all: bin/moe-mpi
 else
 all: bin/moe
 ifneq ($(MPI),0)
+ifneq ($(SANITIZE),1)
 	@if command -v mpicc >/dev/null 2>&1; then $(MAKE) --no-print-directory MPI=1 all; fi
+endif
 endif
 endif
 
