@@ -23,11 +23,13 @@ static void input_noise_forward(const moe_layer *L, int noise, const float *x,
     const size_t n = (size_t)L->T * c->d_model;
     const float eps = c->noise_eps;
     if (noise == MOE_NOISE_JITTER) {
-        moe_rng_fill_uniform(m, n, c->seed, L->stream, MOE_DRAW_INDEX(MOE_DRAW_JITTER, (uint64_t)L->draw_t0 * c->d_model));
+        moe_rng_fill_uniform(m, n, c->seed, L->stream,
+                             MOE_DRAW_INDEX(MOE_DRAW_JITTER, (uint64_t)L->draw_t0 * c->d_model));
         for (size_t i = 0; i < n; i++) m[i] = 1.0f - eps + 2.0f * eps * m[i];
     } else {
         const float keep = 1.0f / (1.0f - eps);
-        moe_rng_fill_uniform(m, n, c->seed, L->stream, MOE_DRAW_INDEX(MOE_DRAW_DROPOUT, (uint64_t)L->draw_t0 * c->d_model));
+        moe_rng_fill_uniform(m, n, c->seed, L->stream,
+                             MOE_DRAW_INDEX(MOE_DRAW_DROPOUT, (uint64_t)L->draw_t0 * c->d_model));
         for (size_t i = 0; i < n; i++) m[i] = m[i] < eps ? 0.0f : keep;
     }
     for (size_t i = 0; i < n; i++) xr[i] = x[i] * m[i];

@@ -9,6 +9,5 @@
 extern moe_ep *test_ep;
 
 void suite_ep_layer(void);
-void suite_ep_train(void);
 
 #endif
