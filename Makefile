@@ -14,6 +14,15 @@ ifeq ($(SANITIZE),1)
 else
   BUILD := build/rel
 endif
+# MPI=1: the expert-parallel build (lib/mpi/, mpicc) in build/mpi, giving
+# bin/moe-mpi; the default build never compiles or links MPI. Without
+# MPI=0, `make` and `make test` also build (and test) it when mpicc is
+# installed (scripts/setup.sh installs OpenMPI).
+MPI ?= auto
+ifeq ($(MPI),1)
+  CC    := mpicc
+  BUILD := $(if $(filter 1,$(SANITIZE)),build/san-mpi,build/mpi)
+endif
 SETUP_STAMP := build/.setup-ok
 
 # pkg-config is only asked once the packages are there (after setup)
@@ -46,16 +55,36 @@ endif
 LIB_SRC  := $(wildcard lib/*.c)
 CLI_SRC  := $(wildcard lib/cli/*.c)
 TEST_SRC := $(wildcard tests/*.c)
+ifeq ($(MPI),1)
+  LIB_SRC  += $(wildcard lib/mpi/*.c)
+  CLI_SRC  += $(wildcard lib/mpi/cli/*.c)
+  TEST_SRC := $(wildcard tests/mpi/*.c) tests/test_util.c
+  # bin/moe's main becomes moe_cli_main, called by lib/mpi/cli/moe_mpi.c
+  $(BUILD)/lib/cli/moe.o: CFLAGS += -Dmain=moe_cli_main
+endif
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 LIBMOE   := $(BUILD)/libmoe.a
 MOE_BIN  := $(BUILD)/moe
 TEST_BIN := $(BUILD)/run_tests
+ifeq ($(MPI),1)
+  MOE_BIN  := $(BUILD)/moe-mpi
+  TEST_BIN := $(BUILD)/run_mpi_tests
+endif
 GOLDEN   := $(sort $(wildcard tests/golden/*.h5))
 
-.PHONY: all setup test demo clean check-golden data reproduce
+.PHONY: all setup test demo clean check-golden data reproduce test-mpi
+ifeq ($(MPI),1)
+all: bin/moe-mpi
+else
 all: bin/moe
+ifneq ($(MPI),0)
+ifneq ($(SANITIZE),1)
+	@if command -v mpicc >/dev/null 2>&1; then $(MAKE) --no-print-directory MPI=1 all; fi
+endif
+endif
+endif
 
 setup: $(SETUP_STAMP)
 $(SETUP_STAMP): scripts/setup.sh
@@ -79,6 +108,9 @@ $(MOE_BIN): $(CLI_OBJ) $(LIBMOE)
 bin/moe: $(MOE_BIN)
 	@mkdir -p bin
 	@if [ "$(SANITIZE)" != 1 ]; then cp $< $@.tmp && mv -f $@.tmp $@; fi
+bin/moe-mpi: $(MOE_BIN)
+	@mkdir -p bin
+	@if [ "$(SANITIZE)" != 1 ]; then cp $< $@.tmp && mv -f $@.tmp $@; fi
 
 $(TEST_BIN): $(TEST_OBJ) $(LIBMOE)
 	@$(if $(Q),echo "  LINK    $@")
@@ -87,10 +119,21 @@ $(TEST_BIN): $(TEST_OBJ) $(LIBMOE)
 # The CUnit runner exits nonzero on any failed assertion; its check_errors
 # suite also runs the CLI ($(MOE_BIN)) on good and bad files.
 # `make test` runs the suite twice: optimised, then under ASan + UBSan.
+ifeq ($(MPI),1)
+# the MPI tests (scripts/test_mpi.sh): mpirun -np 2 against one process,
+# each run under a timeout
+test test-mpi: all $(TEST_BIN) $(MOE_BIN)
+	scripts/test_mpi.sh $(TEST_BIN) $(MOE_BIN)
+else
 test: all $(TEST_BIN) $(MOE_BIN)
 	MOE_BIN=$(MOE_BIN) $(TEST_BIN)
 ifneq ($(SANITIZE),1)
 	@$(MAKE) --no-print-directory SANITIZE=1 test
+ifneq ($(MPI),0)
+	@if command -v mpicc >/dev/null 2>&1; then $(MAKE) --no-print-directory MPI=1 test; \
+	 else echo "test: mpicc not found, MPI tests skipped"; fi
+endif
+endif
 endif
 
 # The most complete job the project can do so far: check every golden file

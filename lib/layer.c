@@ -94,8 +94,7 @@ void moe_layer_set_token_ids(moe_layer *L, const int32_t *ids) { L->token_ids = 
 const moe_aux *moe_layer_aux(const moe_layer *L) { return &L->aux; }
 void moe_layer_route(const moe_layer *L, moe_route *out) { *out = L->route; }
 
-/* Sizes the core buffers for G groups of n tokens (router families). */
-static moe_status ensure(moe_layer *L, int32_t G, int32_t n) {
+moe_status moe_layer_ensure(moe_layer *L, int32_t G, int32_t n) {
     const moe_config *c = &L->cfg;
     const size_t T = (size_t)G * n, e = (size_t)c->n_expert;
     const size_t k = (size_t)c->top_n, d = (size_t)c->d_model;
@@ -189,7 +188,7 @@ moe_status moe_layer_forward(moe_layer *L, const moe_params *p,
     memset(&L->aux, 0, sizeof L->aux);
     memset(&L->route, 0, sizeof L->route);
     if (L->ops->forward) return L->ops->forward(L, p, x, draws, y);
-    moe_status st = ensure(L, b, n);
+    moe_status st = moe_layer_ensure(L, b, n);
     if (st == MOE_OK) st = L->ops->route(L, p, x, draws);
     if (st != MOE_OK) return st;
     const int32_t T = L->T, d = c->d_model;

@@ -38,6 +38,11 @@ struct moe_layer {
     int train;
     uint64_t stream;
     const int32_t *token_ids; /* (T) or NULL: set_token_ids            */
+    int64_t draw_t0;          /* global index of token 0 of the batch:
+                                 offsets the router-noise draws, so that
+                                 a slice of a batch (expert parallelism,
+                                 lib/mpi/) draws what the whole batch
+                                 would; 0 otherwise                      */
     int32_t G, n, T, cap;     /* groups, tokens per group, tokens, cap */
     int64_t n_choice;         /* choices written by the router         */
     moe_gate_rule rule;       /* token-choice families                 */
@@ -81,6 +86,10 @@ extern const moe_family_ops moe_ops_dense_softmax;
 extern const moe_family_ops moe_ops_hierarchical;
 extern const moe_family_ops moe_ops_hash;
 
+/* Sizes the core workspace for G groups of n tokens (router families);
+ * MOE_ENOMEM / MOE_EINVAL with a message. moe_layer_forward calls it; a
+ * family's own forward (or a wrapper, lib/mpi/ep_layer.c) may too. */
+moe_status moe_layer_ensure(moe_layer *L, int32_t G, int32_t n);
 /* Views of expert j's weights inside p (j < moe_n_experts). */
 moe_expert_w moe_layer_expert(const moe_config *c, const moe_params *p,
                               int32_t j);

@@ -210,6 +210,7 @@ float *moe_model_params(moe_model *M) { return M->params; }
 float *moe_model_grads(moe_model *M) { return M->grads; }
 size_t moe_model_n_params(const moe_model *M) { return M->n_params; }
 const moe_model_losses *moe_model_losses_of(const moe_model *M) { return &M->losses; }
+void moe_model_set_losses(moe_model *M, const moe_model_losses *l) { M->losses = *l; }
 const float *moe_model_logits(const moe_model *M) { return M->logits; }
 int32_t moe_model_n_tensors(const moe_model *M) { return M->n_tensors; }
 

@@ -94,6 +94,10 @@ moe_status moe_model_forward(moe_model *M, const int32_t *tok,
 /* Backward of the last forward's loss: ADDS into the gradient buffer. */
 moe_status moe_model_backward(moe_model *M);
 const moe_model_losses *moe_model_losses_of(const moe_model *M);
+/* Replaces the losses of the last forward, e.g. by the totals over the
+ * data-parallel ranks (lib/mpi/): backward then normalises the
+ * cross-entropy gradient by l->counted, the whole batch's target count. */
+void moe_model_set_losses(moe_model *M, const moe_model_losses *l);
 const float *moe_model_logits(const moe_model *M); /* (B*N, n_class) */
 /* The parameter tensors, in buffer order: name (e.g. "h1.attn.w_qkv",
  * "h1.moe.w1", "h1.ffb.w1" / "h1.ffa.ln.g" for the FFN sub-blocks before /

@@ -23,11 +23,13 @@ static void input_noise_forward(const moe_layer *L, int noise, const float *x,
     const size_t n = (size_t)L->T * c->d_model;
     const float eps = c->noise_eps;
     if (noise == MOE_NOISE_JITTER) {
-        moe_rng_fill_uniform(m, n, c->seed, L->stream, MOE_DRAW_INDEX(MOE_DRAW_JITTER, 0));
+        moe_rng_fill_uniform(m, n, c->seed, L->stream,
+                             MOE_DRAW_INDEX(MOE_DRAW_JITTER, (uint64_t)L->draw_t0 * c->d_model));
         for (size_t i = 0; i < n; i++) m[i] = 1.0f - eps + 2.0f * eps * m[i];
     } else {
         const float keep = 1.0f / (1.0f - eps);
-        moe_rng_fill_uniform(m, n, c->seed, L->stream, MOE_DRAW_INDEX(MOE_DRAW_DROPOUT, 0));
+        moe_rng_fill_uniform(m, n, c->seed, L->stream,
+                             MOE_DRAW_INDEX(MOE_DRAW_DROPOUT, (uint64_t)L->draw_t0 * c->d_model));
         for (size_t i = 0; i < n; i++) m[i] = m[i] < eps ? 0.0f : keep;
     }
     for (size_t i = 0; i < n; i++) xr[i] = x[i] * m[i];
@@ -55,7 +57,7 @@ static void router_forward(moe_layer *L, const moe_params *p, const float *x) {
     L->rule.select = NULL;
     if (noise == MOE_NOISE_GUMBEL) { /* sample from the softmax: Gumbel-max */
         const size_t n = (size_t)T * e;
-        moe_rng_fill_uniform(L->noise, n, c->seed, L->stream, MOE_DRAW_INDEX(MOE_DRAW_GUMBEL, 0));
+        moe_rng_fill_uniform(L->noise, n, c->seed, L->stream, MOE_DRAW_INDEX(MOE_DRAW_GUMBEL, (uint64_t)L->draw_t0 * e));
         for (size_t i = 0; i < n; i++) {
             double u = L->noise[i] > 0.0f ? L->noise[i] : 1e-30;
             L->noise[i] = L->logits[i] - (float)log(-log(u));

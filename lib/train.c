@@ -28,7 +28,22 @@ typedef struct {
     train_metrics *tm;       /* run.metrics, NULL: none                 */
     double extra_cf[16];     /* run.extra_eval_cf                       */
     int n_extra;
+    const moe_train_dist *dist; /* NULL: one process                    */
+    int dist_failed;         /* an agree failed: no more collectives    */
+    int32_t Bl;              /* sequences of this rank per batch         */
+    size_t off;              /* its first token in a batch               */
 } run_state;
+
+/* Rank 0 (or the only process) writes files and progress lines. */
+static int is_writer(const run_state *s) { return !s->dist || s->dist->rank == 0; }
+
+/* Every rank's status (moe_train_dist.agree); st itself in one process. */
+static moe_status dist_agree(run_state *s, moe_status st) {
+    if (!s->dist || s->dist_failed) return st;
+    st = s->dist->agree(s->dist->ctx, st);
+    s->dist_failed = st != MOE_OK;
+    return st;
+}
 
 static void run_free(run_state *s) {
     moe_model_free(s->M);
@@ -121,6 +136,13 @@ static moe_status setup(run_state *s, const moe_train_opts *o, int64_t *step0) {
     if ((st = load_corpus(s)) || (st = finish_config(s)) || (st = moe_model_create(&c->model, &s->M)))
         return st;
     const int32_t B = c->batch_size, N = c->model.seq_len;
+    const int R = s->dist ? s->dist->size : 1;
+    if (B % R)
+        return moe_fail(MOE_EINVAL, "run.batch_size = %d is not divisible by the %d ranks (each "
+                        "rank takes batch_size / ranks sequences)", B, R);
+    s->Bl = B / R;
+    s->off = (size_t)(s->dist ? s->dist->rank : 0) * s->Bl * N;
+    if (s->dist && (st = s->dist->attach(s->dist->ctx, s->M))) return st;
     if ((st = moe_batcher_create(s->corpus, MOE_SPLIT_TRAIN, c->task, B, N, 1, c->seed, &s->train)) ||
         (st = moe_batcher_create(s->corpus, MOE_SPLIT_VALID, c->task, B, N, 0, c->seed, &s->valid)))
         return st;
@@ -156,6 +178,7 @@ static moe_status setup(run_state *s, const moe_train_opts *o, int64_t *step0) {
 }
 
 static moe_status save(run_state *s, int64_t step, const char *text) {
+    if (!is_writer(s)) return MOE_OK;
     const size_t n = moe_model_n_params(s->M);
     moe_batch_pos p = moe_batcher_tell(s->train);
     uint64_t pos[2] = {p.epoch, p.cursor};
@@ -177,22 +200,30 @@ static moe_status evaluate(run_state *s, double *ce, double *acc, double *droppe
     moe_model_set_train(s->M, 0);
     for (int32_t i = 0; st == MOE_OK && i < c->eval_batches; i++) {
         if ((st = moe_batcher_next(s->valid, s->inp, s->tgt, NULL, NULL)) ||
-            (st = moe_model_forward(s->M, s->inp, s->tgt, B, N)))
+            (st = moe_model_forward(s->M, s->inp + s->off, s->tgt + s->off, s->Bl, N)))
             break;
         const moe_model_losses *l = moe_model_losses_of(s->M);
         sum += l->ce * (double)l->counted;
         cnt += l->counted;
         drop += l->dropped, routed += l->routed;
         const float *lg = moe_model_logits(s->M);
-        for (int32_t t = 0; t < B * N; t++) {
-            if (s->tgt[t] < 0) continue;
+        const int32_t *tg = s->tgt + s->off;
+        for (int32_t t = 0; t < s->Bl * N; t++) {
+            if (tg[t] < 0) continue;
             int32_t best = 0;
             for (int32_t j = 1; j < C; j++)
                 if (lg[(size_t)t * C + j] > lg[(size_t)t * C + best]) best = j;
-            right += best == s->tgt[t];
+            right += best == tg[t];
         }
     }
     moe_model_set_train(s->M, 1);
+    (void)B;
+    if (s->dist && st == MOE_OK) { /* the whole batch's sums */
+        double v[5] = {sum, (double)cnt, (double)right, (double)drop, (double)routed};
+        s->dist->sum(s->dist->ctx, v, 5);
+        sum = v[0], cnt = (int64_t)v[1], right = (int64_t)v[2];
+        drop = (int64_t)v[3], routed = (int64_t)v[4];
+    }
     *ce = cnt ? sum / (double)cnt : 0.0;
     *acc = cnt ? (double)right / (double)cnt : 0.0;
     *dropped = routed ? (double)drop / (double)routed : 0.0;
@@ -219,12 +250,23 @@ static moe_status step_once(run_state *s, int64_t step, moe_optim_stats *os, int
     moe_status st = moe_batcher_next(s->train, s->inp, s->tgt, s->tags, s->srcs);
     if (st != MOE_OK) return st;
     moe_model_set_stream(s->M, (uint64_t)step);
-    if ((st = moe_model_forward(s->M, s->inp, s->tgt, c->batch_size, c->model.seq_len)))
+    if ((st = moe_model_forward(s->M, s->inp + s->off, s->tgt + s->off, s->Bl, c->model.seq_len)))
         return st;
+    if (s->dist) { /* the whole batch's losses (the aux losses already are) */
+        moe_model_losses l = *moe_model_losses_of(s->M);
+        double v[4] = {l.ce * (double)l.counted, (double)l.counted, (double)l.dropped,
+                       (double)l.routed};
+        s->dist->sum(s->dist->ctx, v, 4);
+        l.counted = (int64_t)v[1], l.dropped = (int64_t)v[2], l.routed = (int64_t)v[3];
+        l.ce = l.counted ? v[0] / v[1] : 0.0;
+        l.loss = l.ce + l.aux;
+        moe_model_set_losses(s->M, &l);
+    }
     if ((*diverged = !isfinite(moe_model_losses_of(s->M)->loss))) return MOE_OK;
     const size_t n = moe_model_n_params(s->M);
     memset(moe_model_grads(s->M), 0, n * sizeof(float));
     if ((st = moe_model_backward(s->M))) return st;
+    if (s->dist && (st = s->dist->sync_grads(s->dist->ctx, s->M))) return st;
     st = moe_optim_step(&c->optim, step, moe_model_params(s->M), moe_model_grads(s->M), s->m,
                         s->v, n, s->tensors, moe_model_n_tensors(s->M), os);
     if (st != MOE_OK && grads_bad(moe_model_grads(s->M), n)) *diverged = 1, st = MOE_OK;
@@ -253,10 +295,10 @@ static moe_status report_eval(run_state *s, FILE *log, int64_t step, moe_train_r
 static moe_status extra_evals(run_state *s, int64_t step) {
     const double cf0 = moe_model_config_of(s->M)->moe.capacity_factor_eval;
     moe_status st = MOE_OK;
-    for (int i = 0; st == MOE_OK && s->tm && i < s->n_extra; i++) {
+    for (int i = 0; st == MOE_OK && s->cfg.metrics[0] && i < s->n_extra; i++) {
         double ce, acc, dropped;
         moe_model_set_capacity_factor_eval(s->M, s->extra_cf[i]);
-        if ((st = evaluate(s, &ce, &acc, &dropped)) == MOE_OK)
+        if ((st = evaluate(s, &ce, &acc, &dropped)) == MOE_OK && s->tm)
             st = moe_tm_valid(s->tm, step, ce, acc, dropped, s->extra_cf[i]);
     }
     moe_model_set_capacity_factor_eval(s->M, cf0);
@@ -276,6 +318,25 @@ static void progress_line(FILE *log, const moe_train_config *cfg, int64_t step,
     fflush(log);
 }
 
+/* The step's /train, /routing (/trace) rows and, spread over ranks, the
+ * /comm row (collective: every rank calls it). */
+static moe_status metrics_row(run_state *s, int64_t step, const moe_optim_stats *os,
+                              double tokens_per_s, double time_s) {
+    moe_status st = MOE_OK;
+    if (s->dist) {
+        const int R = s->dist->size;
+        double *v = calloc(4 * (size_t)R, sizeof *v);
+        if (!v) return moe_fail(MOE_ENOMEM, "metrics: out of memory");
+        s->dist->comm(s->dist->ctx, v, v + R, v + 2 * R, v + 3 * R);
+        if (s->tm) st = moe_tm_comm(s->tm, step, R, v);
+        free(v);
+    }
+    if (st == MOE_OK && s->tm)
+        st = moe_tm_step(s->tm, step, s->M, os, tokens_per_s, time_s, s->inp + s->off,
+                         s->tags + s->off, s->srcs + s->off);
+    return st;
+}
+
 /* Steps step0+1 .. last: progress lines, metrics rows, validations,
  * checkpoints; stops at a non-finite loss (res->diverged). */
 static moe_status train_loop(run_state *s, const char *text, FILE *log, int64_t step0,
@@ -289,32 +350,34 @@ static moe_status train_loop(run_state *s, const char *text, FILE *log, int64_t 
     for (int64_t step = step0 + 1; st == MOE_OK && step <= last; step++) {
         moe_optim_stats os;
         int diverged = 0;
-        if ((st = step_once(s, step, &os, &diverged)) != MOE_OK) break;
+        st = step_once(s, step, &os, &diverged);
         const moe_model_losses *l = moe_model_losses_of(s->M);
         const double t = now_s();
-        res->train_loss = l->loss;
-        res->steps_done = step;
-        tok_since += tok_step;
-        if (s->tm && (st = moe_tm_step(s->tm, step, s->M, diverged ? NULL : &os,
-                                       (double)tok_step / fmax(t - tstep, 1e-9),
-                                       time0 + t - t0, s->inp, s->tags, s->srcs)))
-            break;
-        tstep = t;
-        if (diverged) {
+        if (st == MOE_OK) {
+            res->train_loss = l->loss;
+            res->steps_done = step;
+            tok_since += tok_step;
+            st = metrics_row(s, step, diverged ? NULL : &os, (double)tok_step / fmax(t - tstep, 1e-9),
+                             time0 + t - t0);
+            tstep = t;
+        }
+        if (st == MOE_OK && diverged) {
             res->diverged = 1;
             if (log) fprintf(log, "diverged at step %lld: the loss (%g) or its gradient is not finite; stopping the run\n",
                              (long long)step, l->loss);
-            break;
+        } else if (st == MOE_OK) {
+            if (log && (step % cfg->log_every == 0 || step == last)) {
+                progress_line(log, cfg, step, l, &os, (double)tok_since / fmax(t - tlast, 1e-9));
+                tlast = t, tok_since = 0;
+            }
+            if (cfg->eval_every && step % cfg->eval_every == 0 && step != last)
+                st = report_eval(s, log, step, res);
+            if (st == MOE_OK && cfg->checkpoint[0] && cfg->checkpoint_every &&
+                step % cfg->checkpoint_every == 0)
+                st = save(s, step, text);
         }
-        if (log && (step % cfg->log_every == 0 || step == last)) {
-            progress_line(log, cfg, step, l, &os, (double)tok_since / fmax(t - tlast, 1e-9));
-            tlast = t, tok_since = 0;
-        }
-        if (cfg->eval_every && step % cfg->eval_every == 0 && step != last)
-            st = report_eval(s, log, step, res);
-        if (st == MOE_OK && cfg->checkpoint[0] && cfg->checkpoint_every &&
-            step % cfg->checkpoint_every == 0)
-            st = save(s, step, text);
+        st = dist_agree(s, st); /* a failure on any rank stops every rank here */
+        if (diverged) break;
     }
     res->tokens_per_s = (double)(res->steps_done - step0) * tok_step / fmax(now_s() - t0, 1e-9);
     return st;
@@ -344,31 +407,48 @@ static moe_status finish_run(run_state *s, const char *text, FILE *log, double t
     return st;
 }
 
-moe_status moe_train_run(const moe_train_config *cfg, const char *config_text,
-                         const moe_train_opts *opts, moe_train_result *res) {
+moe_status moe_train_run_dist(const moe_train_config *cfg, const char *config_text,
+                              const moe_train_opts *opts, const moe_train_dist *dist,
+                              moe_train_result *res) {
     run_state s;
     memset(&s, 0, sizeof s);
     memset(res, 0, sizeof *res);
     s.cfg = *cfg;
+    s.dist = dist;
     moe_set_threads(cfg->threads);
     int64_t step0 = 0;
     const double t0 = now_s();
-    moe_status st = setup(&s, opts, &step0);
+    moe_status st = dist_agree(&s, setup(&s, opts, &step0));
+    if (st == MOE_OK && dist && (st = dist->same_text(dist->ctx, config_text)))
+        s.dist_failed = 1; /* every rank saw the difference */
     res->steps_done = step0;
     if (st == MOE_OK && cfg->task == MOE_TASK_LM)
         st = moe_corpus_unigram_ppl(s.corpus, MOE_SPLIT_TRAIN, MOE_SPLIT_VALID, 1.0,
                                     &res->unigram_ppl);
-    if (st == MOE_OK && cfg->metrics[0])
-        st = moe_tm_open(&s.cfg, config_text, opts->force, step0, s.M, s.corpus, &s.tm);
-    FILE *log = opts->log;
+    if (st == MOE_OK && cfg->metrics[0] && is_writer(&s)) {
+        moe_train_config mc = s.cfg; /* /routing and /trace: this rank's sequences */
+        mc.batch_size = s.Bl;
+        st = moe_tm_open(&mc, config_text, opts->force, step0, s.M, s.corpus, &s.tm);
+        if (st == MOE_OK && dist) st = moe_tm_comm_open(s.tm, dist->size);
+    }
+    st = dist_agree(&s, st);
+    FILE *log = is_writer(&s) ? opts->log : NULL;
     if (st == MOE_OK && log)
         fprintf(log, "training %zu parameters, %d layers (%s), %lld steps of %d x %d tokens%s\n",
                 moe_model_n_params(s.M), cfg->model.n_layer,
                 moe_family_name(cfg->model.moe.family), (long long)cfg->steps, cfg->batch_size,
                 cfg->model.seq_len, step0 ? " (resumed)" : "");
+    if (st == MOE_OK && log && dist)
+        fprintf(log, "%d ranks: each %d sequences of every batch and %d experts per MoE layer\n",
+                dist->size, s.Bl, moe_n_experts(&cfg->model.moe) / dist->size);
     const int64_t last = opts->stop_at > 0 && opts->stop_at < cfg->steps ? opts->stop_at : cfg->steps;
     if (st == MOE_OK) st = train_loop(&s, config_text, log, step0, last, res);
     if (st == MOE_OK) st = finish_run(&s, config_text, log, t0, res);
     run_free(&s);
     return st;
+}
+
+moe_status moe_train_run(const moe_train_config *cfg, const char *config_text,
+                         const moe_train_opts *opts, moe_train_result *res) {
+    return moe_train_run_dist(cfg, config_text, opts, NULL, res);
 }

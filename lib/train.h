@@ -52,6 +52,32 @@ const ini_key *moe_train_keys(size_t *n);
 moe_status moe_train_config_finish(moe_train_config *cfg, int32_t vocab, int32_t n_tags,
                                    double extra_cf[16], int *n_extra);
 
+/* Data parallelism over processes (bin/moe-mpi: lib/mpi/ep_train.c):
+ * what the trainer asks of the other ranks. Rank r trains on sequences
+ * [r * B / size, (r + 1) * B / size) of every batch; only rank 0 writes
+ * the metrics file and checkpoints and prints progress. Every callback
+ * is collective (all ranks, same order). */
+typedef struct moe_train_dist {
+    int rank, size;
+    void *ctx;
+    /* MOE_OK if every rank passes MOE_OK, else a failure on every rank
+     * whose message names the failing rank; then no more callbacks */
+    moe_status (*agree)(void *ctx, moe_status st);
+    /* MOE_EINVAL naming the first rank whose text differs from rank 0's */
+    moe_status (*same_text)(void *ctx, const char *text);
+    /* makes the model's MoE layers expert parallel (not collective) */
+    moe_status (*attach)(void *ctx, moe_model *M);
+    /* v (n) = sum over ranks, in rank order */
+    void (*sum)(void *ctx, double *v, int n);
+    /* the gradient buffer becomes the whole batch's on every rank */
+    moe_status (*sync_grads)(void *ctx, moe_model *M);
+    /* this step's communication of every rank (since the last call):
+     * bytes sent and seconds in MPI, (size) each, all-to-all then
+     * reductions */
+    void (*comm)(void *ctx, double *a2a_bytes, double *a2a_s, double *red_bytes,
+                 double *red_s);
+} moe_train_dist;
+
 /* Options of one run. */
 typedef struct {
     const char *resume;  /* checkpoint to continue from, or NULL         */
@@ -83,5 +109,12 @@ typedef struct {
  * and MOE_OK. */
 moe_status moe_train_run(const moe_train_config *cfg, const char *config_text,
                          const moe_train_opts *opts, moe_train_result *res);
+/* The same run spread over the ranks of dist (NULL: moe_train_run): the
+ * same model, losses equal to one process's up to the rounding of the
+ * reductions. run.batch_size must be divisible by dist->size. res is the
+ * whole run's on every rank. */
+moe_status moe_train_run_dist(const moe_train_config *cfg, const char *config_text,
+                              const moe_train_opts *opts, const moe_train_dist *dist,
+                              moe_train_result *res);
 
 #endif

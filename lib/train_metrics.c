@@ -1,6 +1,7 @@
 /* The trainer's moe-run/1 file (train_metrics.h). */
 #include "train_metrics.h"
 
+#include "internal.h"
 #include "route_stats.h"
 
 #include <math.h>
@@ -30,6 +31,7 @@ struct train_metrics {
     int train_step, train[N_TRAIN], valid_step, valid[N_VALID];
     int route[MAX_MOE][N_ROUTE + 3];      /* cols, then before, after, capacity */
     int trace_step, trace_io[3], trace[MAX_MOE][4];
+    int comm_step, comm[5], comm_R;       /* /comm: 4 (R) series + total   */
     int32_t *before, *after, *t_expert, *t_pos;
     float *t_gate;
     uint8_t *t_drop;
@@ -220,6 +222,30 @@ moe_status moe_tm_step(train_metrics *T, int64_t step, moe_model *M, const moe_o
         st = trace_row(T, step, M, tok, tags, src);
     if (st == MOE_OK && step % T->cfg.flush_every == 0) st = moe_runlog_flush(T->R);
     return st;
+}
+
+static const char *const comm_cols[] = {"a2a_bytes", "a2a_s", "reduce_bytes", "reduce_s"};
+
+moe_status moe_tm_comm_open(train_metrics *T, int R) {
+    char p[64];
+    T->comm_R = R;
+    moe_status st = moe_runlog_series(T->R, "comm/step", MOE_RL_I64, 0, 0, &T->comm_step);
+    for (int i = 0; st == MOE_OK && i < 4; i++) {
+        snprintf(p, sizeof p, "comm/%s", comm_cols[i]);
+        st = moe_runlog_series(T->R, p, MOE_RL_F64, R, 0, &T->comm[i]);
+    }
+    if (st == MOE_OK) st = moe_runlog_series(T->R, "comm/total_bytes", MOE_RL_F64, 0, 0, &T->comm[4]);
+    if (st == MOE_OK) st = moe_runlog_attr_i64(T->R, "/comm", "ranks", R);
+    return st;
+}
+
+moe_status moe_tm_comm(train_metrics *T, int64_t step, int R, const double *v) {
+    MOE_ASSERT(R == T->comm_R);
+    double total = 0.0;
+    for (int q = 0; q < R; q++) total += v[q] + v[2 * R + q];
+    moe_status st = moe_runlog_append(T->R, T->comm_step, &step);
+    for (int i = 0; st == MOE_OK && i < 4; i++) st = moe_runlog_append(T->R, T->comm[i], v + i * R);
+    return st == MOE_OK ? append_f64(T->R, T->comm[4], total) : st;
 }
 
 moe_status moe_tm_valid(train_metrics *T, int64_t step, double ce, double acc, double dropped,

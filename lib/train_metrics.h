@@ -24,6 +24,12 @@ double moe_tm_time_offset(const train_metrics *T);
 moe_status moe_tm_step(train_metrics *T, int64_t step, moe_model *M, const moe_optim_stats *os,
                        double tokens_per_s, double time_s, const int32_t *tok,
                        const int32_t *tags, const int32_t *src);
+/* The /comm series of a run spread over R ranks (call once after
+ * moe_tm_open), and its row of a step: v (4, R) = bytes sent by every
+ * rank for the expert all-to-alls, their seconds, the reductions' bytes
+ * and seconds (results/FORMAT.md). */
+moe_status moe_tm_comm_open(train_metrics *T, int R);
+moe_status moe_tm_comm(train_metrics *T, int64_t step, int R, const double *v);
 /* One /valid row; flushes. */
 moe_status moe_tm_valid(train_metrics *T, int64_t step, double ce, double acc, double dropped,
                         double cf);

@@ -20,6 +20,8 @@ static const char *usage_text =
     "with --resume; --stop-at STEP stops early (and checkpoints) keeping the\n"
     "schedule of run.steps. Exit status: 0 done, 1 error, 2 usage.\n";
 
+const struct moe_train_dist *cli_train_dist = NULL;
+
 static int list_keys(void) {
     size_t n;
     const ini_key *k = moe_train_keys(&n);
@@ -100,7 +102,7 @@ int cli_train(int argc, char **argv) {
     if (!rc && st == MOE_OK && ini_dump(keys, nk, &cfg, text, sizeof text) < 0)
         st = MOE_ENOMEM;
     moe_train_result r;
-    if (!rc && st == MOE_OK) st = moe_train_run(&cfg, text, &o, &r);
+    if (!rc && st == MOE_OK) st = moe_train_run_dist(&cfg, text, &o, cli_train_dist, &r);
     if (!rc && st != MOE_OK) {
         fprintf(stderr, "moe train: %s\n", moe_errmsg());
         rc = 1;

@@ -1,0 +1,117 @@
+/* The training stack over MPI: a model's MoE layers made expert parallel,
+ * the whole batch's gradient on every rank, and the moe_train_dist
+ * callbacks of bin/moe-mpi (moe_mpi.h, train.h). */
+#include "ep_internal.h"
+
+#include "../train.h"
+
+#include <string.h>
+
+moe_status moe_ep_model_attach(moe_ep *ep, moe_model *M) {
+    for (int32_t l = 0; l < moe_model_config_of(M)->n_layer; l++) {
+        moe_layer *L = moe_model_moe_layer(M, l);
+        moe_status st = L ? moe_ep_attach(ep, L) : MOE_OK;
+        if (st != MOE_OK) return st;
+    }
+    return MOE_OK;
+}
+
+/* Whether model tensor `name` holds experts (h<l>.moe.w1, b1, w2, b2,
+ * mult_bias: (E, ...) with expert j's block at j * len / E). */
+static int is_expert_tensor(const char *name) {
+    static const char *const ex[] = {"w1", "b1", "w2", "b2", "mult_bias"};
+    const char *m = strstr(name, ".moe.");
+    if (!m) return 0;
+    for (size_t i = 0; i < sizeof ex / sizeof ex[0]; i++)
+        if (!strcmp(m + 5, ex[i])) return 1;
+    return 0;
+}
+
+moe_status moe_ep_model_sync_grads(moe_ep *ep, moe_model *M) {
+    float *g = moe_model_grads(M);
+    const int32_t nt = moe_model_n_tensors(M);
+    size_t n_dense = 0;
+    for (int pass = 0; pass < 2; pass++) { /* 0: count, 1: pack */
+        size_t at = 0;
+        for (int32_t i = 0; i < nt; i++) {
+            const char *name;
+            size_t off, len;
+            moe_model_tensor(M, i, &name, &off, &len, NULL);
+            if (is_expert_tensor(name)) continue;
+            if (pass) memcpy(ep->pack + at, g + off, len * sizeof *g);
+            at += len;
+        }
+        n_dense = at;
+        if (!pass && MOE_GROW(ep->pack, n_dense))
+            return moe_fail(MOE_ENOMEM, "expert parallelism: out of memory for %zu gradients",
+                            n_dense);
+    }
+    moe_status st = moe_ep_sum_f32(ep, ep->pack, n_dense);
+    if (st != MOE_OK) return st;
+    size_t at = 0;
+    for (int32_t i = 0; i < nt; i++) {
+        const char *name;
+        size_t off, len;
+        moe_model_tensor(M, i, &name, &off, &len, NULL);
+        if (is_expert_tensor(name)) {
+            moe_ep_share_slices(ep, g + off, len / (size_t)ep->size);
+        } else {
+            memcpy(g + off, ep->pack + at, len * sizeof *g);
+            at += len;
+        }
+    }
+    return MOE_OK;
+}
+
+/* ------------------------------------------------ moe_train_dist hooks */
+
+static moe_status cb_agree(void *ctx, moe_status st) { return moe_ep_agree(ctx, st); }
+
+/* FNV-1a of the text. */
+static uint64_t text_hash(const char *t) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *t; t++) h = (h ^ (uint8_t)*t) * 1099511628211ull;
+    return h;
+}
+
+static moe_status cb_same_text(void *ctx, const char *text) {
+    moe_ep *ep = ctx;
+    uint64_t h = text_hash(text), *all = malloc((size_t)ep->size * sizeof *all);
+    if (!all) moe_ep_abort(ep, "expert parallelism: out of memory");
+    MPI_Allgather(&h, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, ep->comm);
+    int bad = -1;
+    for (int q = 1; q < ep->size && bad < 0; q++)
+        if (all[q] != all[0]) bad = q;
+    free(all);
+    if (bad < 0) return MOE_OK;
+    ep->failed = 1;
+    return moe_fail(MOE_EINVAL, "rank %d: the configuration of rank %d differs from rank 0's "
+                    "(every rank must train the same config)", ep->rank, bad);
+}
+
+static moe_status cb_attach(void *ctx, moe_model *M) { return moe_ep_model_attach(ctx, M); }
+static void cb_sum(void *ctx, double *v, int n) { moe_ep_sum_f64(ctx, v, n); }
+static moe_status cb_sync(void *ctx, moe_model *M) { return moe_ep_model_sync_grads(ctx, M); }
+
+/* This step's counters of every rank (the gather itself not counted). */
+static void cb_comm(void *ctx, double *a2a_b, double *a2a_s, double *red_b, double *red_s) {
+    moe_ep *ep = ctx;
+    const moe_comm_stats *c = &ep->stats, *o = &ep->stats_last;
+    double mine[4] = {(double)(c->a2a_bytes - o->a2a_bytes), c->a2a_s - o->a2a_s,
+                      (double)(c->reduce_bytes - o->reduce_bytes), c->reduce_s - o->reduce_s};
+    ep->stats_last = ep->stats;
+    double *all = malloc(4 * (size_t)ep->size * sizeof *all);
+    if (!all) moe_ep_abort(ep, "expert parallelism: out of memory");
+    MPI_Allgather(mine, 4, MPI_DOUBLE, all, 4, MPI_DOUBLE, ep->comm);
+    for (int q = 0; q < ep->size; q++) {
+        a2a_b[q] = all[4 * q], a2a_s[q] = all[4 * q + 1];
+        red_b[q] = all[4 * q + 2], red_s[q] = all[4 * q + 3];
+    }
+    free(all);
+}
+
+void moe_ep_train_dist(moe_ep *ep, moe_train_dist *d) {
+    *d = (moe_train_dist){.rank = ep->rank, .size = ep->size, .ctx = ep,
+                          .agree = cb_agree, .same_text = cb_same_text, .attach = cb_attach,
+                          .sum = cb_sum, .sync_grads = cb_sync, .comm = cb_comm};
+}
