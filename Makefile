@@ -40,6 +40,11 @@ LIB_SRC  := $(wildcard lib/*.c)
 CLI_SRC  := $(wildcard lib/cli/*.c)
 TEST_SRC := $(wildcard tests/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+# examples/: programs on the public header only (the README's worked
+# example of a user-defined expert, the 1e9-parameter hierarchical MoE);
+# the test suite links the expert and runs the programs
+EX_LIB   := $(BUILD)/examples/mlp3_expert.o
+EX_BIN   := $(BUILD)/examples/custom_expert $(BUILD)/examples/moe_1b
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 LIBMOE   := $(BUILD)/libmoe.a
@@ -47,8 +52,9 @@ MOE_BIN  := $(BUILD)/moe
 TEST_BIN := $(BUILD)/run_tests
 GOLDEN   := $(sort $(wildcard tests/golden/*.h5))
 
-.PHONY: all setup test demo clean check-golden data reproduce
-all: bin/moe
+.PHONY: all setup test demo clean check-golden data reproduce examples
+all: bin/moe examples
+examples: $(EX_BIN)
 
 setup: $(SETUP_STAMP)
 $(SETUP_STAMP): scripts/setup.sh
@@ -69,18 +75,22 @@ $(MOE_BIN): $(CLI_OBJ) $(LIBMOE)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 
+$(EX_BIN): $(BUILD)/examples/%: $(BUILD)/examples/%.o $(EX_LIB) $(LIBMOE)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
+
 bin/moe: $(MOE_BIN)
 	@mkdir -p bin
 	@if [ "$(SANITIZE)" != 1 ]; then cp $< $@.tmp && mv -f $@.tmp $@; fi
 
-$(TEST_BIN): $(TEST_OBJ) $(LIBMOE)
+$(TEST_BIN): $(TEST_OBJ) $(EX_LIB) $(LIBMOE)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) $(CUNIT_LIBS) -o $@
 
 # The CUnit runner exits nonzero on any failed assertion; its check_errors
 # suite also runs the CLI ($(MOE_BIN)) on good and bad files.
 # `make test` runs the suite twice: optimised, then under ASan + UBSan.
-test: all $(TEST_BIN) $(MOE_BIN)
+test: all $(TEST_BIN) $(MOE_BIN) $(EX_BIN)
 	MOE_BIN=$(MOE_BIN) $(TEST_BIN)
 ifneq ($(SANITIZE),1)
 	@$(MAKE) --no-print-directory SANITIZE=1 test
@@ -126,4 +136,4 @@ ablate/%: bin/moe FORCE | reproduce-data
 clean:
 	rm -rf build bin
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(wildcard $(BUILD)/examples/*.d)

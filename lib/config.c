@@ -372,6 +372,8 @@ void moe_params_init(const moe_config *c, float *buf, float init_scale,
         double fan;
         moe_params_init_rule(c, i, &fan, &fill);
         const double sd = fan > 0 ? init_scale / sqrt(fan) : 0.0;
+        /* each value is a pure function of its index: any thread count */
+#pragma omp parallel for schedule(static)
         for (size_t j = 0; j < len; j++)
             t[j] = fan > 0 ? (float)(sd * moe_rng_normal(seed, stream, off + j)) : fill;
         off += len;

@@ -11,6 +11,8 @@ int main(int argc, char **argv) {
     suite_rng();
     suite_config();
     suite_expert();
+    suite_expert_ops();
+    suite_straight_through();
     suite_router();
     suite_layer();
     suite_gradcheck();

@@ -81,6 +81,8 @@ moe_config tcfg(moe_family f, moe_act act, int32_t d, int32_t h, int32_t e);
 void suite_rng(void);
 void suite_config(void);
 void suite_expert(void);
+void suite_expert_ops(void);
+void suite_straight_through(void);
 void suite_router(void);
 void suite_layer(void);
 void suite_gradcheck(void);
