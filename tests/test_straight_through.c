@@ -31,41 +31,34 @@ static float *alloc_f(size_t n) {
     return p;
 }
 
-/* Expert j's weights inside p (built-in FFN). */
-static moe_expert_w expert_of(const moe_config *c, const moe_params *p, int32_t j) {
-    const size_t d = (size_t)c->d_model, h = (size_t)c->d_hidden;
-    const size_t hin = c->act == MOE_ACT_GEGLU ? 2 * h : h;
-    moe_expert_w w = {c->d_model, c->d_hidden, p->w1 + j * d * hin,
-                      p->b1 ? p->b1 + j * hin : NULL, p->w2 + j * h * d,
-                      p->b2 ? p->b2 + j * d : NULL, NULL};
-    return w;
-}
-
 /* c (k, T): <dL/dxe_row, x_t> for every kept (rank, token) of the last
  * forward, 0 for dropped ones: dL/dxe_row = J_e(x_t)^T (g dy_t), by the
  * expert kernel on the token alone. */
 static void extra_coefs(tcase *c, double *coef) {
     const moe_config *cfg = &c->cfg;
-    const int32_t T = c->T, d = cfg->d_model, h = cfg->d_hidden;
+    const int32_t T = c->T, d = cfg->d_model;
     moe_route r;
     moe_layer_route(c->L, &r);
-    float *scratch_g = alloc_f(c->np), *hpre = alloc_f((size_t)h), *a = alloc_f((size_t)h);
+    float *scratch_g = alloc_f(c->np), *saved = alloc_f(moe_expert_saved(cfg));
     float *y = alloc_f((size_t)d), *dyr = alloc_f((size_t)d), *dxr = alloc_f((size_t)d);
-    float *da = alloc_f((size_t)h), *dh = alloc_f((size_t)h);
+    float *scratch = alloc_f(moe_expert_scratch(cfg));
     moe_params g;
     moe_params_map(cfg, scratch_g, &g);
+    moe_expert_set sp, sg; /* the experts' views, as the layer sees them */
+    moe_expert_set_of(cfg, &c->p, &sp);
+    moe_expert_set_of(cfg, &g, &sg);
     for (int32_t q = 0; q < r.k * T; q++) {
         coef[q] = 0.0;
         if (r.position[q] < 0) continue;
         const int32_t t = q % T, j = r.expert[q];
         const float *xt = c->x + (size_t)t * d;
-        moe_expert_w w = expert_of(cfg, &c->p, j), gw = expert_of(cfg, &g, j);
+        const moe_expert w = moe_expert_at(&sp, cfg, j), gw = moe_expert_at(&sg, cfg, j);
         for (int32_t i = 0; i < d; i++) dyr[i] = r.gate[q] * c->dy[(size_t)t * d + i];
-        moe_expert_forward(&w, cfg->act, 1, xt, hpre, a, y);
-        moe_expert_backward(&w, &gw, cfg->act, 1, xt, hpre, a, dyr, da, dh, dxr);
+        moe_expert_ffn.forward(&w, 1, xt, saved, y);
+        moe_expert_ffn.backward(&w, &gw, 1, xt, saved, dyr, scratch, dxr);
         for (int32_t i = 0; i < d; i++) coef[q] += (double)dxr[i] * xt[i];
     }
-    free(scratch_g), free(hpre), free(a), free(y), free(dyr), free(dxr), free(da), free(dh);
+    free(scratch_g), free(saved), free(y), free(dyr), free(dxr), free(scratch);
 }
 
 /* F = sum c_q gate_q over the gates of the last forward. */
