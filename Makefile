@@ -63,6 +63,11 @@ ifeq ($(MPI),1)
   $(BUILD)/lib/cli/moe.o: CFLAGS += -Dmain=moe_cli_main
 endif
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+# examples/: programs on the public header only (the README's worked
+# example of a user-defined expert, the 1e9-parameter hierarchical MoE);
+# the test suite links the expert and runs the programs
+EX_LIB   := $(BUILD)/examples/mlp3_expert.o
+EX_BIN   := $(BUILD)/examples/custom_expert $(BUILD)/examples/moe_1b
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 LIBMOE   := $(BUILD)/libmoe.a
@@ -74,11 +79,12 @@ ifeq ($(MPI),1)
 endif
 GOLDEN   := $(sort $(wildcard tests/golden/*.h5))
 
-.PHONY: all setup test demo clean check-golden data reproduce test-mpi
+.PHONY: all setup test demo clean check-golden data reproduce test-mpi examples
+examples: $(EX_BIN)
 ifeq ($(MPI),1)
 all: bin/moe-mpi
 else
-all: bin/moe
+all: bin/moe examples
 ifneq ($(MPI),0)
 ifneq ($(SANITIZE),1)
 	@if command -v mpicc >/dev/null 2>&1; then $(MAKE) --no-print-directory MPI=1 all; fi
@@ -105,6 +111,10 @@ $(MOE_BIN): $(CLI_OBJ) $(LIBMOE)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 
+$(EX_BIN): $(BUILD)/examples/%: $(BUILD)/examples/%.o $(EX_LIB) $(LIBMOE)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
+
 bin/moe: $(MOE_BIN)
 	@mkdir -p bin
 	@if [ "$(SANITIZE)" != 1 ]; then cp $< $@.tmp && mv -f $@.tmp $@; fi
@@ -112,7 +122,7 @@ bin/moe-mpi: $(MOE_BIN)
 	@mkdir -p bin
 	@if [ "$(SANITIZE)" != 1 ]; then cp $< $@.tmp && mv -f $@.tmp $@; fi
 
-$(TEST_BIN): $(TEST_OBJ) $(LIBMOE)
+$(TEST_BIN): $(TEST_OBJ) $(EX_LIB) $(LIBMOE)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) $(CUNIT_LIBS) -o $@
 
@@ -125,7 +135,7 @@ ifeq ($(MPI),1)
 test test-mpi: all $(TEST_BIN) $(MOE_BIN)
 	scripts/test_mpi.sh $(TEST_BIN) $(MOE_BIN)
 else
-test: all $(TEST_BIN) $(MOE_BIN)
+test: all $(TEST_BIN) $(MOE_BIN) $(EX_BIN)
 	MOE_BIN=$(MOE_BIN) $(TEST_BIN)
 ifneq ($(SANITIZE),1)
 	@$(MAKE) --no-print-directory SANITIZE=1 test
@@ -176,4 +186,4 @@ ablate/%: bin/moe FORCE | reproduce-data
 clean:
 	rm -rf build bin
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(wildcard $(BUILD)/examples/*.d)

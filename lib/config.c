@@ -1,6 +1,6 @@
 /* Layer configuration: defaults, validation, names, capacities, and the
  * flat parameter layout. */
-#include "internal.h"
+#include "expert.h"
 
 #include <math.h>
 #include <string.h>
@@ -248,6 +248,13 @@ moe_status moe_config_validate(const moe_config *c) {
         return moe_fail(MOE_EINVAL, "mult_bias = %d: allowed 0 or 1", c->mult_bias);
     if (c->mult_bias && c->act != MOE_ACT_GEGLU)
         return moe_fail(MOE_EINVAL, "mult_bias = 1: only geglu experts have a multiplicative bias");
+    if (c->straight_through != 0 && c->straight_through != 1)
+        return moe_fail(MOE_EINVAL, "straight_through = %d: allowed 0 or 1", c->straight_through);
+    if (c->straight_through && c->family > MOE_SWITCH_TOP1)
+        return moe_fail(MOE_EINVAL, "straight_through = 1: only the token-choice families "
+                        "(top2_gshard, topn_stmoe, switch_top1) support it");
+    moe_status st = moe_expert_ops_validate(c);
+    if (st != MOE_OK) return st;
     if (c->z_coef != 0.0f && (c->family == MOE_SOFT_MOE || c->family == MOE_HASH ||
                               c->family == MOE_NOISY_TOPK))
         return moe_fail(MOE_EINVAL, "z_coef = %g: %s has no softmax router for a z-loss (must be 0)",
@@ -276,7 +283,9 @@ int32_t moe_n_experts(const moe_config *c) {
 
 static const char *const param_names[MOE_PARAM_TENSORS] = {
     "w_gate", "w_noise", "w_gate_inner", "g_w1", "g_b1", "g_w2", "g_b2",
-    "phi",    "scale",   "w1",           "b1",   "w2",   "b2",   "mult_bias"};
+    "phi",    "scale",   "w1",           "b1",   "w2",   "b2",   "mult_bias",
+    "ex0",    "ex1",     "ex2",          "ex3",  "ex4",  "ex5",  "ex6",
+    "ex7"};
 
 const char *moe_params_name(int i) {
     MOE_ASSERT(i >= 0 && i < MOE_PARAM_TENSORS);
@@ -287,14 +296,15 @@ float **moe_params_view(moe_params *p, int i) {
     float **v[MOE_PARAM_TENSORS] = {
         &p->w_gate, &p->w_noise, &p->w_gate_inner, &p->g_w1, &p->g_b1,
         &p->g_w2,   &p->g_b2,    &p->phi,          &p->scale, &p->w1,
-        &p->b1,     &p->w2,      &p->b2,           &p->mult_bias};
+        &p->b1,     &p->w2,      &p->b2,           &p->mult_bias, &p->ex[0],
+        &p->ex[1],  &p->ex[2],   &p->ex[3],        &p->ex[4], &p->ex[5],
+        &p->ex[6],  &p->ex[7]};
     MOE_ASSERT(i >= 0 && i < MOE_PARAM_TENSORS);
     return v[i];
 }
 
 size_t moe_params_len(const moe_config *c, int i) {
     const size_t d = (size_t)c->d_model, e = (size_t)c->n_expert;
-    const size_t h = (size_t)c->d_hidden, hin = (size_t)moe_hin(c);
     const size_t E = (size_t)moe_n_experts(c), f = (size_t)c->family;
     const size_t ei = (size_t)c->n_expert_inner, g = (size_t)c->d_gate;
     const int routed = f != MOE_SOFT_MOE && f != MOE_DENSE_SOFTMAX && f != MOE_HASH;
@@ -308,14 +318,12 @@ size_t moe_params_len(const moe_config *c, int i) {
     case 6: return f == MOE_DENSE_SOFTMAX ? e : 0;
     case 7: return f == MOE_SOFT_MOE ? d * e * (size_t)c->slots : 0;
     case 8: return f == MOE_SOFT_MOE ? 1 : 0;
-    case 9: return E * d * hin;
-    case 10: return c->bias ? E * hin : 0;
-    case 11: return E * h * d;
-    case 12: return c->bias ? E * d : 0;
-    case 13: return c->mult_bias ? E * h : 0;
     }
-    MOE_ASSERT(0 && "no such parameter tensor");
-    return 0;
+    MOE_ASSERT(i >= MOE_PARAM_W1 && i < MOE_PARAM_TENSORS);
+    int first;
+    moe_expert_tensor t[MOE_EXPERT_MAX_TENSORS]; /* the experts' tensors */
+    const int n = moe_expert_tensors(c, t, &first);
+    return i >= first && i < first + n ? E * t[i - first].len : 0;
 }
 
 size_t moe_params_count(const moe_config *c) {
@@ -336,14 +344,23 @@ void moe_params_map(const moe_config *c, float *buf, moe_params *p) {
 int moe_params_init_rule(const moe_config *c, int i, double *fan_in,
                         float *fill) {
     MOE_ASSERT(i >= 0 && i < MOE_PARAM_TENSORS);
-    *fill = (i == 8 || i == 13) ? 1.0f : 0.0f; /* scale, mult_bias start at 1 */
+    *fill = i == 8 ? 1.0f : 0.0f; /* Soft MoE's scale starts at 1 */
     switch (i) {
     case 1: *fan_in = 0.0; return 1; /* w_noise: zero (Shazeer et al. App. A) */
-    case 0: case 2: case 3: case 7: case 9: *fan_in = c->d_model; return 1;
+    case 0: case 2: case 3: case 7: *fan_in = c->d_model; return 1;
     case 5: *fan_in = c->d_gate; return 1;
-    case 11: *fan_in = c->d_hidden; return 1;
-    default: *fan_in = 0.0; return 0; /* biases, scale, mult_bias */
+    case 4: case 6: case 8: *fan_in = 0.0; return 0; /* biases, scale */
     }
+    /* the experts' tensors, by their ops (the built-in FFN: w1 by d, w2
+     * by h, biases 0, the multiplicative bias 1) */
+    int first;
+    moe_expert_tensor t[MOE_EXPERT_MAX_TENSORS];
+    const int n = moe_expert_tensors(c, t, &first);
+    *fan_in = 0.0;
+    if (i < first || i >= first + n) return 0; /* absent */
+    *fan_in = t[i - first].fan_in;
+    *fill = t[i - first].fill;
+    return *fan_in > 0.0;
 }
 
 void moe_params_init(const moe_config *c, float *buf, float init_scale,
@@ -355,6 +372,8 @@ void moe_params_init(const moe_config *c, float *buf, float init_scale,
         double fan;
         moe_params_init_rule(c, i, &fan, &fill);
         const double sd = fan > 0 ? init_scale / sqrt(fan) : 0.0;
+        /* each value is a pure function of its index: any thread count */
+#pragma omp parallel for schedule(static)
         for (size_t j = 0; j < len; j++)
             t[j] = fan > 0 ? (float)(sd * moe_rng_normal(seed, stream, off + j)) : fill;
         off += len;

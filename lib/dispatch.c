@@ -56,6 +56,17 @@ void moe_dispatch_backward(const moe_plan *pl, const float *dxe, float *dx,
     }
 }
 
+void moe_dispatch_st_backward(const moe_plan *pl, const float *x,
+                              const float *dxe, float *dgate, int32_t d) {
+#pragma omp parallel for schedule(static)
+    for (int32_t r = 0; r < pl->R; r++) {
+        const float *xt = x + (size_t)pl->row_token[r] * d, *g = dxe + (size_t)r * d;
+        double dot = 0.0;
+        for (int32_t i = 0; i < d; i++) dot += (double)g[i] * xt[i];
+        dgate[r] += (float)dot;
+    }
+}
+
 void moe_combine(const moe_plan *pl, const float *ye, float *y, int32_t d) {
 #pragma omp parallel for schedule(static)
     for (int32_t t = 0; t < pl->T; t++) {

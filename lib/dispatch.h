@@ -30,6 +30,11 @@ void moe_dispatch(const moe_plan *pl, const float *x, float *xe, int32_t d);
 /* dx (T, d) += sum over a token's rows of dxe[row]. */
 void moe_dispatch_backward(const moe_plan *pl, const float *dxe, float *dx,
                            int32_t d);
+/* Straight-through dispatch, xe[row] = x[token] * (1 + g - stopgrad(g))
+ * with g the row's combine weight (same value as moe_dispatch): the
+ * weight's gradient gains dgate[row] += dxe[row] . x[row_token[row]]. */
+void moe_dispatch_st_backward(const moe_plan *pl, const float *x,
+                              const float *dxe, float *dgate, int32_t d);
 /* y (T, d) = sum over a token's rows of row_gate * ye[row]; 0 if none. */
 void moe_combine(const moe_plan *pl, const float *ye, float *y, int32_t d);
 /* dye[row] = row_gate * dy[token]; dgate[row] = dy[token] . ye[row]. */

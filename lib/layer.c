@@ -98,7 +98,7 @@ moe_status moe_layer_ensure(moe_layer *L, int32_t G, int32_t n) {
     const moe_config *c = &L->cfg;
     const size_t T = (size_t)G * n, e = (size_t)c->n_expert;
     const size_t k = (size_t)c->top_n, d = (size_t)c->d_model;
-    const size_t h = (size_t)c->d_hidden, hin = (size_t)moe_hin(c);
+    const size_t ns = moe_expert_saved(c), nz = moe_expert_scratch(c);
     const size_t C = L->ops->max_choices(L, G, n); /* = rows at most */
     const size_t R = C, wide = d > e ? d : e, E = (size_t)moe_n_experts(c);
     if (T > INT32_MAX / 4 || C > INT32_MAX / 4)
@@ -111,8 +111,8 @@ moe_status moe_layer_ensure(moe_layer *L, int32_t G, int32_t n) {
         C, C, C, C,                                  /* ch_*               */
         E + 1, R, R, R, T + 1 > E ? T + 1 : E, R,    /* plan: tok_offset is
                                           also the per-expert cursor */
-        R * d, R * hin, R * h, R * d,                /* xe .. ye           */
-        R * d, R * h, R * hin, R * d,                /* dye .. dxe         */
+        R * d, R * ns, R * d,                        /* xe .. ye           */
+        R * d, R * nz, R * d,                        /* dye .. dxe         */
         R, k * T, T * e, T * e,                      /* dgate_row .. dlogits */
         R, R, T * d, T * wide};                      /* ec_*, xr, noise    */
     size_t i = 0;
@@ -130,53 +130,45 @@ moe_status moe_layer_ensure(moe_layer *L, int32_t G, int32_t n) {
     return MOE_OK;
 }
 
-moe_expert_w moe_layer_expert(const moe_config *c, const moe_params *p,
-                              int32_t j) {
-    const size_t d = (size_t)c->d_model, h = (size_t)c->d_hidden;
-    const size_t hin = (size_t)moe_hin(c);
-    moe_expert_w w = {c->d_model, c->d_hidden, p->w1 + j * d * hin,
-                      p->b1 ? p->b1 + j * hin : NULL, p->w2 + j * h * d,
-                      p->b2 ? p->b2 + j * d : NULL,
-                      p->mult_bias ? p->mult_bias + j * h : NULL};
-    return w;
-}
-
 void moe_layer_experts_forward(const moe_config *c, const moe_params *p,
                                const int32_t *offset, const float *xe,
-                               float *hpre, float *act, float *ye) {
-    const size_t d = (size_t)c->d_model, h = (size_t)c->d_hidden;
-    const size_t hin = (size_t)moe_hin(c);
+                               float *saved, float *ye) {
+    moe_expert_set s;
+    moe_expert_set_of(c, p, &s);
+    const size_t d = (size_t)c->d_model;
 #pragma omp parallel for schedule(dynamic, 1)
     for (int32_t j = 0; j < moe_n_experts(c); j++) {
+        const int32_t m = offset[j + 1] - offset[j];
+        if (m == 0) continue;
         const size_t r0 = (size_t)offset[j];
-        moe_expert_w w = moe_layer_expert(c, p, j);
-        moe_expert_forward(&w, c->act, offset[j + 1] - offset[j], xe + r0 * d,
-                           hpre + r0 * hin, act + r0 * h, ye + r0 * d);
+        const moe_expert ex = moe_expert_at(&s, c, j);
+        s.ops->forward(&ex, m, xe + r0 * d, saved + r0 * s.saved, ye + r0 * d);
     }
 }
 
 void moe_layer_experts_backward(const moe_config *c, const moe_params *p,
                                 moe_params *g, const int32_t *offset,
-                                const float *xe, const float *hpre,
-                                const float *act, const float *dye, float *da,
-                                float *dhpre, float *dxe) {
-    const size_t d = (size_t)c->d_model, h = (size_t)c->d_hidden;
-    const size_t hin = (size_t)moe_hin(c);
+                                const float *xe, const float *saved,
+                                const float *dye, float *scratch, float *dxe) {
+    moe_expert_set s, sg;
+    moe_expert_set_of(c, p, &s);
+    moe_expert_set_of(c, g, &sg);
+    const size_t d = (size_t)c->d_model;
 #pragma omp parallel for schedule(dynamic, 1)
     for (int32_t j = 0; j < moe_n_experts(c); j++) {
+        const int32_t m = offset[j + 1] - offset[j];
+        if (m == 0) continue;
         const size_t r0 = (size_t)offset[j];
-        moe_expert_w w = moe_layer_expert(c, p, j), gw = moe_layer_expert(c, g, j);
-        moe_expert_backward(&w, &gw, c->act, offset[j + 1] - offset[j],
-                            xe + r0 * d, hpre + r0 * hin, act + r0 * h,
-                            dye + r0 * d, da + r0 * h, dhpre + r0 * hin,
-                            dxe + r0 * d);
+        const moe_expert ex = moe_expert_at(&s, c, j), gx = moe_expert_at(&sg, c, j);
+        s.ops->backward(&ex, &gx, m, xe + r0 * d, saved + r0 * s.saved, dye + r0 * d,
+                        scratch + r0 * s.scratch, dxe + r0 * d);
     }
 }
 
 moe_status moe_layer_forward(moe_layer *L, const moe_params *p,
                              const float *x, int32_t b, int32_t n,
                              const float *draws, float *y) {
-    MOE_ASSERT(L && p && x && y && p->w1 && p->w2);
+    MOE_ASSERT(L && p && x && y);
     const moe_config *c = &L->cfg;
     if (b < 1 || n < 1)
         return moe_fail(MOE_EINVAL, "moe_layer_forward: b = %d, n = %d: both must be >= 1", b, n);
@@ -197,7 +189,7 @@ moe_status moe_layer_forward(moe_layer *L, const moe_params *p,
     for (int32_t t = 0; t < T; t++)
         L->aux.n_tokens_unrouted += L->plan.tok_offset[t + 1] == L->plan.tok_offset[t];
     moe_dispatch(&L->plan, x, L->xe, d);
-    moe_layer_experts_forward(c, p, L->plan.offset, L->xe, L->hpre, L->act, L->ye);
+    moe_layer_experts_forward(c, p, L->plan.offset, L->xe, L->saved, L->ye);
     moe_combine(&L->plan, L->ye, y, d);
     return MOE_OK;
 }
@@ -210,8 +202,8 @@ moe_status moe_layer_backward(moe_layer *L, const moe_params *p,
     const moe_config *c = &L->cfg;
     const moe_plan *pl = &L->plan;
     moe_combine_backward(pl, L->ye, dy, L->dye, L->dgate_row, c->d_model);
-    moe_layer_experts_backward(c, p, g, pl->offset, L->xe, L->hpre, L->act,
-                               L->dye, L->da, L->dhpre, L->dxe);
+    moe_layer_experts_backward(c, p, g, pl->offset, L->xe, L->saved, L->dye,
+                               L->scratch, L->dxe);
     moe_dispatch_backward(pl, L->dxe, dx, c->d_model);
     L->ops->route_backward(L, p, x, g, dx);
     return MOE_OK;

@@ -25,8 +25,8 @@
     X(int32_t, ch_expert) X(int32_t, ch_token) X(int32_t, ch_id)           \
     X(float, ch_gate) X(int32_t, offset) X(int32_t, row_token)             \
     X(int32_t, row_id) X(float, row_gate) X(int32_t, tok_offset)           \
-    X(int32_t, tok_rows) X(float, xe) X(float, hpre) X(float, act)         \
-    X(float, ye) X(float, dye) X(float, da) X(float, dhpre) X(float, dxe)  \
+    X(int32_t, tok_rows) X(float, xe) X(float, saved) X(float, ye)         \
+    X(float, dye) X(float, scratch) X(float, dxe)                          \
     X(float, dgate_row) X(float, dgate) X(float, dprobs) X(float, dlogits) \
     X(int32_t, ec_token) X(float, ec_gate) X(float, xr) X(float, noise)
 
@@ -90,21 +90,19 @@ extern const moe_family_ops moe_ops_hash;
  * MOE_ENOMEM / MOE_EINVAL with a message. moe_layer_forward calls it; a
  * family's own forward (or a wrapper, lib/mpi/ep_layer.c) may too. */
 moe_status moe_layer_ensure(moe_layer *L, int32_t G, int32_t n);
-/* Views of expert j's weights inside p (j < moe_n_experts). */
-moe_expert_w moe_layer_expert(const moe_config *c, const moe_params *p,
-                              int32_t j);
-/* Runs expert j on rows offset[j] .. offset[j+1]-1 of xe (R, d) for every
- * j < E, experts in parallel: hpre (R, hin), act (R, h), ye (R, d). */
+/* Runs expert j (cfg's ops, moe_expert_ops_of) on rows offset[j] ..
+ * offset[j+1]-1 of xe (R, d) for every j < E, experts in parallel:
+ * ye (R, d), saved (R, moe_expert_saved) kept for backward. Every family
+ * runs its experts through this pair. */
 void moe_layer_experts_forward(const moe_config *c, const moe_params *p,
                                const int32_t *offset, const float *xe,
-                               float *hpre, float *act, float *ye);
-/* Its backward: ADDS expert gradients into g, WRITES dxe (R, d); da and
- * dhpre are scratch of the shapes of act and hpre. */
+                               float *saved, float *ye);
+/* Its backward: ADDS expert gradients into g, WRITES dxe (R, d); scratch
+ * (R, moe_expert_scratch). */
 void moe_layer_experts_backward(const moe_config *c, const moe_params *p,
                                 moe_params *g, const int32_t *offset,
-                                const float *xe, const float *hpre,
-                                const float *act, const float *dye, float *da,
-                                float *dhpre, float *dxe);
+                                const float *xe, const float *saved,
+                                const float *dye, float *scratch, float *dxe);
 
 /* The token-choice router and its backward, for families that reuse them
  * (hierarchical): see token_choice.c. */

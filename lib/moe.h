@@ -100,6 +100,10 @@ typedef enum {
 
 #define MOE_MAX_TOPN 8
 
+/* A user-defined expert network (see "experts" below); NULL in a config
+ * means the built-in FFN (moe_expert_ffn). */
+typedef struct moe_expert_ops moe_expert_ops;
+
 typedef struct {
     moe_family family;
     int32_t d_model;     /* d: token width                               */
@@ -141,6 +145,16 @@ typedef struct {
     int32_t d_gate;      /* hidden width of the gate MLP                 */
     /* hierarchical: n_expert is the outer count */
     int32_t n_expert_inner;
+    /* token-choice families (top2_gshard, topn_stmoe, switch_top1):
+     * straight-through dispatch (st-moe-pytorch's default). An expert
+     * input row is x_t * (1 + g - stopgrad(g)) for the row's combine
+     * weight g: the same value as x_t, but dL/dg gains <dL/dxe_row, x_t>.
+     * 0 (default): the dispatch carries no gradient (mesh_tensorflow). */
+    int32_t straight_through;
+    /* The experts' network: NULL = the built-in FFN (act, bias, mult_bias,
+     * d_hidden above); otherwise user ops, kept by pointer (they must
+     * outlive every layer and parameter view made with this config). */
+    const moe_expert_ops *expert;
 } moe_config;
 
 /* Defaults for a family: d=0 etc. must still be set by the caller.
@@ -170,6 +184,8 @@ int32_t moe_ec_capacity(int32_t n, int32_t n_expert, double capacity_factor);
 
 /* ---------------------------------------------------------------- params */
 
+#define MOE_EXPERT_MAX_TENSORS 8
+
 /* Views into one flat buffer (llm.c style). Absent tensors are NULL.
  * E is the number of experts: e, or eo * ei for hierarchical (expert
  * (o, i) is o * ei + i). */
@@ -188,9 +204,17 @@ typedef struct {
     float *w2;           /* (E, h, d)                                    */
     float *b2;           /* (E, d) if bias                               */
     float *mult_bias;    /* (E, h) if mult_bias (geglu), init 1          */
+    /* user-defined experts (cfg->expert): tensor i of the ops, (E, len_i);
+     * then w1 .. mult_bias are NULL. The built-in FFN's tensors are w1,
+     * b1, w2, b2, mult_bias above, in that order. */
+    float *ex[MOE_EXPERT_MAX_TENSORS];
 } moe_params;
 
-#define MOE_PARAM_TENSORS 14
+#define MOE_PARAM_TENSORS (14 + MOE_EXPERT_MAX_TENSORS)
+/* Index of view w1, the first expert tensor of the built-in FFN, and of
+ * ex[0], the first of user-defined experts. */
+#define MOE_PARAM_W1 9
+#define MOE_PARAM_EX0 14
 /* Name of view i (in struct order) and a pointer to it, for loops over
  * every tensor (checkpoints, optimizers, tests). */
 const char *moe_params_name(int i);
@@ -215,6 +239,70 @@ int moe_params_init_rule(const moe_config *cfg, int i, double *fan_in,
  * fan_in), the rest constant; draws keyed by (seed, stream). */
 void moe_params_init(const moe_config *cfg, float *buf, float init_scale,
                      uint64_t seed, uint64_t stream);
+
+/* --------------------------------------------------------------- experts */
+
+/* The expert interface. Every layer family runs its experts through it:
+ * the built-in FFN (moe_expert_ffn, cfg->expert = NULL) and user-defined
+ * networks alike. An expert sees a contiguous block of m rows (the
+ * tokens or slots routed to it) and its own slice of each parameter
+ * tensor; the layer runs the experts in parallel (OpenMP over experts),
+ * so forward and backward must only write their own outputs and the
+ * expert's own gradient slices, and call BLAS single-threaded (the
+ * library sets openblas_set_num_threads(1)). Results are then
+ * bit-identical for any thread count. */
+
+/* One parameter tensor of an expert. The layer stores tensor i of all E
+ * experts as one (E, len) view (moe_params.ex[i]; expert j's slice at
+ * j * len), so moe_params_count / map / init, the optimizers and the
+ * checkpoints handle it like any other tensor. */
+typedef struct {
+    size_t len;     /* floats per expert; 0: absent (its slice is NULL) */
+    double fan_in;  /* > 0: a weight matrix, drawn N(0, init_scale^2 /
+                       fan_in) by moe_params_init (and decayed by
+                       optim.weight_decay); 0: the constant fill        */
+    float fill;
+} moe_expert_tensor;
+
+/* One expert as the layer hands it to its ops (the per-expert state). */
+typedef struct {
+    const moe_config *cfg;                /* the layer's config           */
+    const void *user;                     /* ops->user                    */
+    int32_t index;                        /* j < moe_n_experts(cfg)       */
+    float *w[MOE_EXPERT_MAX_TENSORS];     /* (len_i) slices, NULL if absent
+                                             (gradients: the same slices
+                                             of the gradient buffer)      */
+} moe_expert;
+
+struct moe_expert_ops {
+    const char *name;
+    const void *user; /* handed to every call (e.g. a hyperparameter)     */
+    /* Parameter count and init: writes the expert's tensors for cfg into
+     * t and returns how many (1..MOE_EXPERT_MAX_TENSORS). Must depend on
+     * cfg (d_model, d_hidden, ...) and user only. */
+    int32_t (*tensors)(const moe_config *cfg, const void *user,
+                       moe_expert_tensor *t);
+    /* Floats per row that forward keeps for backward, and floats per row
+     * of backward's scratch (either may be NULL: 0). */
+    size_t (*saved)(const moe_config *cfg, const void *user);
+    size_t (*scratch)(const moe_config *cfg, const void *user);
+    /* y (m, d) = expert(x (m, d)) for m >= 1 rows; saved: m * saved
+     * floats, laid out as the expert likes, kept for backward. */
+    void (*forward)(const moe_expert *ex, int32_t m, const float *x,
+                    float *saved, float *y);
+    /* Backward of forward on the same rows: ADDS dL/dw into grad->w[i]
+     * and WRITES dx (m, d) from dy (m, d); scratch: m * scratch floats. */
+    void (*backward)(const moe_expert *ex, const moe_expert *grad, int32_t m,
+                     const float *x, const float *saved, const float *dy,
+                     float *scratch, float *dx);
+};
+
+/* The built-in expert: y = act(x W1 + b1) [* mult_bias] W2 + b2 with the
+ * config's act, bias, mult_bias and d_hidden; tensors w1 (d, hin), b1
+ * (hin), w2 (h, d), b2 (d), mult_bias (h) (views 9..13 of moe_params). */
+extern const moe_expert_ops moe_expert_ffn;
+/* The ops a config's experts use: cfg->expert, or &moe_expert_ffn. */
+const moe_expert_ops *moe_expert_ops_of(const moe_config *cfg);
 
 /* ----------------------------------------------------------------- layer */
 

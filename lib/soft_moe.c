@@ -42,14 +42,12 @@
     X(float, dxs)      /* (T, d) dL/dxs (normalize)                       */ \
     X(float, dphin)    /* (d, S) dL/dphi' (normalize)                     */ \
     X(float, xe)       /* (R, d) slot inputs, (e, b, s, d)                */ \
-    X(float, hpre)     /* (R, hin)                                        */ \
-    X(float, act)      /* (R, h)                                          */ \
+    X(float, saved)    /* (R, moe_expert_saved) the experts' activations  */ \
     X(float, ye)       /* (R, d) expert outputs, (e, b, s, d)             */ \
     X(float, ys)       /* (R, d) expert outputs, (b, e, s, d)             */ \
     X(float, tmp)      /* (R, d) slots / dslots, (b, e, s, d)             */ \
     X(float, dye)      /* (R, d)                                          */ \
-    X(float, da)       /* (R, h)                                          */ \
-    X(float, dhpre)    /* (R, hin)                                        */ \
+    X(float, scratch)  /* (R, moe_expert_scratch)                         */ \
     X(float, dxe)      /* (R, d)                                          */ \
     X(double, acc)     /* (b, S) per-column sums of a group               */ \
     X(float, colmax)   /* (b, S) per-column maxima of a group             */ \
@@ -90,13 +88,13 @@ static moe_status soft_ensure(moe_layer *L, const soft_dims *m) {
         return moe_fail(MOE_ENOMEM, "moe_layer_forward: out of memory");
     soft_state *st = L->fam;
     const size_t T = (size_t)m->T, d = (size_t)m->d, S = (size_t)m->S;
-    const size_t R = (size_t)m->R, h = (size_t)c->d_hidden;
-    const size_t hin = (size_t)moe_hin(c), nz = m->normalize ? 1 : 0;
+    const size_t R = (size_t)m->R, nz = m->normalize ? 1 : 0;
+    const size_t ns = moe_expert_saved(c), nk = moe_expert_scratch(c);
     const size_t want[] = {nz * T * d, nz * T, nz * d * S, nz * S,
                            T * S, T * S, T * S, T * S, T * S,
                            nz * T * d, nz * d * S,
-                           R * d, R * hin, R * h, R * d, R * d, R * d,
-                           R * d, R * h, R * hin, R * d,
+                           R * d, R * ns, R * d, R * d, R * d,
+                           R * d, R * nk, R * d,
                            (size_t)m->b * S, (size_t)m->b * S, (size_t)m->e + 1};
     size_t i = 0;
     int fail = 0;
@@ -369,7 +367,7 @@ static moe_status soft_forward(moe_layer *L, const moe_params *p,
     moe_softmax_forward(st->logits, st->combine, NULL, m.T, m.S);
     soft_dispatch(L, &m, xs);
     for (int32_t i = 0; i <= m.e; i++) st->offset[i] = i * m.b * m.s;
-    moe_layer_experts_forward(&L->cfg, p, st->offset, st->xe, st->hpre, st->act, st->ye);
+    moe_layer_experts_forward(&L->cfg, p, st->offset, st->xe, st->saved, st->ye);
     soft_combine(L, &m, y);
     /* nothing dropped, no loss; capacity: slots of each expert per group */
     L->aux.capacity = m.s;
@@ -388,8 +386,8 @@ static moe_status soft_backward(moe_layer *L, const moe_params *p,
     float *dxs = m.normalize ? st->dxs : dx; /* without normalisation xs = x */
     if (m.normalize) memset(dxs, 0, (size_t)m.T * m.d * sizeof *dxs);
     soft_combine_backward(L, &m, dy);
-    moe_layer_experts_backward(&L->cfg, p, g, st->offset, st->xe, st->hpre,
-                               st->act, st->dye, st->da, st->dhpre, st->dxe);
+    moe_layer_experts_backward(&L->cfg, p, g, st->offset, st->xe, st->saved, st->dye,
+                               st->scratch, st->dxe);
     permute_slots(&m, st->dxe, st->tmp, 1); /* dslots, (b, e, s, d) */
     soft_dispatch_backward(L, &m, xs, dxs);
     soft_logits_backward(L, &m, p, x, xs, dxs, g, dx);

@@ -134,6 +134,8 @@ void moe_tc_route_backward(moe_layer *L, const moe_params *p, const float *x,
     const int32_t T = L->T, e = c->n_expert;
     const moe_plan *pl = &L->plan;
     const size_t kT = (size_t)c->top_n * T;
+    if (c->straight_through) /* the dispatch carries the gates' gradient */
+        moe_dispatch_st_backward(pl, x, L->dxe, L->dgate_row, c->d_model);
     memset(L->dgate, 0, kT * sizeof *L->dgate);
     for (int32_t r = 0; r < pl->R; r++) L->dgate[pl->row_id[r]] = L->dgate_row[r];
     memset(L->dprobs, 0, (size_t)T * e * sizeof *L->dprobs);

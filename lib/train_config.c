@@ -85,6 +85,7 @@ static const ini_key keys[] = {
     F("moe.z_coef", model.moe.z_coef, 0, 1e6, "router z-loss weight"),
     C("moe.router_noise", model.moe.router_noise, noises, "router exploration noise (training)"),
     F("moe.noise_eps", model.moe.noise_eps, 0, 1, "jitter half-width / dropout probability"),
+    I("moe.straight_through", model.moe.straight_through, 0, 1, "dispatch carries the gates' gradient (token choice)"),
     I("moe.noisy", model.moe.noisy, 0, 1, "noisy_topk learned noise"),
     F("moe.noise_epsilon", model.moe.noise_epsilon, 0, 1e6, "noisy_topk std floor"),
     F("moe.w_importance", model.moe.w_importance, 0, 1e6, "noisy_topk importance loss weight"),

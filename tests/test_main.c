@@ -13,6 +13,8 @@ int main(int argc, char **argv) {
     suite_act();
     suite_gemm();
     suite_expert();
+    suite_expert_ops();
+    suite_straight_through();
     suite_router();
     suite_layer();
     suite_gradcheck();

@@ -83,6 +83,8 @@ void suite_config(void);
 void suite_act(void);
 void suite_gemm(void);
 void suite_expert(void);
+void suite_expert_ops(void);
+void suite_straight_through(void);
 void suite_router(void);
 void suite_layer(void);
 void suite_gradcheck(void);

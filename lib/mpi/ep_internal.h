@@ -35,11 +35,11 @@ typedef struct {
     int *sc, *sd, *rc, *rd;     /* (R) MPI_Alltoallv counts / displs of
                                    the forward trip, in floats           */
     int32_t rows_in;            /* rows received (all local experts)     */
-    /* received rows (rows_in): rx source-major trip buffer; xin, hpre,
-     * act, yout the experts' input, activations and output (expert-
-     * major); da, dhpre backward scratch */
-    float *rx, *xin, *hpre, *act, *yout, *da, *dhpre;
-    size_t rx_cap, xin_cap, hpre_cap, act_cap, yout_cap, da_cap, dhpre_cap;
+    /* received rows (rows_in): rx source-major trip buffer; xin, saved,
+     * yout the experts' input, saved activations and output (expert-
+     * major); scratch the experts' backward scratch */
+    float *rx, *xin, *saved, *yout, *scratch;
+    size_t rx_cap, xin_cap, saved_cap, yout_cap, scratch_cap;
 } ep_layer;
 
 /* Times an MPI call: begin, then end adds the seconds and bytes to the

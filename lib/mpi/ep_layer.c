@@ -21,24 +21,23 @@ static void ep_free(moe_layer *L) {
     if (!s) return;
     free(s->gb), free(s->send_cnt), free(s->recv_cnt), free(s->xpos), free(s->xoff);
     free(s->sc), free(s->sd), free(s->rc), free(s->rd);
-    free(s->rx), free(s->xin), free(s->hpre), free(s->act), free(s->yout);
-    free(s->da), free(s->dhpre);
+    free(s->rx), free(s->xin), free(s->saved), free(s->yout), free(s->scratch);
     free(s);
     L->fam = NULL;
 }
 
-/* View of this rank's experts inside p (the single-process layout). */
+/* View of this rank's experts inside p (the single-process layout):
+ * every expert tensor (built-in or user-defined) from expert e0 on. */
 static moe_params local_params(const ep_layer *s, const moe_params *p) {
-    const moe_config *c = &s->lcfg;
-    const size_t d = (size_t)c->d_model, h = (size_t)c->d_hidden, hin = (size_t)moe_hin(c);
-    const size_t e0 = (size_t)s->e0;
-    moe_params q;
+    moe_expert_tensor t[MOE_EXPERT_MAX_TENSORS];
+    int first;
+    const int32_t nt = moe_expert_tensors(&s->lcfg, t, &first);
+    moe_params q, src = *p;
     memset(&q, 0, sizeof q);
-    q.w1 = p->w1 + e0 * d * hin;
-    q.w2 = p->w2 + e0 * h * d;
-    if (p->b1) q.b1 = p->b1 + e0 * hin;
-    if (p->b2) q.b2 = p->b2 + e0 * d;
-    if (p->mult_bias) q.mult_bias = p->mult_bias + e0 * h;
+    for (int32_t i = 0; i < nt; i++) {
+        float *v = *moe_params_view(&src, first + i);
+        if (v) *moe_params_view(&q, first + i) = v + (size_t)s->e0 * t[i].len;
+    }
     return q;
 }
 
@@ -146,11 +145,10 @@ static moe_status exchange_counts(moe_layer *L, ep_layer *s) {
     }
     for (int32_t j = 0; j < el; j++) s->xoff[j + 1] += s->xoff[j];
     s->rows_in = (int32_t)got;
-    const size_t hin = (size_t)moe_hin(&L->cfg), h = (size_t)L->cfg.d_hidden;
     const size_t n = (size_t)got;
-    if (MOE_GROW(s->rx, n * d) | MOE_GROW(s->xin, n * d) | MOE_GROW(s->hpre, n * hin) |
-        MOE_GROW(s->act, n * h) | MOE_GROW(s->yout, n * d) | MOE_GROW(s->da, n * h) |
-        MOE_GROW(s->dhpre, n * hin))
+    const size_t sv = moe_expert_saved(&L->cfg), sc = moe_expert_scratch(&L->cfg);
+    if (MOE_GROW(s->rx, n * d) | MOE_GROW(s->xin, n * d) | MOE_GROW(s->saved, n * sv) |
+        MOE_GROW(s->yout, n * d) | MOE_GROW(s->scratch, n * sc))
         return moe_fail(MOE_ENOMEM, "expert parallel layer: out of memory for %zu rows", n);
     return MOE_OK;
 }
@@ -190,7 +188,7 @@ static moe_status ep_forward(moe_layer *L, const moe_params *p, const float *x,
     exchange_rows(s, L->xe, s->rx, 0);
     regroup(s, s->rx, s->xin, d, 1);
     const moe_params lp = local_params(s, p);
-    moe_layer_experts_forward(&s->lcfg, &lp, s->xoff, s->xin, s->hpre, s->act, s->yout);
+    moe_layer_experts_forward(&s->lcfg, &lp, s->xoff, s->xin, s->saved, s->yout);
     regroup(s, s->yout, s->rx, d, 0);
     exchange_rows(s, L->ye, s->rx, 1);
     moe_combine(&L->plan, L->ye, y, d);
@@ -210,8 +208,8 @@ static moe_status ep_backward(moe_layer *L, const moe_params *p, const float *x,
     moe_params lg = local_params(s, g);
     /* rx is free again: it takes dL/d expert input (expert-major), xin
      * its source-major copy for the trip back */
-    moe_layer_experts_backward(&s->lcfg, &lp, &lg, s->xoff, s->xin, s->hpre, s->act, s->yout,
-                               s->da, s->dhpre, s->rx);
+    moe_layer_experts_backward(&s->lcfg, &lp, &lg, s->xoff, s->xin, s->saved, s->yout,
+                               s->scratch, s->rx);
     regroup(s, s->rx, s->xin, d, 0);
     exchange_rows(s, L->dxe, s->xin, 1);
     moe_dispatch_backward(pl, L->dxe, dx, d);
