@@ -51,8 +51,10 @@ typedef struct {
     int32_t rows_min, rows_max; /* over the experts                      */
     double flop_fwd;           /* useful: 2 x 2 x rows x d x h           */
     moe_bench_limit mt, par;   /* one N-thread sgemm per product, expert
-                                  after expert; N experts at once with
-                                  1-thread sgemm (what the layer does)   */
+                                  after expert (has_mt: top2_gshard only);
+                                  N experts at once with 1-thread sgemm
+                                  (what the layer does)                  */
+    int has_mt;
     moe_bench_time fwd, fwdbwd;
     double fwd_gflops, fwdbwd_gflops;
     double fwd_ratio;          /* to par.fwd_gflops                      */

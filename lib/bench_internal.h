@@ -11,7 +11,7 @@ double moe_bench_now(void);
 /* Warm-up calls of fn for at least the warm-up time (at least one), then up to reps
  * timed calls: fewer once the timed calls passed MOE_BENCH_BUDGET seconds
  * (at least one is always timed; out->reps says how many were). */
-#define MOE_BENCH_BUDGET 2.0
+#define MOE_BENCH_BUDGET 1.0
 void moe_bench_time_reps(void (*fn)(void *), void *ctx, int reps,
                          moe_bench_time *out);
 /* count floats in [-1, 1) from a fixed pattern: for buffers whose values
@@ -19,7 +19,8 @@ void moe_bench_time_reps(void (*fn)(void *), void *ctx, int reps,
 float *moe_bench_fill(size_t count);
 
 /* The limit at one layer's shapes: E experts of d x h, expert j on m[j]
- * rows (bench_gemm.c); threads as moe_get_threads(). */
+ * rows (bench_gemm.c); threads as moe_get_threads(). mt NULL: experts in
+ * parallel only. The last shapes' result is reused for the same shapes. */
 moe_status moe_bench_limit_run(int32_t d, int32_t h, int32_t E,
                                const int32_t *m, int reps,
                                moe_bench_limit *mt, moe_bench_limit *par);

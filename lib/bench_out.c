@@ -48,8 +48,10 @@ static void json_row(FILE *f, const moe_bench_row *w) {
             s->name, moe_family_name(w->family), s->d, s->h, w->experts, s->b, s->n,
             (long long)w->rows, w->rows_min, w->rows_max, w->flop_fwd);
     json_limit(f, "experts_in_parallel", &w->par);
-    fputs(",\n               ", f);
-    json_limit(f, "multithreaded_call", &w->mt);
+    if (w->has_mt) {
+        fputs(",\n               ", f);
+        json_limit(f, "multithreaded_call", &w->mt);
+    }
     fputs("},\n     ", f);
     json_time(f, "forward", &w->fwd);
     fputs(",\n     ", f);

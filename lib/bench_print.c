@@ -6,7 +6,8 @@ static const char *legend =
     "rows: expert rows the layer's last forward computed (per expert: min-max).\n"
     "limit: cblas_sgemm at exactly those per-expert shapes, every expert with its own\n"
     "  weights (all E, as the layer): par = experts in parallel, 1-thread sgemm each\n"
-    "  (what the layer does); mt = one N-thread sgemm per product, expert after expert.\n"
+    "  (what the layer does); mt = one N-thread sgemm per product, expert after expert\n"
+    "  (measured on top2_gshard, the choice between the two; same rows, same limit).\n"
     "  fwd = the 2 forward products (x W1, a W2); f+b = those and the 4 backward ones\n"
     "  (a^T dy, dy W2^T, x^T dh, dh W1^T); each product 2 m d h FLOPs.\n"
     "layer GF/s: useful = the expert products of the rows computed only (forward\n"
@@ -24,12 +25,16 @@ static void print_rows(FILE *f, const moe_bench_report *r) {
             "fwd ms", "GF/s", "ratio", "f+b ms", "GF/s", "ratio", "/fwdL");
     for (int i = 0; i < r->n_rows; i++) {
         const moe_bench_row *w = &r->rows[i];
-        char per[32];
+        char per[32], mf[16] = "-", mfb[16] = "-";
         snprintf(per, sizeof per, "%d-%d", w->rows_min, w->rows_max);
-        fprintf(f, "%-5s %-13s %3d %6lld %9s | %6.1f %6.1f %6.1f %6.1f | %8.2f %6.1f %5.2f | "
+        if (w->has_mt) {
+            snprintf(mf, sizeof mf, "%.1f", w->mt.fwd_gflops);
+            snprintf(mfb, sizeof mfb, "%.1f", w->mt.fwdbwd_gflops);
+        }
+        fprintf(f, "%-5s %-13s %3d %6lld %9s | %6.1f %6.1f %6s %6s | %8.2f %6.1f %5.2f | "
                    "%8.2f %6.1f %5.2f %5.2f\n",
                 w->shape.name, moe_family_name(w->family), w->experts, (long long)w->rows, per,
-                w->par.fwd_gflops, w->par.fwdbwd_gflops, w->mt.fwd_gflops, w->mt.fwdbwd_gflops,
+                w->par.fwd_gflops, w->par.fwdbwd_gflops, mf, mfb,
                 1e3 * w->fwd.median, w->fwd_gflops, w->fwd_ratio, 1e3 * w->fwdbwd.median,
                 w->fwdbwd_gflops, w->fwdbwd_ratio, w->fwdbwd_ratio_fwdlimit);
     }

@@ -100,8 +100,8 @@ static moe_status limits(const moe_model *M, int reps, moe_bench_train *t) {
         openblas_set_num_threads(1);
         t->dense_gflops = 2.0 * g.m * g.n * (double)g.k / dt.median * 1e-9;
         moe_bench_model_rows(M, 1, m);
-        moe_bench_limit mt, par;
-        st = moe_bench_limit_run(t->d, t->h, moe_n_experts(&M->moe), m, reps, &mt, &par);
+        moe_bench_limit par;
+        st = moe_bench_limit_run(t->d, t->h, moe_n_experts(&M->moe), m, reps, NULL, &par);
         t->par_gflops = par.fwdbwd_gflops;
     }
     free(g.a), free(g.b), free(g.c);
