@@ -86,7 +86,7 @@ static void json_train(FILE *f, const moe_bench_train *t) {
     json_time(f, "step", &t->step);
     fprintf(f, ",\n    \"tokens_per_s\": %.6g, \"flop\": {\"attention_projections\": %.6g, "
                "\"attention_scores\": %.6g, \"dense_ffn\": %.6g, \"moe_experts\": %.6g, "
-               "\"router\": %.6g, \"output\": %.6g, \"step\": %.6g},\n    "
+               "\"router\": %.6g, \"output\": %.6g, \"per_step\": %.6g},\n    "
                "\"model_gflops\": %.6g, \"dense_sgemm_gflops\": %.6g, "
                "\"experts_parallel_gflops\": %.6g, \"mfu\": %.6g, \"mfu_experts_parallel\": %.6g,\n    ",
             t->tokens_per_s, t->flop_attn_proj, t->flop_attn_scores, t->flop_ffn, t->flop_moe,
