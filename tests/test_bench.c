@@ -119,6 +119,32 @@ static void test_small_shape_prints_a_table_and_writes_json_with_every_key(void)
     CU_ASSERT(strstr(s, "\"shape\": \"seed\"") == NULL); /* small only */
     CU_ASSERT(strstr(s, "\"train\"") == NULL);
     free(s);
+    /* a strict JSON parser reads it, and make bench's table merges it with
+     * a PyTorch file (1 s forward+backward per method) */
+    char cmd[20000], md[4096], tj[4096];
+    snprintf(cmd, sizeof cmd, "python3 -c 'import json, sys; json.load(open(sys.argv[1]))' '%s'",
+             path);
+    CU_ASSERT_EQUAL(system(cmd), 0);
+    snprintf(tj, sizeof tj, "%s", tmpdir_path("torch.json"));
+    snprintf(md, sizeof md, "%s", tmpdir_path("bench.md"));
+    FILE *f = fopen(tj, "w");
+    CU_ASSERT_FATAL(f != NULL);
+    fputs("{\"torch\": \"test\", \"threads\": 2, \"results\": [", f);
+    for (int i = 0; i < 2; i++)
+        fprintf(f, "%s{\"shape\": \"small\", \"method\": \"%s\", \"forward_backward\": "
+                   "{\"median_s\": 1.0}, \"gflops\": {\"forward_backward\": 1.0}}",
+                i ? ", " : "", i ? "sparse" : "dense");
+    fputs("]}\n", f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "python3 scripts/bench_table.py '%s' '%s' --md '%s' > /dev/null",
+             path, tj, md);
+    CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
+    s = slurp(md, &n);
+    CU_ASSERT_FATAL(s != NULL);
+    CU_ASSERT(strstr(s, "# moe bench, ") && strstr(s, "OpenBLAS") && strstr(s, "commit"));
+    CU_ASSERT(strstr(s, "| small | ") && strstr(s, "| 1000.00 | 1.0 | 1000.00 | 1.0 |"));
+    CU_ASSERT(strstr(s, "small top2 fwd+bwd useful / same-run 6-product sgemm limit") != NULL);
+    free(s);
     FILE *tmp = fopen(tmpdir_path("bench.json.tmp"), "r"); /* renamed away */
     CU_ASSERT(tmp == NULL);
     if (tmp) fclose(tmp);
