@@ -79,7 +79,7 @@ ifeq ($(MPI),1)
 endif
 GOLDEN   := $(sort $(wildcard tests/golden/*.h5))
 
-.PHONY: all setup test demo clean check-golden data reproduce test-mpi examples
+.PHONY: all setup test demo clean check-golden data reproduce test-mpi examples bench
 examples: $(EX_BIN)
 ifeq ($(MPI),1)
 all: bin/moe-mpi
@@ -182,6 +182,25 @@ reproduce-data:
 ablate/%: bin/moe FORCE | reproduce-data
 	bin/moe ablate experiments/$*.ini $(ABLATE_FLAGS) --quiet
 	bin/moe plot results/$$(sed -n 's/^ *paper *= *//p' experiments/$*.ini)/$(notdir $*)$(if $(filter 1,$(QUICK)),-quick)
+
+# The benchmark (issue 6): bin/moe bench --shape all into
+# results/bench/<UTC date>.json (+ .txt, its tables), the PyTorch versions
+# when /usr/bin/python3 has torch (.torch.json), and the combined table with
+# date, machine, OpenBLAS and commit (.md). An existing record is refused
+# unless FORCE=1. BENCH_THREADS: threads of both (default: every core).
+BENCH_THREADS ?= $(shell nproc)
+BENCH_OUT ?= results/bench/$(shell date -u +%Y-%m-%d)
+bench: bin/moe
+	@if [ -e $(BENCH_OUT).json ] && [ "$(FORCE)" != 1 ]; then \
+	  echo "make bench: $(BENCH_OUT).json exists (FORCE=1 replaces it, or BENCH_OUT=other)"; exit 1; fi
+	@mkdir -p $(dir $(BENCH_OUT))
+	bin/moe bench --shape all --threads $(BENCH_THREADS) --out $(BENCH_OUT).json --force > $(BENCH_OUT).txt.tmp
+	@mv -f $(BENCH_OUT).txt.tmp $(BENCH_OUT).txt && cat $(BENCH_OUT).txt
+	@rm -f $(BENCH_OUT).torch.json
+	@if /usr/bin/python3 -c 'import torch' 2>/dev/null; then \
+	  /usr/bin/python3 scripts/bench_torch.py --threads $(BENCH_THREADS) --out $(BENCH_OUT).torch.json; \
+	else echo "make bench: no PyTorch for /usr/bin/python3 (python3-torch): C only"; fi
+	/usr/bin/python3 scripts/bench_table.py $(BENCH_OUT).json $(BENCH_OUT).torch.json --md $(BENCH_OUT).md
 
 clean:
 	rm -rf build bin

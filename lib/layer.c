@@ -5,6 +5,7 @@
 
 #include <cblas.h>
 #include <string.h>
+#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -92,6 +93,19 @@ void moe_layer_set_capacity_factor_eval(moe_layer *L, float cf) {
 void moe_layer_set_stream(moe_layer *L, uint64_t stream) { L->stream = stream; }
 void moe_layer_set_token_ids(moe_layer *L, const int32_t *ids) { L->token_ids = ids; }
 const moe_aux *moe_layer_aux(const moe_layer *L) { return &L->aux; }
+void moe_layer_set_timing(moe_layer *L, moe_layer_timing *t) { L->timing = t; }
+
+/* Phase timing (moe_layer_set_timing): the clock now, after adding the
+ * seconds since t0 to *slot; 0 without a clock read when timing is off. */
+static double tick(const moe_layer *L, double *slot, double t0) {
+    if (!L->timing) return 0.0;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    const double t = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    if (slot) *slot += t - t0;
+    return t;
+}
+#define TICK(phase, t) ((t) = tick(L, L->timing ? &L->timing->phase : NULL, (t)))
 void moe_layer_route(const moe_layer *L, moe_route *out) { *out = L->route; }
 
 moe_status moe_layer_ensure(moe_layer *L, int32_t G, int32_t n) {
@@ -179,18 +193,29 @@ moe_status moe_layer_forward(moe_layer *L, const moe_params *p,
     L->T = b * n;
     memset(&L->aux, 0, sizeof L->aux);
     memset(&L->route, 0, sizeof L->route);
-    if (L->ops->forward) return L->ops->forward(L, p, x, draws, y);
+    double t0 = tick(L, NULL, 0.0), tp = t0;
+    if (L->timing) L->timing->n_forward++;
+    if (L->ops->forward) {
+        moe_status st = L->ops->forward(L, p, x, draws, y);
+        TICK(forward, t0);
+        return st;
+    }
     moe_status st = moe_layer_ensure(L, b, n);
     if (st == MOE_OK) st = L->ops->route(L, p, x, draws);
     if (st != MOE_OK) return st;
+    TICK(route, tp);
     const int32_t T = L->T, d = c->d_model;
     moe_plan_build(&L->plan, moe_n_experts(c), T, L->n_choice, L->ch_expert,
                    L->ch_token, L->ch_id, L->ch_gate);
     for (int32_t t = 0; t < T; t++)
         L->aux.n_tokens_unrouted += L->plan.tok_offset[t + 1] == L->plan.tok_offset[t];
     moe_dispatch(&L->plan, x, L->xe, d);
+    TICK(dispatch, tp);
     moe_layer_experts_forward(c, p, L->plan.offset, L->xe, L->saved, L->ye);
+    TICK(experts, tp);
     moe_combine(&L->plan, L->ye, y, d);
+    TICK(combine, tp);
+    TICK(forward, t0);
     return MOE_OK;
 }
 
@@ -198,13 +223,24 @@ moe_status moe_layer_backward(moe_layer *L, const moe_params *p,
                               const float *x, const float *dy, moe_params *g,
                               float *dx) {
     MOE_ASSERT(L && p && x && dy && g && dx && L->T > 0);
-    if (L->ops->backward) return L->ops->backward(L, p, x, dy, g, dx);
+    double t0 = tick(L, NULL, 0.0), tp = t0;
+    if (L->timing) L->timing->n_backward++;
+    if (L->ops->backward) {
+        moe_status st = L->ops->backward(L, p, x, dy, g, dx);
+        TICK(backward, t0);
+        return st;
+    }
     const moe_config *c = &L->cfg;
     const moe_plan *pl = &L->plan;
     moe_combine_backward(pl, L->ye, dy, L->dye, L->dgate_row, c->d_model);
+    TICK(combine_bwd, tp);
     moe_layer_experts_backward(c, p, g, pl->offset, L->xe, L->saved, L->dye,
                                L->scratch, L->dxe);
+    TICK(experts_bwd, tp);
     moe_dispatch_backward(pl, L->dxe, dx, c->d_model);
+    TICK(dispatch_bwd, tp);
     L->ops->route_backward(L, p, x, g, dx);
+    TICK(route_bwd, tp);
+    TICK(backward, t0);
     return MOE_OK;
 }

@@ -32,6 +32,16 @@
 
 typedef struct moe_family_ops moe_family_ops;
 
+/* Seconds spent in each phase of the router path, accumulated over the
+ * calls made while timing is on (moe_layer_set_timing); families with
+ * their own pipeline (soft_moe) record only the two totals. */
+typedef struct {
+    double route, dispatch, experts, combine;                 /* forward  */
+    double combine_bwd, experts_bwd, dispatch_bwd, route_bwd; /* backward */
+    double forward, backward; /* whole calls                              */
+    int64_t n_forward, n_backward;
+} moe_layer_timing;
+
 struct moe_layer {
     moe_config cfg;
     const moe_family_ops *ops;
@@ -51,6 +61,7 @@ struct moe_layer {
     moe_aux aux;
     moe_route route;          /* filled by the family (views)          */
     void *fam;                /* family state, freed by ops->free      */
+    moe_layer_timing *timing; /* NULL: no phase timing (default)       */
 #define WS_FIELD(type, name) type *name; size_t name##_cap;
     WS_BUFFERS(WS_FIELD)
 #undef WS_FIELD
@@ -85,6 +96,11 @@ extern const moe_family_ops moe_ops_soft_moe;
 extern const moe_family_ops moe_ops_dense_softmax;
 extern const moe_family_ops moe_ops_hierarchical;
 extern const moe_family_ops moe_ops_hash;
+
+/* Phase timing of the following calls into *t (not cleared here: the
+ * caller zeroes it), or off with t = NULL. Costs two clock reads per
+ * phase when on, one branch when off. */
+void moe_layer_set_timing(moe_layer *L, moe_layer_timing *t);
 
 /* Sizes the core workspace for G groups of n tokens (router families);
  * MOE_ENOMEM / MOE_EINVAL with a message. moe_layer_forward calls it; a
