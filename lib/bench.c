@@ -93,7 +93,7 @@ static moe_status bench_family(moe_bench_row *w, int reps) {
     free(m);
     if (st == MOE_OK) {
         moe_bench_layer_time(B, reps, &w->fwd, &w->fwdbwd);
-        moe_bench_layer_split(B, reps < 3 ? reps : 3, &w->split);
+        moe_bench_layer_split(B, reps, &w->split);
         w->fwd_gflops = w->flop_fwd / w->fwd.median * 1e-9;
         w->fwdbwd_gflops = 3.0 * w->flop_fwd / w->fwdbwd.median * 1e-9;
         w->fwd_ratio = w->fwd_gflops / w->par.fwd_gflops;

@@ -41,7 +41,7 @@ static void print_rows(FILE *f, const moe_bench_report *r) {
 }
 
 static void print_split(FILE *f, const moe_bench_report *r) {
-    fprintf(f, "\nTime split of one forward+backward (ms; moe_layer_set_timing). overhead = "
+    fprintf(f, "\nTime split of the fastest forward+backward (ms; moe_layer_set_timing). overhead = "
                "routing + dispatch + combine,\nforward and backward, over the whole call "
                "(target <= 10%%); soft_moe has its own pipeline: totals only.\n");
     fprintf(f, "%-5s %-13s %7s %7s %7s %7s | %7s %7s %7s %7s | %8s %8s\n", "shape", "family",
