@@ -144,6 +144,23 @@ static moe_status open_entry(hid_t f, const char *path, const moe_ckpt_entry *e,
     return st;
 }
 
+/* Reads entry e from ds: all of it, or its ranges into the same places. */
+static herr_t read_ranges(hid_t ds, const moe_ckpt_entry *e) {
+    if (!e->n_ranges) return H5Dread(ds, mem_type(e->dtype), H5S_ALL, H5S_ALL, H5P_DEFAULT, e->data);
+    const hsize_t len = e->len;
+    hid_t sp = H5Screate_simple(1, &len, NULL);
+    herr_t r = sp < 0 ? -1 : H5Sselect_none(sp);
+    for (int32_t k = 0; r >= 0 && k < e->n_ranges; k++) {
+        const size_t lo = e->ranges[2 * k], hi = e->ranges[2 * k + 1];
+        MOE_ASSERT(lo <= hi && hi <= e->len && (k == 0 || e->ranges[2 * k - 1] <= lo));
+        const hsize_t start = lo, count = hi - lo;
+        if (count) r = H5Sselect_hyperslab(sp, H5S_SELECT_OR, &start, NULL, &count, NULL);
+    }
+    if (r >= 0) r = H5Dread(ds, mem_type(e->dtype), sp, sp, H5P_DEFAULT, e->data);
+    if (sp >= 0) H5Sclose(sp);
+    return r;
+}
+
 /* Checks every entry, then reads them all. */
 static moe_status read_entries(hid_t f, const char *path,
                                const moe_ckpt_entry *es, int32_t n) {
@@ -157,8 +174,7 @@ static moe_status read_entries(hid_t f, const char *path,
         hid_t ds;
         moe_status st = open_entry(f, path, &es[i], &ds);
         if (st != MOE_OK) return st;
-        herr_t r = es[i].len ? H5Dread(ds, mem_type(es[i].dtype), H5S_ALL,
-                                       H5S_ALL, H5P_DEFAULT, es[i].data) : 0;
+        herr_t r = es[i].len ? read_ranges(ds, &es[i]) : 0;
         H5Dclose(ds);
         if (r < 0) {
             char why[160];

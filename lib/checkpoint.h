@@ -50,6 +50,12 @@ typedef struct {
     moe_ckpt_dtype dtype;
     size_t len;  /* elements */
     void *data;  /* len elements of dtype */
+    /* loading only (0 / NULL: the whole entry): read only the n_ranges
+     * element ranges [ranges[2k], ranges[2k+1]) (ascending, disjoint,
+     * inside len) into the same places of data, leaving the rest of data
+     * untouched (expert parallelism: each rank reads its own slices) */
+    int32_t n_ranges;
+    const size_t *ranges;
 } moe_ckpt_entry;
 
 const char *moe_ckpt_dtype_name(moe_ckpt_dtype t);
