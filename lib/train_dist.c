@@ -84,20 +84,20 @@ moe_status moe_td_comm_row(run_state *s, int64_t step) {
  * moments, the data position pos). */
 static void entries(run_state *s, moe_ckpt_entry e[4], uint64_t pos[2]) {
     const size_t n = moe_model_n_params(s->M);
-    e[0] = (moe_ckpt_entry){"params", MOE_CKPT_F32, n, moe_model_params(s->M), 0, NULL};
-    e[1] = (moe_ckpt_entry){"adam_m", MOE_CKPT_F32, n, s->m, 0, NULL};
-    e[2] = (moe_ckpt_entry){"adam_v", MOE_CKPT_F32, n, s->v, 0, NULL};
-    e[3] = (moe_ckpt_entry){"data_pos", MOE_CKPT_U64, 2, pos, 0, NULL};
+    e[0] = (moe_ckpt_entry){"params", MOE_CKPT_F32, n, moe_model_params(s->M)};
+    e[1] = (moe_ckpt_entry){"adam_m", MOE_CKPT_F32, n, s->m};
+    e[2] = (moe_ckpt_entry){"adam_v", MOE_CKPT_F32, n, s->v};
+    e[3] = (moe_ckpt_entry){"data_pos", MOE_CKPT_U64, 2, pos};
 }
 
 moe_status moe_td_load(run_state *s, const char *path, int64_t *step0) {
     uint64_t pos[2];
     moe_ckpt_entry e[4];
     entries(s, e, pos);
-    for (int i = 0; s->dist && i < 3; i++) /* this rank's parts only */
-        e[i].n_ranges = moe_model_n_tensors(s->M), e[i].ranges = s->ranges;
+    const moe_ckpt_part mine = {moe_model_n_tensors(s->M), s->ranges}, all = {0, NULL};
+    const moe_ckpt_part parts[4] = {mine, mine, mine, all}; /* this rank's parts */
     char *text = NULL;
-    moe_status st = moe_ckpt_load(path, step0, &text, e, 4);
+    moe_status st = moe_ckpt_load_parts(path, step0, &text, e, s->dist ? parts : NULL, 4);
     free(text);
     if (st != MOE_OK) return st;
     if (*step0 > s->cfg.steps)

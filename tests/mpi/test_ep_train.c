@@ -89,10 +89,10 @@ typedef struct {
 static void ckpt_read(const char *path, size_t n, ckpt *k) {
     k->p = calloc(n, sizeof(float)), k->m = calloc(n, sizeof(float));
     k->v = calloc(n, sizeof(float));
-    moe_ckpt_entry e[4] = {{"params", MOE_CKPT_F32, n, k->p, 0, NULL},
-                           {"adam_m", MOE_CKPT_F32, n, k->m, 0, NULL},
-                           {"adam_v", MOE_CKPT_F32, n, k->v, 0, NULL},
-                           {"data_pos", MOE_CKPT_U64, 2, k->pos, 0, NULL}};
+    moe_ckpt_entry e[4] = {{"params", MOE_CKPT_F32, n, k->p},
+                           {"adam_m", MOE_CKPT_F32, n, k->m },
+                           {"adam_v", MOE_CKPT_F32, n, k->v },
+                           {"data_pos", MOE_CKPT_U64, 2, k->pos}};
     CU_ASSERT_FATAL(moe_ckpt_load(path, &k->step, NULL, e, 4) == MOE_OK);
 }
 
