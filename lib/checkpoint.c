@@ -144,9 +144,27 @@ static moe_status open_entry(hid_t f, const char *path, const moe_ckpt_entry *e,
     return st;
 }
 
+/* Reads entry e from ds: all of it, or part q into the same places. */
+static herr_t read_part(hid_t ds, const moe_ckpt_entry *e, const moe_ckpt_part *q) {
+    if (!q || !q->n_ranges)
+        return H5Dread(ds, mem_type(e->dtype), H5S_ALL, H5S_ALL, H5P_DEFAULT, e->data);
+    const hsize_t len = e->len;
+    hid_t sp = H5Screate_simple(1, &len, NULL);
+    herr_t r = sp < 0 ? -1 : H5Sselect_none(sp);
+    for (int32_t k = 0; r >= 0 && k < q->n_ranges; k++) {
+        const size_t lo = q->ranges[2 * k], hi = q->ranges[2 * k + 1];
+        MOE_ASSERT(lo <= hi && hi <= e->len && (k == 0 || q->ranges[2 * k - 1] <= lo));
+        const hsize_t start = lo, count = hi - lo;
+        if (count) r = H5Sselect_hyperslab(sp, H5S_SELECT_OR, &start, NULL, &count, NULL);
+    }
+    if (r >= 0) r = H5Dread(ds, mem_type(e->dtype), sp, sp, H5P_DEFAULT, e->data);
+    if (sp >= 0) H5Sclose(sp);
+    return r;
+}
+
 /* Checks every entry, then reads them all. */
-static moe_status read_entries(hid_t f, const char *path,
-                               const moe_ckpt_entry *es, int32_t n) {
+static moe_status read_entries(hid_t f, const char *path, const moe_ckpt_entry *es,
+                               const moe_ckpt_part *parts, int32_t n) {
     for (int32_t i = 0; i < n; i++) {
         hid_t ds;
         moe_status st = open_entry(f, path, &es[i], &ds);
@@ -157,8 +175,7 @@ static moe_status read_entries(hid_t f, const char *path,
         hid_t ds;
         moe_status st = open_entry(f, path, &es[i], &ds);
         if (st != MOE_OK) return st;
-        herr_t r = es[i].len ? H5Dread(ds, mem_type(es[i].dtype), H5S_ALL,
-                                       H5S_ALL, H5P_DEFAULT, es[i].data) : 0;
+        herr_t r = es[i].len ? read_part(ds, &es[i], parts ? &parts[i] : NULL) : 0;
         H5Dclose(ds);
         if (r < 0) {
             char why[160];
@@ -171,6 +188,12 @@ static moe_status read_entries(hid_t f, const char *path,
 
 moe_status moe_ckpt_load(const char *path, int64_t *step, char **config,
                          const moe_ckpt_entry *entries, int32_t n) {
+    return moe_ckpt_load_parts(path, step, config, entries, NULL, n);
+}
+
+moe_status moe_ckpt_load_parts(const char *path, int64_t *step, char **config,
+                               const moe_ckpt_entry *entries, const moe_ckpt_part *parts,
+                               int32_t n) {
     MOE_ASSERT(path && n >= 0 && (n == 0 || entries));
     for (int32_t i = 0; i < n; i++)
         MOE_ASSERT(entries[i].name && (entries[i].data || entries[i].len == 0) &&
@@ -182,7 +205,7 @@ moe_status moe_ckpt_load(const char *path, int64_t *step, char **config,
     char *text = NULL;
     int64_t s = 0;
     st = read_header(f, path, &s, config ? &text : NULL);
-    if (st == MOE_OK) st = read_entries(f, path, entries, n);
+    if (st == MOE_OK) st = read_entries(f, path, entries, parts, n);
     H5Fclose(f);
     if (st != MOE_OK) {
         free(text);

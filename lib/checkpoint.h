@@ -52,6 +52,13 @@ typedef struct {
     void *data;  /* len elements of dtype */
 } moe_ckpt_entry;
 
+/* The part of an entry to load: n_ranges element ranges [ranges[2k],
+ * ranges[2k+1]) (ascending, disjoint, inside len); n_ranges 0: all. */
+typedef struct {
+    int32_t n_ranges;
+    const size_t *ranges;
+} moe_ckpt_part;
+
 const char *moe_ckpt_dtype_name(moe_ckpt_dtype t);
 
 /* Writes a checkpoint of `step` with the configuration text `config`
@@ -80,6 +87,13 @@ moe_status moe_ckpt_info(const char *path, int64_t *step, char **config);
  * missing or of another dtype or length: a checkpoint of another model). */
 moe_status moe_ckpt_load(const char *path, int64_t *step, char **config,
                          const moe_ckpt_entry *entries, int32_t n);
+/* The same reading only parts[i] of entry i into the same places of its
+ * data, the rest of data untouched (expert parallelism: each rank reads
+ * its own experts' slices); the checks are moe_ckpt_load's. parts NULL:
+ * moe_ckpt_load. */
+moe_status moe_ckpt_load_parts(const char *path, int64_t *step, char **config,
+                               const moe_ckpt_entry *entries, const moe_ckpt_part *parts,
+                               int32_t n);
 
 #ifdef __cplusplus
 }

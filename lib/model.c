@@ -244,10 +244,17 @@ void moe_model_set_stream(moe_model *M, uint64_t stream) {
 }
 
 void moe_model_init(moe_model *M, float init_scale, uint64_t seed) {
+    moe_model_init_part(M, init_scale, seed, NULL, NULL);
+}
+
+void moe_model_init_part(moe_model *M, float init_scale, uint64_t seed, const size_t *lo,
+                         const size_t *hi) {
     for (int32_t i = 0; i < M->n_tensors; i++) {
         float *t = M->params + M->offs[i];
         const double fan = M->fan[i], sd = fan > 0 ? sqrt(init_scale / fan) : 0.0;
-        for (size_t j = 0; j < M->lens[i]; j++) {
+        const size_t j0 = lo ? lo[i] : 0, j1 = hi ? hi[i] : M->lens[i];
+        MOE_ASSERT(j0 <= j1 && j1 <= M->lens[i]);
+        for (size_t j = j0; j < j1; j++) {
             if (fan <= 0) {
                 t[j] = M->fill[i];
                 continue;

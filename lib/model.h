@@ -64,6 +64,11 @@ size_t moe_model_n_params(const moe_model *M);
  * sqrt(init_scale / fan_in) (Switch Transformers: init_scale 0.1),
  * norm gains 1, biases 0, keyed by seed. */
 void moe_model_init(moe_model *M, float init_scale, uint64_t seed);
+/* The same on parts of the tensors (expert parallelism): of tensor i only
+ * elements [lo[i], hi[i]), each with moe_model_init's value; the rest of
+ * the buffer is not touched. */
+void moe_model_init_part(moe_model *M, float init_scale, uint64_t seed, const size_t *lo,
+                         const size_t *hi);
 /* Training mode (capacity factor, noise) and the stream of this step's
  * random draws (every MoE layer gets its own stream from it). */
 void moe_model_set_train(moe_model *M, int train);

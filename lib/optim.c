@@ -110,7 +110,8 @@ double moe_optim_lr(const moe_optim_config *c, int64_t step) {
 
 /* ----------------------------------------------------- gradient norm */
 
-double moe_optim_grad_norm(const float *g, size_t n) {
+/* Sum of squares of g (n) in double over fixed chunks. */
+static double sumsq(const float *g, size_t n) {
     const size_t cs = chunk_size(n), nc = chunk_count(n, cs);
     double part[CHUNKS_MAX];
 #pragma omp parallel for schedule(static) if (nc > 1)
@@ -122,8 +123,10 @@ double moe_optim_grad_norm(const float *g, size_t n) {
     }
     double s = 0;
     for (size_t c = 0; c < nc; c++) s += part[c];
-    return sqrt(s);
+    return s;
 }
+
+double moe_optim_grad_norm(const float *g, size_t n) { return sqrt(sumsq(g, n)); }
 
 /* The clip factor c of a norm, in float (the precision it is applied in). */
 static float clip_factor(double norm, double clip) {
@@ -219,6 +222,27 @@ static int tensor_step(const moe_optim_config *cfg, const adam_k *k,
     return clipped;
 }
 
+/* The constants of update `step` for a gradient of norm `norm`. */
+static adam_k step_constants(const moe_optim_config *cfg, int64_t step, double norm) {
+    return (adam_k){
+        .gscale = clip_factor(norm, cfg->clip_norm),
+        .b1 = (float)cfg->beta1, .b2 = (float)cfg->beta2,
+        .omb1 = (float)(1 - cfg->beta1), .omb2 = (float)(1 - cfg->beta2),
+        .bc1 = (float)(1 - pow(cfg->beta1, (double)step)),
+        .bc2 = (float)(1 - pow(cfg->beta2, (double)step)),
+        .eps = (float)cfg->eps,
+    };
+}
+
+static void fill_stats(moe_optim_stats *stats, double lr, double norm, const adam_k *k,
+                       int n_clipped, int32_t n_tensors) {
+    if (!stats) return;
+    stats->lr = lr;
+    stats->grad_norm = norm;
+    stats->grad_scale = k->gscale;
+    stats->update_clip_frac = (double)n_clipped / (double)(n_tensors ? n_tensors : 1);
+}
+
 moe_status moe_optim_step(const moe_optim_config *cfg, int64_t step,
                           float *params, const float *grads, float *m,
                           float *v, size_t n,
@@ -237,14 +261,7 @@ moe_status moe_optim_step(const moe_optim_config *cfg, int64_t step,
         return moe_fail(MOE_EINVAL, "gradient norm is %g at step %lld: parameters not updated",
                         norm, (long long)step);
     const double lr = moe_optim_lr(cfg, step);
-    adam_k k = {
-        .gscale = clip_factor(norm, cfg->clip_norm),
-        .b1 = (float)cfg->beta1, .b2 = (float)cfg->beta2,
-        .omb1 = (float)(1 - cfg->beta1), .omb2 = (float)(1 - cfg->beta2),
-        .bc1 = (float)(1 - pow(cfg->beta1, (double)step)),
-        .bc2 = (float)(1 - pow(cfg->beta2, (double)step)),
-        .eps = (float)cfg->eps,
-    };
+    const adam_k k = step_constants(cfg, step, norm);
     int n_clipped = 0;
     if (n_tensors == 0) {
         n_clipped = tensor_step(cfg, &k, lr, params, grads, m, v, n, 1);
@@ -257,12 +274,71 @@ moe_status moe_optim_step(const moe_optim_config *cfg, int64_t step,
             off += len;
         }
     }
-    if (stats) {
-        stats->lr = lr;
-        stats->grad_norm = norm;
-        stats->grad_scale = k.gscale;
-        stats->update_clip_frac =
-            (double)n_clipped / (double)(n_tensors ? n_tensors : 1);
+    fill_stats(stats, lr, norm, &k, n_clipped, n_tensors);
+    return MOE_OK;
+}
+
+/* ------------------------------------------------------------ sharded */
+
+#define SHARD_TENSORS_MAX 1024
+
+moe_status moe_optim_step_shard(const moe_optim_config *cfg, int64_t step,
+                                float *params, const float *grads, float *m,
+                                float *v, size_t n,
+                                const moe_optim_tensor *tensors, int32_t n_tensors,
+                                const moe_optim_shard *sh, moe_optim_stats *stats) {
+    MOE_ASSERT(cfg && step >= 1 && sh && sh->sum && tensors);
+    MOE_ASSERT(n_tensors >= 1 && n_tensors <= SHARD_TENSORS_MAX);
+    size_t off[SHARD_TENSORS_MAX], at = 0;
+    for (int32_t i = 0; i < n_tensors; i++) {
+        MOE_ASSERT(sh->lo[i] <= sh->hi[i] && sh->hi[i] <= tensors[i].len);
+        off[i] = at + sh->lo[i];
+        at += tensors[i].len;
     }
+    MOE_ASSERT(at == n && (n == 0 || (params && grads && m && v)));
+    moe_status st = moe_optim_config_validate(cfg);
+    if (st != MOE_OK) return st;
+    /* the norm: whole tensors here, split pieces over every process */
+    double whole = 0, pieces = 0;
+    for (int32_t i = 0; i < n_tensors; i++) {
+        const double s = sumsq(grads + off[i], sh->hi[i] - sh->lo[i]);
+        if (sh->split[i]) pieces += s;
+        else whole += s;
+    }
+    sh->sum(sh->ctx, &pieces, 1);
+    const double norm = sqrt(whole + pieces);
+    if (!isfinite(norm))
+        return moe_fail(MOE_EINVAL, "gradient norm is %g at step %lld: parameters not updated",
+                        norm, (long long)step);
+    const double lr = moe_optim_lr(cfg, step);
+    const adam_k k = step_constants(cfg, step, norm);
+    int n_clipped = 0;
+    if (cfg->update_clip <= 0) {
+        for (int32_t i = 0; i < n_tensors; i++) {
+            const float d = tensors[i].decay ? (float)(lr * cfg->weight_decay) : 0.0f;
+            tensor_fused(&k, params + off[i], grads + off[i], m + off[i], v + off[i],
+                         sh->hi[i] - sh->lo[i], (float)lr, d);
+        }
+        fill_stats(stats, lr, norm, &k, 0, n_tensors);
+        return MOE_OK;
+    }
+    /* update clip: every tensor's sum of u^2 (split ones over processes) */
+    double ss[SHARD_TENSORS_MAX], part[SHARD_TENSORS_MAX];
+    for (int32_t i = 0; i < n_tensors; i++) {
+        ss[i] = tensor_moments_sumsq(&k, grads + off[i], m + off[i], v + off[i],
+                                     sh->hi[i] - sh->lo[i]);
+        part[i] = sh->split[i] ? ss[i] : 0.0;
+    }
+    sh->sum(sh->ctx, part, n_tensors);
+    for (int32_t i = 0; i < n_tensors; i++) {
+        const double sum_u2 = sh->split[i] ? part[i] : ss[i];
+        const double f = tensors[i].len ? sqrt(sum_u2 / (double)tensors[i].len) / cfg->update_clip : 0;
+        const int clipped = f > 1;
+        const float d = tensors[i].decay ? (float)(lr * cfg->weight_decay) : 0.0f;
+        tensor_apply(&k, params + off[i], m + off[i], v + off[i], sh->hi[i] - sh->lo[i],
+                     (float)(clipped ? lr / f : lr), d);
+        n_clipped += clipped;
+    }
+    fill_stats(stats, lr, norm, &k, n_clipped, n_tensors);
     return MOE_OK;
 }

@@ -126,6 +126,34 @@ moe_status moe_optim_step(const moe_optim_config *cfg, int64_t step,
                           const moe_optim_tensor *tensors, int32_t n_tensors,
                           moe_optim_stats *stats);
 
+/* A process's part of the flat buffers when they are spread over
+ * processes (expert parallelism, lib/mpi/): of tensor i it updates only
+ * elements [lo[i], hi[i]) (offsets inside the tensor). split[i] = 1: the
+ * processes' parts are disjoint pieces of the tensor, and its sums (the
+ * global gradient norm, the update-clip RMS) add every process's piece;
+ * 0: every process holds the same whole tensor (lo 0, hi len) and sums
+ * it locally. sum (collective) makes v (n doubles) the sum over the
+ * processes, the same on every one. */
+typedef struct {
+    const size_t *lo, *hi;  /* (n_tensors) */
+    const uint8_t *split;   /* (n_tensors) */
+    void (*sum)(void *ctx, double *v, int n);
+    void *ctx;
+} moe_optim_shard;
+
+/* moe_optim_step on this process's part (collective: every process calls
+ * it with the same config and step): the elements outside the part of
+ * params, grads, m and v are never read or written. The results equal
+ * moe_optim_step on the whole buffers up to the rounding of the sums (the
+ * norm and the RMS are added per tensor part, then over processes, not
+ * over moe_optim_grad_norm's chunks). tensors is required (n_tensors >=
+ * 1); a non-finite norm fails on every process alike. */
+moe_status moe_optim_step_shard(const moe_optim_config *cfg, int64_t step,
+                                float *params, const float *grads, float *m,
+                                float *v, size_t n,
+                                const moe_optim_tensor *tensors, int32_t n_tensors,
+                                const moe_optim_shard *shard, moe_optim_stats *stats);
+
 #ifdef __cplusplus
 }
 #endif

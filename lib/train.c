@@ -1,8 +1,5 @@
 /* The training loop (see train.h). */
-#include "train.h"
-
-#include "checkpoint.h"
-#include "train_metrics.h"
+#include "train_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -16,35 +13,6 @@ static double now_s(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* Everything one run owns. */
-typedef struct {
-    moe_train_config cfg;
-    moe_corpus *corpus;
-    moe_model *M;
-    moe_batcher *train, *valid;
-    float *m, *v;
-    moe_optim_tensor *tensors;
-    int32_t *inp, *tgt, *tags, *srcs;
-    train_metrics *tm;       /* run.metrics, NULL: none                 */
-    double extra_cf[16];     /* run.extra_eval_cf                       */
-    int n_extra;
-    const moe_train_dist *dist; /* NULL: one process                    */
-    int dist_failed;         /* an agree failed: no more collectives    */
-    int32_t Bl;              /* sequences of this rank per batch         */
-    size_t off;              /* its first token in a batch               */
-} run_state;
-
-/* Rank 0 (or the only process) writes files and progress lines. */
-static int is_writer(const run_state *s) { return !s->dist || s->dist->rank == 0; }
-
-/* Every rank's status (moe_train_dist.agree); st itself in one process. */
-static moe_status dist_agree(run_state *s, moe_status st) {
-    if (!s->dist || s->dist_failed) return st;
-    st = s->dist->agree(s->dist->ctx, st);
-    s->dist_failed = st != MOE_OK;
-    return st;
-}
-
 static void run_free(run_state *s) {
     moe_model_free(s->M);
     moe_batcher_free(s->train);
@@ -53,6 +21,7 @@ static void run_free(run_state *s) {
     free(s->m), free(s->v), free(s->tensors), free(s->inp), free(s->tgt);
     free(s->tags), free(s->srcs);
     moe_tm_free(s->tm);
+    moe_td_free(s);
 }
 
 /* run.extra_eval_cf: up to 16 capacity factors > 0, separated by commas or
@@ -142,7 +111,8 @@ static moe_status setup(run_state *s, const moe_train_opts *o, int64_t *step0) {
                         "rank takes batch_size / ranks sequences)", B, R);
     s->Bl = B / R;
     s->off = (size_t)(s->dist ? s->dist->rank : 0) * s->Bl * N;
-    if (s->dist && (st = s->dist->attach(s->dist->ctx, s->M))) return st;
+    if (s->dist && ((st = s->dist->attach(s->dist->ctx, s->M)) || (st = moe_td_parts(s))))
+        return st;
     if ((st = moe_batcher_create(s->corpus, MOE_SPLIT_TRAIN, c->task, B, N, 1, c->seed, &s->train)) ||
         (st = moe_batcher_create(s->corpus, MOE_SPLIT_VALID, c->task, B, N, 0, c->seed, &s->valid)))
         return st;
@@ -159,34 +129,9 @@ static moe_status setup(run_state *s, const moe_train_opts *o, int64_t *step0) {
         moe_model_tensor(s->M, i, NULL, NULL, &s->tensors[i].len, &decay);
         s->tensors[i].decay = decay;
     }
-    moe_model_init(s->M, c->init_scale, c->seed);
+    moe_td_init(s);
     *step0 = 0;
-    if (!o->resume) return MOE_OK;
-    uint64_t pos[2];
-    moe_ckpt_entry e[4] = {{"params", MOE_CKPT_F32, n, moe_model_params(s->M)},
-                           {"adam_m", MOE_CKPT_F32, n, s->m},
-                           {"adam_v", MOE_CKPT_F32, n, s->v},
-                           {"data_pos", MOE_CKPT_U64, 2, pos}};
-    char *text = NULL;
-    st = moe_ckpt_load(o->resume, step0, &text, e, 4);
-    free(text);
-    if (st != MOE_OK) return st;
-    if (*step0 > c->steps)
-        return moe_fail(MOE_EINVAL, "%s: at step %lld, beyond run.steps = %lld", o->resume,
-                        (long long)*step0, (long long)c->steps);
-    return moe_batcher_seek(s->train, (moe_batch_pos){pos[0], pos[1]});
-}
-
-static moe_status save(run_state *s, int64_t step, const char *text) {
-    if (!is_writer(s)) return MOE_OK;
-    const size_t n = moe_model_n_params(s->M);
-    moe_batch_pos p = moe_batcher_tell(s->train);
-    uint64_t pos[2] = {p.epoch, p.cursor};
-    moe_ckpt_entry e[4] = {{"params", MOE_CKPT_F32, n, moe_model_params(s->M)},
-                           {"adam_m", MOE_CKPT_F32, n, s->m},
-                           {"adam_v", MOE_CKPT_F32, n, s->v},
-                           {"data_pos", MOE_CKPT_U64, 2, pos}};
-    return moe_ckpt_save(s->cfg.checkpoint, step, text, e, 4);
+    return o->resume ? moe_td_load(s, o->resume, step0) : MOE_OK;
 }
 
 /* Mean cross-entropy and accuracy over eval_batches validation batches
@@ -220,7 +165,7 @@ static moe_status evaluate(run_state *s, double *ce, double *acc, double *droppe
     (void)B;
     if (s->dist && st == MOE_OK) { /* the whole batch's sums */
         double v[5] = {sum, (double)cnt, (double)right, (double)drop, (double)routed};
-        s->dist->sum(s->dist->ctx, v, 5);
+        moe_td_sum(s, v, 5);
         sum = v[0], cnt = (int64_t)v[1], right = (int64_t)v[2];
         drop = (int64_t)v[3], routed = (int64_t)v[4];
     }
@@ -256,20 +201,21 @@ static moe_status step_once(run_state *s, int64_t step, moe_optim_stats *os, int
         moe_model_losses l = *moe_model_losses_of(s->M);
         double v[4] = {l.ce * (double)l.counted, (double)l.counted, (double)l.dropped,
                        (double)l.routed};
-        s->dist->sum(s->dist->ctx, v, 4);
+        moe_td_sum(s, v, 4);
         l.counted = (int64_t)v[1], l.dropped = (int64_t)v[2], l.routed = (int64_t)v[3];
         l.ce = l.counted ? v[0] / v[1] : 0.0;
         l.loss = l.ce + l.aux;
         moe_model_set_losses(s->M, &l);
     }
     if ((*diverged = !isfinite(moe_model_losses_of(s->M)->loss))) return MOE_OK;
-    const size_t n = moe_model_n_params(s->M);
-    memset(moe_model_grads(s->M), 0, n * sizeof(float));
+    moe_td_zero_grads(s);
     if ((st = moe_model_backward(s->M))) return st;
     if (s->dist && (st = s->dist->sync_grads(s->dist->ctx, s->M))) return st;
-    st = moe_optim_step(&c->optim, step, moe_model_params(s->M), moe_model_grads(s->M), s->m,
-                        s->v, n, s->tensors, moe_model_n_tensors(s->M), os);
-    if (st != MOE_OK && grads_bad(moe_model_grads(s->M), n)) *diverged = 1, st = MOE_OK;
+    st = moe_td_optim(s, step, os);
+    /* the config is valid (setup), so a failure is a non-finite norm: in a
+     * spread run the whole gradient's, the same on every rank */
+    if (st != MOE_OK && (s->dist || grads_bad(moe_model_grads(s->M), moe_model_n_params(s->M))))
+        *diverged = 1, st = MOE_OK;
     return st;
 }
 
@@ -322,15 +268,7 @@ static void progress_line(FILE *log, const moe_train_config *cfg, int64_t step,
  * /comm row (collective: every rank calls it). */
 static moe_status metrics_row(run_state *s, int64_t step, const moe_optim_stats *os,
                               double tokens_per_s, double time_s) {
-    moe_status st = MOE_OK;
-    if (s->dist) {
-        const int R = s->dist->size;
-        double *v = calloc(4 * (size_t)R, sizeof *v);
-        if (!v) return moe_fail(MOE_ENOMEM, "metrics: out of memory");
-        s->dist->comm(s->dist->ctx, v, v + R, v + 2 * R, v + 3 * R);
-        if (s->tm) st = moe_tm_comm(s->tm, step, R, v);
-        free(v);
-    }
+    moe_status st = moe_td_comm_row(s, step);
     if (st == MOE_OK && s->tm)
         st = moe_tm_step(s->tm, step, s->M, os, tokens_per_s, time_s, s->inp + s->off,
                          s->tags + s->off, s->srcs + s->off);
@@ -370,13 +308,16 @@ static moe_status train_loop(run_state *s, const char *text, FILE *log, int64_t 
                 progress_line(log, cfg, step, l, &os, (double)tok_since / fmax(t - tlast, 1e-9));
                 tlast = t, tok_since = 0;
             }
-            if (cfg->eval_every && step % cfg->eval_every == 0 && step != last)
+            /* validations and checkpoints are collective: the ranks agree
+             * first (matching a failed rank's agree below) */
+            if (cfg->eval_every && step % cfg->eval_every == 0 && step != last &&
+                (st = moe_td_agree(s, st)) == MOE_OK)
                 st = report_eval(s, log, step, res);
             if (st == MOE_OK && cfg->checkpoint[0] && cfg->checkpoint_every &&
-                step % cfg->checkpoint_every == 0)
-                st = save(s, step, text);
+                step % cfg->checkpoint_every == 0 && (st = moe_td_agree(s, st)) == MOE_OK)
+                st = moe_td_save(s, step, text);
         }
-        st = dist_agree(s, st); /* a failure on any rank stops every rank here */
+        st = moe_td_agree(s, st); /* a failure on any rank stops every rank here */
         if (diverged) break;
     }
     res->tokens_per_s = (double)(res->steps_done - step0) * tok_step / fmax(now_s() - t0, 1e-9);
@@ -392,9 +333,9 @@ static moe_status finish_run(run_state *s, const char *text, FILE *log, double t
     if (res->diverged) {
         res->valid_ce = res->valid_ppl = res->valid_acc = NAN;
     } else {
-        st = report_eval(s, log, res->steps_done, res);
-        if (st == MOE_OK) st = extra_evals(s, res->steps_done);
-        if (st == MOE_OK && cfg->checkpoint[0]) st = save(s, res->steps_done, text);
+        st = moe_td_agree(s, report_eval(s, log, res->steps_done, res));
+        if (st == MOE_OK) st = moe_td_agree(s, extra_evals(s, res->steps_done));
+        if (st == MOE_OK && cfg->checkpoint[0]) st = moe_td_save(s, res->steps_done, text);
     }
     if (st == MOE_OK && s->tm) {
         const double wall = moe_tm_time_offset(s->tm) + now_s() - t0;
@@ -418,21 +359,21 @@ moe_status moe_train_run_dist(const moe_train_config *cfg, const char *config_te
     moe_set_threads(cfg->threads);
     int64_t step0 = 0;
     const double t0 = now_s();
-    moe_status st = dist_agree(&s, setup(&s, opts, &step0));
+    moe_status st = moe_td_agree(&s, setup(&s, opts, &step0));
     if (st == MOE_OK && dist && (st = dist->same_text(dist->ctx, config_text)))
         s.dist_failed = 1; /* every rank saw the difference */
     res->steps_done = step0;
     if (st == MOE_OK && cfg->task == MOE_TASK_LM)
         st = moe_corpus_unigram_ppl(s.corpus, MOE_SPLIT_TRAIN, MOE_SPLIT_VALID, 1.0,
                                     &res->unigram_ppl);
-    if (st == MOE_OK && cfg->metrics[0] && is_writer(&s)) {
+    if (st == MOE_OK && cfg->metrics[0] && moe_td_writer(&s)) {
         moe_train_config mc = s.cfg; /* /routing and /trace: this rank's sequences */
         mc.batch_size = s.Bl;
         st = moe_tm_open(&mc, config_text, opts->force, step0, s.M, s.corpus, &s.tm);
         if (st == MOE_OK && dist) st = moe_tm_comm_open(s.tm, dist->size);
     }
-    st = dist_agree(&s, st);
-    FILE *log = is_writer(&s) ? opts->log : NULL;
+    st = moe_td_agree(&s, st);
+    FILE *log = moe_td_writer(&s) ? opts->log : NULL;
     if (st == MOE_OK && log)
         fprintf(log, "training %zu parameters, %d layers (%s), %lld steps of %d x %d tokens%s\n",
                 moe_model_n_params(s.M), cfg->model.n_layer,

@@ -52,11 +52,13 @@ const ini_key *moe_train_keys(size_t *n);
 moe_status moe_train_config_finish(moe_train_config *cfg, int32_t vocab, int32_t n_tags,
                                    double extra_cf[16], int *n_extra);
 
-/* Data parallelism over processes (bin/moe-mpi: lib/mpi/ep_train.c):
+/* Data parallelism over processes (bin/moe-mpi: lib/mpi/ep_model.c):
  * what the trainer asks of the other ranks. Rank r trains on sequences
- * [r * B / size, (r + 1) * B / size) of every batch; only rank 0 writes
- * the metrics file and checkpoints and prints progress. Every callback
- * is collective (all ranks, same order). */
+ * [r * B / size, (r + 1) * B / size) of every batch and owns a part of
+ * every tensor (`owned`): it initialises, zeroes, updates and loads only
+ * that part of its buffers (lib/train_dist.c). Only rank 0 writes the
+ * metrics file and checkpoints and prints progress. Every callback is
+ * collective (all ranks, same order) unless it says otherwise. */
 typedef struct moe_train_dist {
     int rank, size;
     void *ctx;
@@ -69,8 +71,14 @@ typedef struct moe_train_dist {
     moe_status (*attach)(void *ctx, moe_model *M);
     /* v (n) = sum over ranks, in rank order */
     void (*sum)(void *ctx, double *v, int n);
-    /* the gradient buffer becomes the whole batch's on every rank */
+    /* the parts of the attached model's tensors this rank owns (not
+     * collective): lo, hi, split (n_tensors) as in moe_optim_shard */
+    void (*owned)(void *ctx, const moe_model *M, size_t *lo, size_t *hi, uint8_t *split);
+    /* the gradient buffer's owned parts become the whole batch's */
     moe_status (*sync_grads)(void *ctx, moe_model *M);
+    /* v (n_params, laid out as the parameters): rank 0's copy receives
+     * every split tensor's parts from their owners (read elsewhere) */
+    void (*gather)(void *ctx, const moe_model *M, float *v);
     /* this step's communication of every rank (since the last call):
      * bytes sent and seconds in MPI, (size) each, all-to-all then
      * reductions */

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The MPI tests (make test runs them when mpicc is installed):
-#  1. suite ep_layer under mpirun -np 2 and -np 4: the expert-parallel
-#     layer against one process on the same batch, every family;
+#  1. suites ep_layer and ep_train under mpirun -np 2 and -np 4: the
+#     expert-parallel layer against one process on the same batch, every
+#     family; the sharded optimizer, the R-rank checkpoint against one
+#     process's and resume on R ranks;
 #  2. 20 training steps with -np 2 against one process (bin/moe): the same
 #     losses to 1e-5 relative, for top-2 and Switch;
 #  3. failures on one rank (bad value, missing config, missing corpus,
@@ -19,12 +21,12 @@ fails=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 ok() { echo "ok:   $*"; }
 
-# 1. the layer suite
+# 1. the layer and training suites
 for np in 2 4; do
     if timeout 300 $run -np $np "$tests" >"$tmp/layer$np.txt" 2>&1; then
-        ok "suite ep_layer, -np $np"
+        ok "suites ep_layer, ep_train, -np $np"
     else
-        cat "$tmp/layer$np.txt"; fail "suite ep_layer, -np $np (exit $?)"
+        cat "$tmp/layer$np.txt"; fail "suites ep_layer, ep_train, -np $np (exit $?)"
     fi
 done
 grep "R=2" "$tmp/layer2.txt" | sed 's/passed$//'

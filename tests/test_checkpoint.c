@@ -167,6 +167,28 @@ static void toy_init(toy *t) {
     t->rng[0] = 42;
 }
 
+static void test_loading_parts_reads_only_those_ranges(void) {
+    const char *p = path_of("parts.h5");
+    float f[10] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+    uint64_t u[2] = {7, 8};
+    moe_ckpt_entry w[2] = {{"params", MOE_CKPT_F32, 10, f}, {"pos", MOE_CKPT_U64, 2, u}};
+    CU_ASSERT_EQUAL_FATAL(moe_ckpt_save(p, 3, NULL, w, 2), MOE_OK);
+    float g[10];
+    uint64_t u2[2] = {0, 0};
+    for (int i = 0; i < 10; i++) g[i] = -1;
+    const size_t ranges[6] = {1, 3, 3, 3, 6, 10}; /* an empty range in between */
+    const moe_ckpt_part parts[2] = {{3, ranges}, {0, NULL}};
+    moe_ckpt_entry r[2] = {{"params", MOE_CKPT_F32, 10, g}, {"pos", MOE_CKPT_U64, 2, u2}};
+    int64_t step = 0;
+    CU_ASSERT_EQUAL_FATAL(moe_ckpt_load_parts(p, &step, NULL, r, parts, 2), MOE_OK);
+    const float want[10] = {-1, 1, 2, -1, -1, -1, 6, 7, 8, 9};
+    CU_ASSERT(memcmp(g, want, sizeof g) == 0);
+    CU_ASSERT(u2[0] == 7 && u2[1] == 8 && step == 3);
+    /* the length is still checked against the whole entry */
+    moe_ckpt_entry bad[1] = {{"params", MOE_CKPT_F32, 9, g}};
+    CU_ASSERT_EQUAL(moe_ckpt_load_parts(p, NULL, NULL, bad, parts, 1), MOE_EFORMAT);
+}
+
 static void test_resume_after_n_steps_gives_bit_identical_parameters_and_moments(void) {
     const int N = 30;
     toy a, b, fresh;
@@ -360,6 +382,7 @@ static void test_an_unwritable_directory_is_reported(void) {
 void suite_checkpoint(void) {
     CU_pSuite s = CU_add_suite("checkpoint", setup, teardown);
     CU_add_test(s, "round_trip_is_bit_exact_for_every_dtype", test_round_trip_is_bit_exact_for_every_dtype);
+    CU_add_test(s, "loading_parts_reads_only_those_ranges", test_loading_parts_reads_only_those_ranges);
     CU_add_test(s, "resume_after_n_steps_gives_bit_identical_parameters_and_moments",
                 test_resume_after_n_steps_gives_bit_identical_parameters_and_moments);
     CU_add_test(s, "missing_file_is_reported_by_name", test_missing_file_is_reported_by_name);

@@ -355,6 +355,50 @@ static void test_nonfinite_gradient_is_refused_and_nothing_changes(void) {
     CU_ASSERT_EQUAL(moe_optim_step(&c, 1, p, g, m, v, 3, NULL, 0, NULL), MOE_EINVAL);
 }
 
+/* The other process of a two-way split, played by the test: sum adds
+ * its piece's sum of squares of the gradient (the norm's only sum when
+ * the update clip is off). */
+static void add_other_piece(void *ctx, double *v, int n) {
+    CU_ASSERT_EQUAL(n, 1);
+    v[0] += *(const double *)ctx;
+}
+
+static void test_sharded_step_updates_its_part_as_the_whole_step_and_nothing_else(void) {
+    enum { A = 30, B = 64, N = A + B, H = B / 2 }; /* B split in two pieces */
+    moe_optim_tensor t[2] = {{A, 1}, {B, 1}};
+    const size_t lo[2] = {0, H}, hi[2] = {A, B}; /* this process: the second piece */
+    const uint8_t split[2] = {0, 1};
+    float *p = rand_floats(N, 1, 0, 1.0f), *g = rand_floats(N, 1, 1, 2.0f);
+    float p1[N], g1[N], m[N] = {0}, v[N] = {0}, m1[N], v1[N];
+    memcpy(p1, p, sizeof p1), memcpy(g1, g, sizeof g1);
+    double other = 0;
+    for (int i = A; i < A + H; i++) { /* the other piece: only in `other` */
+        other += (double)g[i] * g[i];
+        p1[i] = g1[i] = m1[i] = v1[i] = NAN;
+    }
+    for (int i = 0; i < N; i++)
+        if (i < A || i >= A + H) m1[i] = v1[i] = 0;
+    moe_optim_shard sh = {lo, hi, split, add_other_piece, &other};
+    moe_optim_config c = moe_optim_config_default();
+    c.clip_norm = 0.5; /* the norm over both pieces decides the scale */
+    moe_optim_stats a, b;
+    CU_ASSERT_EQUAL_FATAL(moe_optim_step(&c, 1, p, g, m, v, N, t, 2, &a), MOE_OK);
+    CU_ASSERT_EQUAL_FATAL(moe_optim_step_shard(&c, 1, p1, g1, m1, v1, N, t, 2, &sh, &b), MOE_OK);
+    /* 1e-12: the norm is the same sum of squares taken in another order */
+    CU_ASSERT(fabs(a.grad_norm - b.grad_norm) <= 1e-12 * a.grad_norm);
+    for (int i = 0; i < N; i++) {
+        if (i >= A && i < A + H) {
+            CU_ASSERT(isnan(p1[i]) && isnan(m1[i]) && isnan(v1[i]));
+            continue;
+        }
+        /* 1e-6 relative: a float clip factor from a norm differing in the
+         * last bits of a double */
+        CU_ASSERT(fabsf(p1[i] - p[i]) <= 1e-6f * fabsf(p[i]) + 1e-9f);
+        CU_ASSERT(fabsf(m1[i] - m[i]) <= 1e-6f * fabsf(m[i]) + 1e-12f);
+    }
+    free(p), free(g);
+}
+
 void suite_optim(void) {
     ADD_SUITE("optim",
               {"adamw_matches_a_double_reference_with_decay_warmup_and_cosine",
@@ -378,5 +422,7 @@ void suite_optim(void) {
               {"invalid_configs_are_rejected_naming_the_key",
                test_invalid_configs_are_rejected_naming_the_key},
               {"nonfinite_gradient_is_refused_and_nothing_changes",
-               test_nonfinite_gradient_is_refused_and_nothing_changes});
+               test_nonfinite_gradient_is_refused_and_nothing_changes},
+              {"sharded_step_updates_its_part_as_the_whole_step_and_nothing_else",
+               test_sharded_step_updates_its_part_as_the_whole_step_and_nothing_else});
 }

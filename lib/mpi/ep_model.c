@@ -17,14 +17,29 @@ moe_status moe_ep_model_attach(moe_ep *ep, moe_model *M) {
 }
 
 /* Whether model tensor `name` holds experts (h<l>.moe.w1, b1, w2, b2,
- * mult_bias: (E, ...) with expert j's block at j * len / E). */
+ * mult_bias, or a user-defined expert's ex0 .. ex7: (E, ...) with expert
+ * j's block at j * len / E). */
 static int is_expert_tensor(const char *name) {
-    static const char *const ex[] = {"w1", "b1", "w2", "b2", "mult_bias"};
+    static const char *const ex[] = {"w1", "b1", "w2", "b2", "mult_bias", "ex0", "ex1",
+                                     "ex2", "ex3", "ex4", "ex5", "ex6", "ex7"};
     const char *m = strstr(name, ".moe.");
     if (!m) return 0;
     for (size_t i = 0; i < sizeof ex / sizeof ex[0]; i++)
         if (!strcmp(m + 5, ex[i])) return 1;
     return 0;
+}
+
+void moe_ep_model_owned(const moe_ep *ep, const moe_model *M, size_t *lo, size_t *hi,
+                        uint8_t *split) {
+    for (int32_t i = 0; i < moe_model_n_tensors(M); i++) {
+        const char *name;
+        size_t len;
+        moe_model_tensor(M, i, &name, NULL, &len, NULL);
+        split[i] = (uint8_t)is_expert_tensor(name);
+        const size_t part = len / (size_t)ep->size; /* experts e0 .. e0 + el - 1 */
+        lo[i] = split[i] ? (size_t)ep->rank * part : 0;
+        hi[i] = split[i] ? lo[i] + part : len;
+    }
 }
 
 moe_status moe_ep_model_sync_grads(moe_ep *ep, moe_model *M) {
@@ -53,14 +68,25 @@ moe_status moe_ep_model_sync_grads(moe_ep *ep, moe_model *M) {
         const char *name;
         size_t off, len;
         moe_model_tensor(M, i, &name, &off, &len, NULL);
-        if (is_expert_tensor(name)) {
-            moe_ep_share_slices(ep, g + off, len / (size_t)ep->size);
-        } else {
-            memcpy(g + off, ep->pack + at, len * sizeof *g);
-            at += len;
-        }
+        if (is_expert_tensor(name)) continue;
+        memcpy(g + off, ep->pack + at, len * sizeof *g);
+        at += len;
     }
     return MOE_OK;
+}
+
+void moe_ep_model_gather(moe_ep *ep, const moe_model *M, float *v) {
+    for (int32_t i = 0; i < moe_model_n_tensors(M); i++) {
+        const char *name;
+        size_t off, len;
+        moe_model_tensor(M, i, &name, &off, &len, NULL);
+        if (!is_expert_tensor(name)) continue;
+        const size_t part = len / (size_t)ep->size;
+        MOE_ASSERT(part <= INT32_MAX);
+        float *t = v + off; /* rank q's part at q * part: MPI_Gather's layout */
+        MPI_Gather(ep->rank ? t + (size_t)ep->rank * part : MPI_IN_PLACE, (int)part, MPI_FLOAT,
+                   t, (int)part, MPI_FLOAT, 0, ep->comm);
+    }
 }
 
 /* ------------------------------------------------ moe_train_dist hooks */
@@ -92,6 +118,10 @@ static moe_status cb_same_text(void *ctx, const char *text) {
 static moe_status cb_attach(void *ctx, moe_model *M) { return moe_ep_model_attach(ctx, M); }
 static void cb_sum(void *ctx, double *v, int n) { moe_ep_sum_f64(ctx, v, n); }
 static moe_status cb_sync(void *ctx, moe_model *M) { return moe_ep_model_sync_grads(ctx, M); }
+static void cb_owned(void *ctx, const moe_model *M, size_t *lo, size_t *hi, uint8_t *split) {
+    moe_ep_model_owned(ctx, M, lo, hi, split);
+}
+static void cb_gather(void *ctx, const moe_model *M, float *v) { moe_ep_model_gather(ctx, M, v); }
 
 /* This step's counters of every rank (the gather itself not counted). */
 static void cb_comm(void *ctx, double *a2a_b, double *a2a_s, double *red_b, double *red_s) {
@@ -113,5 +143,6 @@ static void cb_comm(void *ctx, double *a2a_b, double *a2a_s, double *red_b, doub
 void moe_ep_train_dist(moe_ep *ep, moe_train_dist *d) {
     *d = (moe_train_dist){.rank = ep->rank, .size = ep->size, .ctx = ep,
                           .agree = cb_agree, .same_text = cb_same_text, .attach = cb_attach,
-                          .sum = cb_sum, .sync_grads = cb_sync, .comm = cb_comm};
+                          .sum = cb_sum, .owned = cb_owned, .sync_grads = cb_sync,
+                          .gather = cb_gather, .comm = cb_comm};
 }

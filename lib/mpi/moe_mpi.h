@@ -87,12 +87,22 @@ void moe_ep_abort(const moe_ep *ep, const char *msg);
 
 /* Makes every MoE layer of M expert parallel (moe_ep_attach). */
 moe_status moe_ep_model_attach(moe_ep *ep, moe_model *M);
-/* After moe_model_backward on every rank's slice: makes the gradient
- * buffer the whole batch's gradient on every rank. Non-expert tensors
- * are summed in rank order (moe_ep_sum_f32); each expert tensor's slices
- * are copied from their owners (exact: the owner's gradient is the whole
- * batch's, by the row-order argument above). */
+/* The part of each of M's tensors this rank owns (M attached): all of a
+ * dense tensor (split 0); of an expert tensor (h<l>.moe.w1, b1, w2, b2,
+ * mult_bias), the slice of its experts, [rank * len/R, (rank+1) *
+ * len/R) (split 1). lo, hi, split: (n_tensors), see moe_optim_shard. */
+void moe_ep_model_owned(const moe_ep *ep, const moe_model *M, size_t *lo, size_t *hi,
+                        uint8_t *split);
+/* After moe_model_backward on every rank's slice: the dense tensors of
+ * the gradient buffer become the whole batch's gradient on every rank
+ * (summed in rank order, moe_ep_sum_f32). The expert slices are not
+ * communicated: the owner's already are the whole batch's (by the
+ * row-order argument above), and no other rank has them. */
 moe_status moe_ep_model_sync_grads(moe_ep *ep, moe_model *M);
+/* Collective: rank 0's v (n_params, laid out as the parameters) receives
+ * every expert tensor's slices from their owners (MPI_Gather); the other
+ * ranks' v is only read, in their own slices. */
+void moe_ep_model_gather(moe_ep *ep, const moe_model *M, float *v);
 /* The callbacks that spread moe_train_run_dist over ep's ranks (ctx = ep,
  * which must outlive the run). */
 struct moe_train_dist;

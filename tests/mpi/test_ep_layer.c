@@ -30,17 +30,6 @@ static void split(int32_t B, int R, int q, int32_t *g0, int32_t *gl) {
     *g0 = q * base + (q < extra ? q : extra);
 }
 
-/* max |a - b| / max |b| (0 when both are 0); *same = 1 if bit-identical. */
-static double rel_diff(const float *a, const float *b, size_t n, int *same) {
-    double dmax = 0.0, bmax = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        dmax = fmax(dmax, fabs((double)a[i] - b[i]));
-        bmax = fmax(bmax, fabs((double)b[i]));
-    }
-    *same = n == 0 || !memcmp(a, b, n * sizeof *a);
-    return bmax > 0 ? dmax / bmax : dmax;
-}
-
 static double rel_d(double a, double b) {
     return fabs(a - b) / fmax(fabs(b), 1e-30) * (b != 0 || a != 0);
 }

@@ -5,10 +5,21 @@
 #include "mpi_test.h"
 
 #include <CUnit/Basic.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 moe_ep *test_ep = NULL;
+
+double rel_diff(const float *a, const float *b, size_t n, int *same) {
+    double dmax = 0.0, bmax = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        dmax = fmax(dmax, fabs((double)a[i] - b[i]));
+        bmax = fmax(bmax, fabs((double)b[i]));
+    }
+    *same = n == 0 || !memcmp(a, b, n * sizeof *a);
+    return bmax > 0 ? dmax / bmax : dmax;
+}
 
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
@@ -16,6 +27,7 @@ int main(int argc, char **argv) {
     const int rank = moe_ep_rank(test_ep);
     if (CU_initialize_registry() != CUE_SUCCESS) MPI_Abort(MPI_COMM_WORLD, 2);
     suite_ep_layer();
+    suite_ep_train();
     CU_basic_set_mode(rank == 0 ? CU_BRM_VERBOSE : CU_BRM_SILENT);
     if (rank != 0 && !freopen("/dev/null", "w", stdout)) MPI_Abort(MPI_COMM_WORLD, 2);
     int bad = 0;

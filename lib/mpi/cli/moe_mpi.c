@@ -10,8 +10,26 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 int moe_cli_main(int argc, char **argv); /* lib/cli/moe.c, renamed by the Makefile */
+
+/* Collective: rank 0 prints every rank's peak resident memory
+ * (getrusage ru_maxrss). */
+static void report_rss(moe_ep *ep) {
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    const int R = moe_ep_size(ep);
+    long kb = u.ru_maxrss, *all = malloc((size_t)R * sizeof *all);
+    if (!all) moe_ep_abort(ep, "out of memory");
+    MPI_Gather(&kb, 1, MPI_LONG, all, 1, MPI_LONG, 0, moe_ep_comm(ep));
+    if (moe_ep_rank(ep) == 0) {
+        fprintf(stderr, "peak resident memory per rank (MB):");
+        for (int q = 0; q < R; q++) fprintf(stderr, " %.1f", (double)all[q] / 1024.0);
+        fprintf(stderr, "\n");
+    }
+    free(all);
+}
 
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
@@ -33,6 +51,9 @@ int main(int argc, char **argv) {
             fprintf(stderr, "moe train: %s\n", moe_errmsg());
             if (!rc) rc = 1;
         }
+        int quiet = 0;
+        for (int i = 2; i < argc; i++) quiet |= !strcmp(argv[i], "--quiet");
+        if (st == MOE_OK && !quiet) report_rss(ep);
     }
     moe_ep_free(ep);
     MPI_Finalize();
