@@ -60,7 +60,7 @@ ifeq ($(MPI),1)
   CLI_SRC  += $(wildcard lib/mpi/cli/*.c)
   TEST_SRC := $(wildcard tests/mpi/*.c) tests/test_util.c
   # bin/moe's main becomes moe_cli_main, called by lib/mpi/cli/moe_mpi.c
-  $(BUILD)/lib/cli/moe.o: CFLAGS += -Dmain=moe_cli_main
+  $(BUILD)/lib/cli/moe.o: CFLAGS += -Dmain=moe_cli_main -DMOE_MPI_MAIN
 endif
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 # examples/: programs on the public header only (the README's worked

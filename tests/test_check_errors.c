@@ -190,6 +190,35 @@ static void test_cli_usage_errors_exit_two_and_help_exits_zero(void) {
     CU_ASSERT_EQUAL(WEXITSTATUS(system(cmd)), 0);
 }
 
+/* Under mpirun with several ranks, bin/moe (no MPI) hands over to the
+ * moe-mpi beside it with the same arguments, or stops naming it; a single
+ * rank runs as usual. */
+static void test_under_mpirun_bin_moe_hands_over_to_moe_mpi_or_stops(void) {
+    const char *bin = getenv("MOE_BIN") ? getenv("MOE_BIN") : "bin/moe";
+    char dir[] = "/tmp/moe_handover_XXXXXX", cmd[1024], out[4096];
+    CU_ASSERT_FATAL(mkdtemp(dir) != NULL);
+    snprintf(cmd, sizeof cmd, "cp %s %s/moe", bin, dir);
+    CU_ASSERT_FATAL(system(cmd) == 0);
+    snprintf(cmd, sizeof cmd, "OMPI_COMM_WORLD_SIZE=2 %s/moe train x.ini 2>&1", dir);
+    FILE *p = popen(cmd, "r");
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    CU_ASSERT_EQUAL(WEXITSTATUS(pclose(p)), 1);
+    CU_ASSERT(strstr(out, "2 ranks") && strstr(out, "moe-mpi is missing") && strstr(out, "make MPI=1"));
+    /* a stand-in moe-mpi that shows what it was given */
+    snprintf(cmd, sizeof cmd, "printf '#!/bin/sh\\necho handed over: \"$@\"\\n' > %s/moe-mpi && "
+             "chmod +x %s/moe-mpi && OMPI_COMM_WORLD_SIZE=2 %s/moe train x.ini 2>&1", dir, dir, dir);
+    p = popen(cmd, "r");
+    n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    CU_ASSERT_EQUAL(WEXITSTATUS(pclose(p)), 0);
+    CU_ASSERT(strstr(out, "handed over: train x.ini") != NULL);
+    snprintf(cmd, sizeof cmd, "OMPI_COMM_WORLD_SIZE=1 %s/moe --help >/dev/null 2>&1", dir);
+    CU_ASSERT_EQUAL(WEXITSTATUS(system(cmd)), 0);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CU_ASSERT(system(cmd) == 0);
+}
+
 void suite_check_errors(void) {
     CU_pSuite s = CU_add_suite("check_errors", setup, teardown);
     CU_add_test(s, "missing_file_is_reported_by_name", test_missing_file_is_reported_by_name);
@@ -202,4 +231,5 @@ void suite_check_errors(void) {
     CU_add_test(s, "absurd_sizes_in_attributes_are_refused_before_allocating", test_absurd_sizes_in_attributes_are_refused_before_allocating);
     CU_add_test(s, "a_wrong_reference_value_fails_the_case", test_a_wrong_reference_value_fails_the_case);
     CU_add_test(s, "cli_usage_errors_exit_two_and_help_exits_zero", test_cli_usage_errors_exit_two_and_help_exits_zero);
+    CU_add_test(s, "under_mpirun_bin_moe_hands_over_to_moe_mpi_or_stops", test_under_mpirun_bin_moe_hands_over_to_moe_mpi_or_stops);
 }

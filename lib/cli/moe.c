@@ -2,7 +2,9 @@
 #include "cli.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const struct {
     const char *name, *summary;
@@ -23,7 +25,28 @@ static void usage(FILE *f) {
     fprintf(f, "\n'moe COMMAND --help' describes a command.\n");
 }
 
+#ifndef MOE_MPI_MAIN
+/* Started by mpirun with more than one rank: this binary has no MPI, so R
+ * copies would each train the whole model and write the same files. Hand
+ * over to the MPI build beside it (bin/moe-mpi), or stop with a message.
+ * Returns only if no handover was needed (0) or possible (1). */
+static int mpi_handover(char **argv) {
+    const char *size = getenv("OMPI_COMM_WORLD_SIZE");
+    if (!size || atoi(size) <= 1) return 0;
+    char path[4096];
+    const char *slash = strrchr(argv[0], '/');
+    snprintf(path, sizeof path, "%.*smoe-mpi", slash ? (int)(slash - argv[0] + 1) : 0, argv[0]);
+    if (access(path, X_OK) == 0) execv(path, argv);
+    fprintf(stderr, "moe: started by mpirun with %s ranks, but this binary has no MPI and "
+            "%s is missing: build it with make MPI=1 (OpenMPI: scripts/setup.sh)\n", size, path);
+    return 1;
+}
+#endif
+
 int main(int argc, char **argv) {
+#ifndef MOE_MPI_MAIN
+    if (mpi_handover(argv)) return 1;
+#endif
     if (argc < 2) {
         usage(stderr);
         return 2;
