@@ -42,36 +42,32 @@ void moe_ep_model_owned(const moe_ep *ep, const moe_model *M, size_t *lo, size_t
     }
 }
 
-moe_status moe_ep_model_sync_grads(moe_ep *ep, moe_model *M) {
-    float *g = moe_model_grads(M);
-    const int32_t nt = moe_model_n_tensors(M);
-    size_t n_dense = 0;
-    for (int pass = 0; pass < 2; pass++) { /* 0: count, 1: pack */
-        size_t at = 0;
-        for (int32_t i = 0; i < nt; i++) {
-            const char *name;
-            size_t off, len;
-            moe_model_tensor(M, i, &name, &off, &len, NULL);
-            if (is_expert_tensor(name)) continue;
-            if (pass) memcpy(ep->pack + at, g + off, len * sizeof *g);
-            at += len;
-        }
-        n_dense = at;
-        if (!pass && MOE_GROW(ep->pack, n_dense))
-            return moe_fail(MOE_ENOMEM, "expert parallelism: out of memory for %zu gradients",
-                            n_dense);
-    }
-    moe_status st = moe_ep_sum_f32(ep, ep->pack, n_dense);
-    if (st != MOE_OK) return st;
+/* Copies every dense tensor of g into pack (to_pack) or back, tensors in
+ * order; pack NULL only counts. Returns the floats copied. */
+static size_t copy_dense(const moe_model *M, float *g, float *pack, int to_pack) {
     size_t at = 0;
-    for (int32_t i = 0; i < nt; i++) {
+    for (int32_t i = 0; i < moe_model_n_tensors(M); i++) {
         const char *name;
         size_t off, len;
         moe_model_tensor(M, i, &name, &off, &len, NULL);
         if (is_expert_tensor(name)) continue;
-        memcpy(g + off, ep->pack + at, len * sizeof *g);
+        if (pack && to_pack) memcpy(pack + at, g + off, len * sizeof *g);
+        if (pack && !to_pack) memcpy(g + off, pack + at, len * sizeof *g);
         at += len;
     }
+    return at;
+}
+
+moe_status moe_ep_model_sync_grads(moe_ep *ep, moe_model *M) {
+    float *g = moe_model_grads(M);
+    const size_t n_dense = copy_dense(M, g, NULL, 1);
+    if (MOE_GROW(ep->pack, n_dense))
+        return moe_fail(MOE_ENOMEM, "expert parallelism: out of memory for %zu gradients",
+                        n_dense);
+    copy_dense(M, g, ep->pack, 1);
+    moe_status st = moe_ep_sum_f32(ep, ep->pack, n_dense);
+    if (st != MOE_OK) return st;
+    copy_dense(M, g, ep->pack, 0);
     return MOE_OK;
 }
 
