@@ -56,15 +56,18 @@ void moe_dispatch_backward(const moe_plan *pl, const float *dxe, float *dx,
     }
 }
 
+/* a . b over d values, in double, in index order. */
+static double row_dot(const float *a, const float *b, int32_t d) {
+    double dot = 0.0;
+    for (int32_t i = 0; i < d; i++) dot += (double)a[i] * b[i];
+    return dot;
+}
+
 void moe_dispatch_st_backward(const moe_plan *pl, const float *x,
                               const float *dxe, float *dgate, int32_t d) {
 #pragma omp parallel for schedule(static)
-    for (int32_t r = 0; r < pl->R; r++) {
-        const float *xt = x + (size_t)pl->row_token[r] * d, *g = dxe + (size_t)r * d;
-        double dot = 0.0;
-        for (int32_t i = 0; i < d; i++) dot += (double)g[i] * xt[i];
-        dgate[r] += (float)dot;
-    }
+    for (int32_t r = 0; r < pl->R; r++)
+        dgate[r] += (float)row_dot(dxe + (size_t)r * d, x + (size_t)pl->row_token[r] * d, d);
 }
 
 void moe_combine(const moe_plan *pl, const float *ye, float *y, int32_t d) {
@@ -89,11 +92,7 @@ void moe_combine_backward(const moe_plan *pl, const float *ye,
         const float *s = ye + (size_t)r * d;
         float *o = dye + (size_t)r * d;
         const float w = pl->row_gate[r];
-        double dot = 0.0;
-        for (int32_t i = 0; i < d; i++) {
-            o[i] = w * g[i];
-            dot += (double)g[i] * s[i];
-        }
-        dgate[r] = (float)dot;
+        for (int32_t i = 0; i < d; i++) o[i] = w * g[i];
+        dgate[r] = (float)row_dot(g, s, d);
     }
 }

@@ -8,9 +8,10 @@
 #include "act.h"
 #include "gemm.h"
 
-#include <cblas.h>
-#include <math.h>
-#include <string.h>
+/* Row loops of at least this many values (activations, bias sums and adds)
+ * run in parallel when not inside a parallel region (a dense FFN over
+ * every token); each value's result is the same either way. */
+#define PAR_VALUES (1u << 15)
 
 /* C (m, n) = A (m, k) B (k, n) + beta C, row-major. */
 static void gemm_nn(int m, int n, int k, const float *A, const float *B,
@@ -42,7 +43,7 @@ void moe_matmul_backward(const float *x, const float *w, const float *dy,
 }
 
 void moe_add_rows(float *y, const float *b, int32_t m, int32_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (moe_top_level() && (size_t)m * n >= PAR_VALUES)
     for (int32_t i = 0; i < m; i++)
         for (int32_t j = 0; j < n; j++) y[(size_t)i * n + j] += b[j];
 }
@@ -50,18 +51,13 @@ void moe_add_rows(float *y, const float *b, int32_t m, int32_t n) {
 void moe_sum_rows(const float *dy, float *db, int32_t m, int32_t n) {
     enum { COLS = 64 }; /* column blocks in parallel, rows in order in each */
     const int32_t nb = (n + COLS - 1) / COLS;
-#pragma omp parallel for schedule(static) if (moe_top_level() && (size_t)m * n >= (1u << 16))
+#pragma omp parallel for schedule(static) if (moe_top_level() && (size_t)m * n >= PAR_VALUES)
     for (int32_t b = 0; b < nb; b++) {
         const int32_t j0 = b * COLS, j1 = j0 + COLS < n ? j0 + COLS : n;
         for (int32_t i = 0; i < m; i++)
             for (int32_t j = j0; j < j1; j++) db[j] += dy[(size_t)i * n + j];
     }
 }
-
-/* Activations of at least this many values run rows in parallel when not
- * inside a parallel region (a dense FFN over every token); elementwise,
- * so the split does not change a bit. */
-#define PAR_VALUES (1u << 15)
 
 /* a (m, h) = act(hpre (m, hin)) (* mb). */
 static void activation_forward(const moe_expert_w *w, moe_act act, int32_t m,
