@@ -6,8 +6,6 @@
 #include "internal.h"
 #include "model.h"
 
-/* Monotonic clock, seconds. */
-double moe_bench_now(void);
 /* Warm-up calls of fn for at least the warm-up time (at least one), then up to reps
  * timed calls: fewer once the timed calls passed MOE_BENCH_BUDGET seconds
  * (at least one is always timed; out->reps says how many were). */

@@ -5,7 +5,6 @@
 
 #include <cblas.h>
 #include <string.h>
-#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -99,9 +98,7 @@ void moe_layer_set_timing(moe_layer *L, moe_layer_timing *t) { L->timing = t; }
  * seconds since t0 to *slot; 0 without a clock read when timing is off. */
 static double tick(const moe_layer *L, double *slot, double t0) {
     if (!L->timing) return 0.0;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    const double t = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    const double t = moe_now_s();
     if (slot) *slot += t - t0;
     return t;
 }
