@@ -191,7 +191,6 @@ moe_status moe_layer_forward(moe_layer *L, const moe_params *p,
     memset(&L->aux, 0, sizeof L->aux);
     memset(&L->route, 0, sizeof L->route);
     double t0 = tick(L, NULL, 0.0), tp = t0;
-    if (L->timing) L->timing->n_forward++;
     if (L->ops->forward) {
         moe_status st = L->ops->forward(L, p, x, draws, y);
         TICK(forward, t0);
@@ -221,7 +220,6 @@ moe_status moe_layer_backward(moe_layer *L, const moe_params *p,
                               float *dx) {
     MOE_ASSERT(L && p && x && dy && g && dx && L->T > 0);
     double t0 = tick(L, NULL, 0.0), tp = t0;
-    if (L->timing) L->timing->n_backward++;
     if (L->ops->backward) {
         moe_status st = L->ops->backward(L, p, x, dy, g, dx);
         TICK(backward, t0);
