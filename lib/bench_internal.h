@@ -40,7 +40,7 @@ int64_t moe_bench_layer_rows(const moe_bench_layer *B, int32_t *m);
 /* Timed forward (skipped if fwd is NULL) and forward+backward. */
 void moe_bench_layer_time(moe_bench_layer *B, int reps, moe_bench_time *fwd,
                           moe_bench_time *fwdbwd);
-/* The phase split over reps forward+backward calls. */
+/* The phase split of the fastest of reps (>= 1) forward+backward calls. */
 void moe_bench_layer_split(moe_bench_layer *B, int reps, moe_bench_split *out);
 
 /* Memory of the training step (bench_mem.c): the bytes of parameters,

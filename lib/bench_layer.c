@@ -116,7 +116,6 @@ void moe_bench_layer_split(moe_bench_layer *B, int reps, moe_bench_split *out) {
      * descheduling of a busy machine into one phase */
     moe_layer_timing t, best;
     memset(&best, 0, sizeof best);
-    memset(out, 0, sizeof *out);
     for (int i = 0; i < reps; i++) {
         memset(&t, 0, sizeof t);
         moe_layer_set_timing(B->L, &t);
@@ -124,14 +123,13 @@ void moe_bench_layer_split(moe_bench_layer *B, int reps, moe_bench_split *out) {
         moe_layer_set_timing(B->L, NULL);
         if (i == 0 || t.forward + t.backward < best.forward + best.backward) best = t;
     }
-    t = best;
-    const double k = 1.0;
+    memset(out, 0, sizeof *out);
     out->valid = B->L->ops->forward == NULL;
-    out->route = k * t.route, out->dispatch = k * t.dispatch;
-    out->experts = k * t.experts, out->combine = k * t.combine;
-    out->combine_bwd = k * t.combine_bwd, out->experts_bwd = k * t.experts_bwd;
-    out->dispatch_bwd = k * t.dispatch_bwd, out->route_bwd = k * t.route_bwd;
-    out->total = k * (t.forward + t.backward);
+    out->route = best.route, out->dispatch = best.dispatch;
+    out->experts = best.experts, out->combine = best.combine;
+    out->combine_bwd = best.combine_bwd, out->experts_bwd = best.experts_bwd;
+    out->dispatch_bwd = best.dispatch_bwd, out->route_bwd = best.route_bwd;
+    out->total = best.forward + best.backward;
     const double over = out->route + out->dispatch + out->combine + out->combine_bwd +
                         out->dispatch_bwd + out->route_bwd;
     out->overhead_share = out->valid && out->total > 0 ? over / out->total : 0.0;
