@@ -93,16 +93,11 @@ moe_status moe_bench_layer_create(const moe_config *cfg, int32_t b, int32_t n,
 
 int64_t moe_bench_layer_rows(const moe_bench_layer *B, int32_t *m) {
     const moe_config *c = &B->cfg;
-    const int32_t E = moe_n_experts(c);
-    int64_t total = 0;
-    for (int32_t j = 0; j < E; j++) {
-        /* Soft MoE: every expert gets its s slots of each group; the
-         * router families: the rows of the last forward's plan */
-        m[j] = c->family == MOE_SOFT_MOE ? B->b * c->slots
-                                         : B->L->plan.offset[j + 1] - B->L->plan.offset[j];
-        total += m[j];
-    }
-    return total;
+    if (c->family != MOE_SOFT_MOE) return moe_bench_plan_rows(B->L, m);
+    /* Soft MoE: every expert gets its s slots of each group */
+    const int32_t E = moe_n_experts(c), rows = B->b * c->slots;
+    for (int32_t j = 0; m && j < E; j++) m[j] = rows;
+    return (int64_t)E * rows;
 }
 
 void moe_bench_layer_time(moe_bench_layer *B, int reps, moe_bench_time *f,
