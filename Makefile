@@ -193,8 +193,12 @@ ablate/%: bin/moe FORCE | reproduce-data
 # when /usr/bin/python3 has torch (.torch.json), and the combined table with
 # date, machine, OpenBLAS and commit (.md). An existing record is refused
 # unless FORCE=1. BENCH_THREADS: threads of both (default: every core).
+# Both are expanded once (:=), so that a run across midnight UTC names all
+# its files with one date.
 BENCH_THREADS ?= $(shell nproc)
 BENCH_OUT ?= results/bench/$(shell date -u +%Y-%m-%d)
+BENCH_THREADS := $(BENCH_THREADS)
+BENCH_OUT := $(BENCH_OUT)
 bench: bin/moe
 	@if [ -e $(BENCH_OUT).json ] && [ "$(FORCE)" != 1 ]; then \
 	  echo "make bench: $(BENCH_OUT).json exists (FORCE=1 replaces it, or BENCH_OUT=other)"; exit 1; fi

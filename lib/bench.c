@@ -3,7 +3,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static const moe_bench_shape shapes[] = {
     {"seed", 512, 2048, 16, 4, 1024},
@@ -23,12 +22,6 @@ const moe_bench_shape *moe_bench_shape_get(const char *name) {
     return NULL;
 }
 
-double moe_bench_now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -41,14 +34,14 @@ void moe_bench_time_reps(void (*fn)(void *), void *ctx, int reps,
                          moe_bench_time *out) {
     double t[64], spent = 0.0;
     if (reps > 64) reps = 64;
-    double w0 = moe_bench_now();
+    double w0 = moe_now_s();
     do fn(ctx);
-    while (moe_bench_now() - w0 < warmup_s);
+    while (moe_now_s() - w0 < warmup_s);
     int done = 0;
     while (done < reps && (done == 0 || spent < MOE_BENCH_BUDGET)) {
-        double t0 = moe_bench_now();
+        double t0 = moe_now_s();
         fn(ctx);
-        t[done] = moe_bench_now() - t0;
+        t[done] = moe_now_s() - t0;
         spent += t[done++];
     }
     qsort(t, (size_t)done, sizeof t[0], cmp_double);

@@ -32,7 +32,7 @@ typedef struct {
     double fwdbwd_gflops;      /* 6-product rate: flops / (fwd + bwd)     */
 } moe_bench_limit;
 
-/* Phase seconds per forward+backward call (moe_layer_timing averaged). */
+/* Phase seconds of the fastest forward+backward call (moe_layer_timing). */
 typedef struct {
     int valid;                 /* 0: the family has its own pipeline     */
     double route, dispatch, experts, combine;

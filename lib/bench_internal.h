@@ -6,8 +6,6 @@
 #include "internal.h"
 #include "model.h"
 
-/* Monotonic clock, seconds. */
-double moe_bench_now(void);
 /* Warm-up calls of fn for at least the warm-up time (at least one), then up to reps
  * timed calls: fewer once the timed calls passed MOE_BENCH_BUDGET seconds
  * (at least one is always timed; out->reps says how many were). */
@@ -37,12 +35,13 @@ moe_config moe_bench_config(moe_family f, int32_t d, int32_t h, int32_t e,
 moe_status moe_bench_layer_create(const moe_config *cfg, int32_t b, int32_t n,
                                   moe_bench_layer **out);
 void moe_bench_layer_free(moe_bench_layer *B);
-/* Rows of each expert (E of them) and their total, from the last forward. */
+/* Rows of each expert (E of them) into m unless m is NULL, and their
+ * total, from the last forward. */
 int64_t moe_bench_layer_rows(const moe_bench_layer *B, int32_t *m);
 /* Timed forward (skipped if fwd is NULL) and forward+backward. */
 void moe_bench_layer_time(moe_bench_layer *B, int reps, moe_bench_time *fwd,
                           moe_bench_time *fwdbwd);
-/* The phase split over reps forward+backward calls. */
+/* The phase split of the fastest of reps (>= 1) forward+backward calls. */
 void moe_bench_layer_split(moe_bench_layer *B, int reps, moe_bench_split *out);
 
 /* Memory of the training step (bench_mem.c): the bytes of parameters,
@@ -50,8 +49,10 @@ void moe_bench_layer_split(moe_bench_layer *B, int reps, moe_bench_split *out);
  * formula in the file), and the activation and workspace bytes M has
  * allocated. */
 void moe_bench_mem_needed(moe_bench_train *t, const moe_model *M);
-/* Expert rows of layer l's last forward (0 if dense), per expert into m
- * (its n_experts entries) unless m is NULL. */
+/* Expert rows of the last forward's plan of router layer L (bench_mem.c),
+ * per expert into m (its moe_n_experts entries) unless m is NULL. */
+int64_t moe_bench_plan_rows(const moe_layer *L, int32_t *m);
+/* The same for layer l of M (0 if dense). */
 int64_t moe_bench_model_rows(const moe_model *M, int32_t l, int32_t *m);
 double moe_bench_mem_allocated(const moe_model *M);
 /* A field of /proc/self/status ("VmRSS", "VmHWM") in MB; -1 if absent. */

@@ -93,16 +93,11 @@ moe_status moe_bench_layer_create(const moe_config *cfg, int32_t b, int32_t n,
 
 int64_t moe_bench_layer_rows(const moe_bench_layer *B, int32_t *m) {
     const moe_config *c = &B->cfg;
-    const int32_t E = moe_n_experts(c);
-    int64_t total = 0;
-    for (int32_t j = 0; j < E; j++) {
-        /* Soft MoE: every expert gets its s slots of each group; the
-         * router families: the rows of the last forward's plan */
-        m[j] = c->family == MOE_SOFT_MOE ? B->b * c->slots
-                                         : B->L->plan.offset[j + 1] - B->L->plan.offset[j];
-        total += m[j];
-    }
-    return total;
+    if (c->family != MOE_SOFT_MOE) return moe_bench_plan_rows(B->L, m);
+    /* Soft MoE: every expert gets its s slots of each group */
+    const int32_t E = moe_n_experts(c), rows = B->b * c->slots;
+    for (int32_t j = 0; m && j < E; j++) m[j] = rows;
+    return (int64_t)E * rows;
 }
 
 void moe_bench_layer_time(moe_bench_layer *B, int reps, moe_bench_time *f,
@@ -116,7 +111,6 @@ void moe_bench_layer_split(moe_bench_layer *B, int reps, moe_bench_split *out) {
      * descheduling of a busy machine into one phase */
     moe_layer_timing t, best;
     memset(&best, 0, sizeof best);
-    memset(out, 0, sizeof *out);
     for (int i = 0; i < reps; i++) {
         memset(&t, 0, sizeof t);
         moe_layer_set_timing(B->L, &t);
@@ -124,14 +118,13 @@ void moe_bench_layer_split(moe_bench_layer *B, int reps, moe_bench_split *out) {
         moe_layer_set_timing(B->L, NULL);
         if (i == 0 || t.forward + t.backward < best.forward + best.backward) best = t;
     }
-    t = best;
-    const double k = 1.0;
+    memset(out, 0, sizeof *out);
     out->valid = B->L->ops->forward == NULL;
-    out->route = k * t.route, out->dispatch = k * t.dispatch;
-    out->experts = k * t.experts, out->combine = k * t.combine;
-    out->combine_bwd = k * t.combine_bwd, out->experts_bwd = k * t.experts_bwd;
-    out->dispatch_bwd = k * t.dispatch_bwd, out->route_bwd = k * t.route_bwd;
-    out->total = k * (t.forward + t.backward);
+    out->route = best.route, out->dispatch = best.dispatch;
+    out->experts = best.experts, out->combine = best.combine;
+    out->combine_bwd = best.combine_bwd, out->experts_bwd = best.experts_bwd;
+    out->dispatch_bwd = best.dispatch_bwd, out->route_bwd = best.route_bwd;
+    out->total = best.forward + best.backward;
     const double over = out->route + out->dispatch + out->combine + out->combine_bwd +
                         out->dispatch_bwd + out->route_bwd;
     out->overhead_share = out->valid && out->total > 0 ? over / out->total : 0.0;

@@ -23,12 +23,14 @@
 
 #include <string.h>
 
-int64_t moe_bench_model_rows(const moe_model *M, int32_t l, int32_t *m) {
-    const moe_layer *L = M->lv[l].L;
-    if (!L) return 0;
+int64_t moe_bench_plan_rows(const moe_layer *L, int32_t *m) {
     for (int32_t j = 0; m && j < moe_n_experts(&L->cfg); j++)
         m[j] = L->plan.offset[j + 1] - L->plan.offset[j];
     return L->plan.R;
+}
+
+int64_t moe_bench_model_rows(const moe_model *M, int32_t l, int32_t *m) {
+    return M->lv[l].L ? moe_bench_plan_rows(M->lv[l].L, m) : 0;
 }
 
 void moe_bench_mem_needed(moe_bench_train *t, const moe_model *M) {

@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 /* Programmer errors: print file:line and abort. Never for run-time input. */
 #define MOE_ASSERT(c)                                                       \
@@ -52,6 +53,13 @@ enum {
  * nonzero on failure (contents are not kept). */
 #define MOE_GROW(buf, n) \
     moe_grow((void **)&(buf), &(buf##_cap), (size_t)(n), sizeof *(buf))
+
+/* Monotonic clock, seconds (timing only: never in a result). */
+static inline double moe_now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
 
 /* Number of input columns of w1: 2h for geglu, h otherwise. */
 static inline int32_t moe_hin(const moe_config *c) {

@@ -39,7 +39,6 @@ typedef struct {
     double route, dispatch, experts, combine;                 /* forward  */
     double combine_bwd, experts_bwd, dispatch_bwd, route_bwd; /* backward */
     double forward, backward; /* whole calls                              */
-    int64_t n_forward, n_backward;
 } moe_layer_timing;
 
 struct moe_layer {

@@ -5,13 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static void run_free(run_state *s) {
     moe_model_free(s->M);
@@ -281,7 +274,7 @@ static moe_status train_loop(run_state *s, const char *text, FILE *log, int64_t 
                              int64_t last, moe_train_result *res) {
     const moe_train_config *cfg = &s->cfg;
     const int64_t tok_step = (int64_t)cfg->batch_size * cfg->model.seq_len;
-    const double t0 = now_s(), time0 = s->tm ? moe_tm_time_offset(s->tm) : 0.0;
+    const double t0 = moe_now_s(), time0 = s->tm ? moe_tm_time_offset(s->tm) : 0.0;
     double tlast = t0, tstep = t0;
     int64_t tok_since = 0;
     moe_status st = MOE_OK;
@@ -290,7 +283,7 @@ static moe_status train_loop(run_state *s, const char *text, FILE *log, int64_t 
         int diverged = 0;
         st = step_once(s, step, &os, &diverged);
         const moe_model_losses *l = moe_model_losses_of(s->M);
-        const double t = now_s();
+        const double t = moe_now_s();
         if (st == MOE_OK) {
             res->train_loss = l->loss;
             res->steps_done = step;
@@ -320,7 +313,7 @@ static moe_status train_loop(run_state *s, const char *text, FILE *log, int64_t 
         st = moe_td_agree(s, st); /* a failure on any rank stops every rank here */
         if (diverged) break;
     }
-    res->tokens_per_s = (double)(res->steps_done - step0) * tok_step / fmax(now_s() - t0, 1e-9);
+    res->tokens_per_s = (double)(res->steps_done - step0) * tok_step / fmax(moe_now_s() - t0, 1e-9);
     return st;
 }
 
@@ -338,7 +331,7 @@ static moe_status finish_run(run_state *s, const char *text, FILE *log, double t
         if (st == MOE_OK && cfg->checkpoint[0]) st = moe_td_save(s, res->steps_done, text);
     }
     if (st == MOE_OK && s->tm) {
-        const double wall = moe_tm_time_offset(s->tm) + now_s() - t0;
+        const double wall = moe_tm_time_offset(s->tm) + moe_now_s() - t0;
         st = moe_tm_finish(s->tm, res, wall, res->diverged || res->steps_done >= cfg->steps);
         s->tm = NULL;
     }
@@ -358,7 +351,7 @@ moe_status moe_train_run_dist(const moe_train_config *cfg, const char *config_te
     s.dist = dist;
     moe_set_threads(cfg->threads);
     int64_t step0 = 0;
-    const double t0 = now_s();
+    const double t0 = moe_now_s();
     moe_status st = moe_td_agree(&s, setup(&s, opts, &step0));
     if (st == MOE_OK && dist && (st = dist->same_text(dist->ctx, config_text)))
         s.dist_failed = 1; /* every rank saw the difference */

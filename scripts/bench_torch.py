@@ -26,6 +26,7 @@ Without torch it says so and exits 0 without writing anything.
 import argparse
 import json
 import math
+import os
 import platform
 import statistics
 import sys
@@ -60,8 +61,8 @@ def route(torch, x, wg, u, b, n, e):
         mask = mask * (pos < c).to(x.dtype)
         used = mask.sum(1, keepdim=True)
         p = (pos * mask).sum(-1).long()
-        g = gates[..., r] * mask.sum(-1)
-        out.append((idx[..., r], p, g, mask.sum(-1) > 0))
+        hit = mask.sum(-1)  # 1 if this rank's row was kept, else 0
+        out.append((idx[..., r], p, gates[..., r] * hit, hit > 0))
     return out, c
 
 
@@ -167,7 +168,6 @@ def main():
         print("bench_torch.py: PyTorch is not installed (Debian: apt-get install "
               "python3-torch, run with /usr/bin/python3); skipped", file=sys.stderr)
         return 0
-    import os
     if a.out and not a.force and os.path.exists(a.out):
         print(f"bench_torch.py: {a.out} exists (--force replaces it)", file=sys.stderr)
         return 1

@@ -13,7 +13,7 @@ static const char *usage_text =
     "                 [--warmup S] [--out FILE.json [--force]] [--help]\n"
     "\n"
     "Measures in one run, after a warm-up, up to R repetitions (default 5;\n"
-    "median, min, max; fewer once a measurement passed 2 s) of\n"
+    "median, min, max; fewer once a measurement passed 1 s) of\n"
     "  seed, small: every family's layer (GELU, capacity factor 1.25, top-2\n"
     "    random policy) forward and forward+backward, the useful GFLOP/s\n"
     "    (expert products of the rows computed) and their ratio to the limit:\n"
@@ -34,6 +34,13 @@ static const char *usage_text =
     "Exit status: 0 on success, 1 on a run-time failure, 2 on a usage error.\n";
 
 static const char *const parts[] = {"train", "seed", "small", "scale"};
+
+/* Whether v is "all" or one of parts. */
+static int is_shape(const char *v) {
+    for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++)
+        if (!strcmp(v, parts[k])) return 1;
+    return !strcmp(v, "all");
+}
 
 static int int_arg(const char *opt, const char *v, long lo, long hi, int *out) {
     char *end;
@@ -65,8 +72,7 @@ int cli_bench(int argc, char **argv) {
             }
             const char *v = argv[++i];
             if (!strcmp(a, "--shape")) {
-                if (strcmp(v, "all") && strcmp(v, "scale") && strcmp(v, "train") &&
-                    !moe_bench_shape_get(v)) {
+                if (!is_shape(v)) {
                     fprintf(stderr, "moe bench: --shape '%s': allowed seed, small, scale, "
                                     "train, all\n", v);
                     return 2;
@@ -81,8 +87,8 @@ int cli_bench(int argc, char **argv) {
                     fprintf(stderr, "moe bench: --warmup '%s': allowed 0..10 (seconds)\n", v);
                     return 2;
                 }
-            } else if (!int_arg(a, v, a[2] == 't' ? 0 : 1, a[2] == 't' ? 1024 : 64,
-                                a[2] == 't' ? &threads : &reps)) {
+            } else if (!strcmp(a, "--threads") ? !int_arg(a, v, 0, 1024, &threads)
+                                                : !int_arg(a, v, 1, 64, &reps)) {
                 return 2;
             }
         } else {
