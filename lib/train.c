@@ -189,16 +189,7 @@ static moe_status step_once(run_state *s, int64_t step, moe_optim_stats *os, int
     moe_model_set_stream(s->M, (uint64_t)step);
     if ((st = moe_model_forward(s->M, s->inp + s->off, s->tgt + s->off, s->Bl, c->model.seq_len)))
         return st;
-    if (s->dist) { /* the whole batch's losses (the aux losses already are) */
-        moe_model_losses l = *moe_model_losses_of(s->M);
-        double v[4] = {l.ce * (double)l.counted, (double)l.counted, (double)l.dropped,
-                       (double)l.routed};
-        moe_td_sum(s, v, 4);
-        l.counted = (int64_t)v[1], l.dropped = (int64_t)v[2], l.routed = (int64_t)v[3];
-        l.ce = l.counted ? v[0] / v[1] : 0.0;
-        l.loss = l.ce + l.aux;
-        moe_model_set_losses(s->M, &l);
-    }
+    moe_td_sum_losses(s);
     if ((*diverged = !isfinite(moe_model_losses_of(s->M)->loss))) return MOE_OK;
     moe_td_zero_grads(s);
     if ((st = moe_model_backward(s->M))) return st;
