@@ -49,10 +49,12 @@ struct moe_layer {
     uint64_t stream;
     const int32_t *token_ids; /* (T) or NULL: set_token_ids            */
     int64_t draw_t0;          /* global index of token 0 of the batch:
-                                 offsets the router-noise draws, so that
-                                 a slice of a batch (expert parallelism,
-                                 lib/mpi/) draws what the whole batch
-                                 would; 0 otherwise                      */
+                                 offsets the router-noise and policy
+                                 draws, so that a slice of a batch
+                                 (expert parallelism, lib/mpi/) draws
+                                 what the whole batch would; 0 otherwise */
+    int64_t draw_T;           /* tokens of that whole batch (row q of the
+                                 policy draws at q * draw_T); 0: T       */
     int32_t G, n, T, cap;     /* groups, tokens per group, tokens, cap */
     int64_t n_choice;         /* choices written by the router         */
     moe_gate_rule rule;       /* token-choice families                 */
