@@ -108,6 +108,9 @@ void moe_layer_set_timing(moe_layer *L, moe_layer_timing *t);
  * MOE_ENOMEM / MOE_EINVAL with a message. moe_layer_forward calls it; a
  * family's own forward (or a wrapper, lib/mpi/ep_layer.c) may too. */
 moe_status moe_layer_ensure(moe_layer *L, int32_t G, int32_t n);
+/* After the router: L->plan of its L->n_choice choices over L->T tokens,
+ * and aux.n_tokens_unrouted counted from it. */
+void moe_layer_plan(moe_layer *L);
 /* Runs expert j (cfg's ops, moe_expert_ops_of) on rows offset[j] ..
  * offset[j+1]-1 of xe (R, d) for every j < E, experts in parallel:
  * ye (R, d), saved (R, moe_expert_saved) kept for backward. Every family

@@ -164,10 +164,7 @@ static moe_status ep_forward(moe_layer *L, const moe_params *p, const float *x,
     if (st != MOE_OK) return st;
     if ((st = moe_layer_ensure(L, L->G, L->n)) != MOE_OK) moe_ep_abort(s->ep, moe_errmsg());
     if ((st = s->orig->route(L, p, x, draws)) != MOE_OK) moe_ep_abort(s->ep, moe_errmsg());
-    moe_plan_build(&L->plan, moe_n_experts(c), L->T, L->n_choice, L->ch_expert, L->ch_token,
-                   L->ch_id, L->ch_gate);
-    for (int32_t t = 0; t < L->T; t++)
-        L->aux.n_tokens_unrouted += L->plan.tok_offset[t + 1] == L->plan.tok_offset[t];
+    moe_layer_plan(L);
     total_aux(L, s);
     moe_dispatch(&L->plan, x, L->xe, d);
     if ((st = exchange_counts(L, s)) != MOE_OK) moe_ep_abort(s->ep, moe_errmsg());
