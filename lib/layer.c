@@ -176,6 +176,13 @@ void moe_layer_experts_backward(const moe_config *c, const moe_params *p,
     }
 }
 
+void moe_layer_plan(moe_layer *L) {
+    moe_plan_build(&L->plan, moe_n_experts(&L->cfg), L->T, L->n_choice, L->ch_expert,
+                   L->ch_token, L->ch_id, L->ch_gate);
+    for (int32_t t = 0; t < L->T; t++)
+        L->aux.n_tokens_unrouted += L->plan.tok_offset[t + 1] == L->plan.tok_offset[t];
+}
+
 moe_status moe_layer_forward(moe_layer *L, const moe_params *p,
                              const float *x, int32_t b, int32_t n,
                              const float *draws, float *y) {
@@ -200,11 +207,8 @@ moe_status moe_layer_forward(moe_layer *L, const moe_params *p,
     if (st == MOE_OK) st = L->ops->route(L, p, x, draws);
     if (st != MOE_OK) return st;
     TICK(route, tp);
-    const int32_t T = L->T, d = c->d_model;
-    moe_plan_build(&L->plan, moe_n_experts(c), T, L->n_choice, L->ch_expert,
-                   L->ch_token, L->ch_id, L->ch_gate);
-    for (int32_t t = 0; t < T; t++)
-        L->aux.n_tokens_unrouted += L->plan.tok_offset[t + 1] == L->plan.tok_offset[t];
+    const int32_t d = c->d_model;
+    moe_layer_plan(L);
     moe_dispatch(&L->plan, x, L->xe, d);
     TICK(dispatch, tp);
     moe_layer_experts_forward(c, p, L->plan.offset, L->xe, L->saved, L->ye);

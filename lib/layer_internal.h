@@ -48,10 +48,12 @@ struct moe_layer {
     uint64_t stream;
     const int32_t *token_ids; /* (T) or NULL: set_token_ids            */
     int64_t draw_t0;          /* global index of token 0 of the batch:
-                                 offsets the router-noise draws, so that
-                                 a slice of a batch (expert parallelism,
-                                 lib/mpi/) draws what the whole batch
-                                 would; 0 otherwise                      */
+                                 offsets the router-noise and policy
+                                 draws, so that a slice of a batch
+                                 (expert parallelism, lib/mpi/) draws
+                                 what the whole batch would; 0 otherwise */
+    int64_t draw_T;           /* tokens of that whole batch (row q of the
+                                 policy draws at q * draw_T); 0: T       */
     int32_t G, n, T, cap;     /* groups, tokens per group, tokens, cap */
     int64_t n_choice;         /* choices written by the router         */
     moe_gate_rule rule;       /* token-choice families                 */
@@ -105,6 +107,9 @@ void moe_layer_set_timing(moe_layer *L, moe_layer_timing *t);
  * MOE_ENOMEM / MOE_EINVAL with a message. moe_layer_forward calls it; a
  * family's own forward (or a wrapper, lib/mpi/ep_layer.c) may too. */
 moe_status moe_layer_ensure(moe_layer *L, int32_t G, int32_t n);
+/* After the router: L->plan of its L->n_choice choices over L->T tokens,
+ * and aux.n_tokens_unrouted counted from it. */
+void moe_layer_plan(moe_layer *L);
 /* Runs expert j (cfg's ops, moe_expert_ops_of) on rows offset[j] ..
  * offset[j+1]-1 of xe (R, d) for every j < E, experts in parallel:
  * ye (R, d), saved (R, moe_expert_saved) kept for backward. Every family

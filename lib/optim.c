@@ -206,20 +206,33 @@ static void tensor_fused(const adam_k *k, float *p, const float *g, float *m,
     }
 }
 
+/* The weight-decay rate of a tensor at learning rate lr. */
+static float decay_rate(const moe_optim_config *cfg, double lr, int decay) {
+    return decay ? (float)(lr * cfg->weight_decay) : 0.0f;
+}
+
+/* The parameter update of n elements of a tensor of len elements whose
+ * updated moments give sum(u^2) = sum_u2 (over all len); returns 1 if the
+ * update clip scaled it. */
+static int tensor_apply_clipped(const moe_optim_config *cfg, const adam_k *k, double lr,
+                                float *p, const float *m, const float *v, size_t n,
+                                double sum_u2, size_t len, int decay) {
+    const double f = len ? sqrt(sum_u2 / (double)len) / cfg->update_clip : 0;
+    const int clipped = f > 1;
+    tensor_apply(k, p, m, v, n, (float)(clipped ? lr / f : lr), decay_rate(cfg, lr, decay));
+    return clipped;
+}
+
 /* Update of one tensor; returns 1 if its update was clipped. */
 static int tensor_step(const moe_optim_config *cfg, const adam_k *k,
                        double lr, float *p, const float *g, float *m,
                        float *v, size_t n, int decay) {
-    const float d = decay ? (float)(lr * cfg->weight_decay) : 0.0f;
     if (cfg->update_clip <= 0 || n == 0) {
-        tensor_fused(k, p, g, m, v, n, (float)lr, d);
+        tensor_fused(k, p, g, m, v, n, (float)lr, decay_rate(cfg, lr, decay));
         return 0;
     }
-    const double rms = sqrt(tensor_moments_sumsq(k, g, m, v, n) / (double)n);
-    const double f = rms / cfg->update_clip;
-    const int clipped = f > 1;
-    tensor_apply(k, p, m, v, n, (float)(clipped ? lr / f : lr), d);
-    return clipped;
+    const double ss = tensor_moments_sumsq(k, g, m, v, n);
+    return tensor_apply_clipped(cfg, k, lr, p, m, v, n, ss, n, decay);
 }
 
 /* The constants of update `step` for a gradient of norm `norm`. */
@@ -232,6 +245,18 @@ static adam_k step_constants(const moe_optim_config *cfg, int64_t step, double n
         .bc2 = (float)(1 - pow(cfg->beta2, (double)step)),
         .eps = (float)cfg->eps,
     };
+}
+
+/* The learning rate and constants of update `step`; fails (nothing
+ * updated) when the gradient norm is not finite. */
+static moe_status step_begin(const moe_optim_config *cfg, int64_t step, double norm,
+                             double *lr, adam_k *k) {
+    if (!isfinite(norm))
+        return moe_fail(MOE_EINVAL, "gradient norm is %g at step %lld: parameters not updated",
+                        norm, (long long)step);
+    *lr = moe_optim_lr(cfg, step);
+    *k = step_constants(cfg, step, norm);
+    return MOE_OK;
 }
 
 static void fill_stats(moe_optim_stats *stats, double lr, double norm, const adam_k *k,
@@ -257,11 +282,9 @@ moe_status moe_optim_step(const moe_optim_config *cfg, int64_t step,
     if (st != MOE_OK) return st;
 
     const double norm = moe_optim_grad_norm(grads, n);
-    if (!isfinite(norm))
-        return moe_fail(MOE_EINVAL, "gradient norm is %g at step %lld: parameters not updated",
-                        norm, (long long)step);
-    const double lr = moe_optim_lr(cfg, step);
-    const adam_k k = step_constants(cfg, step, norm);
+    double lr;
+    adam_k k;
+    if ((st = step_begin(cfg, step, norm, &lr, &k)) != MOE_OK) return st;
     int n_clipped = 0;
     if (n_tensors == 0) {
         n_clipped = tensor_step(cfg, &k, lr, params, grads, m, v, n, 1);
@@ -307,18 +330,14 @@ moe_status moe_optim_step_shard(const moe_optim_config *cfg, int64_t step,
     }
     sh->sum(sh->ctx, &pieces, 1);
     const double norm = sqrt(whole + pieces);
-    if (!isfinite(norm))
-        return moe_fail(MOE_EINVAL, "gradient norm is %g at step %lld: parameters not updated",
-                        norm, (long long)step);
-    const double lr = moe_optim_lr(cfg, step);
-    const adam_k k = step_constants(cfg, step, norm);
+    double lr;
+    adam_k k;
+    if ((st = step_begin(cfg, step, norm, &lr, &k)) != MOE_OK) return st;
     int n_clipped = 0;
     if (cfg->update_clip <= 0) {
-        for (int32_t i = 0; i < n_tensors; i++) {
-            const float d = tensors[i].decay ? (float)(lr * cfg->weight_decay) : 0.0f;
-            tensor_fused(&k, params + off[i], grads + off[i], m + off[i], v + off[i],
-                         sh->hi[i] - sh->lo[i], (float)lr, d);
-        }
+        for (int32_t i = 0; i < n_tensors; i++)
+            tensor_step(cfg, &k, lr, params + off[i], grads + off[i], m + off[i], v + off[i],
+                        sh->hi[i] - sh->lo[i], tensors[i].decay);
         fill_stats(stats, lr, norm, &k, 0, n_tensors);
         return MOE_OK;
     }
@@ -330,15 +349,10 @@ moe_status moe_optim_step_shard(const moe_optim_config *cfg, int64_t step,
         part[i] = sh->split[i] ? ss[i] : 0.0;
     }
     sh->sum(sh->ctx, part, n_tensors);
-    for (int32_t i = 0; i < n_tensors; i++) {
-        const double sum_u2 = sh->split[i] ? part[i] : ss[i];
-        const double f = tensors[i].len ? sqrt(sum_u2 / (double)tensors[i].len) / cfg->update_clip : 0;
-        const int clipped = f > 1;
-        const float d = tensors[i].decay ? (float)(lr * cfg->weight_decay) : 0.0f;
-        tensor_apply(&k, params + off[i], m + off[i], v + off[i], sh->hi[i] - sh->lo[i],
-                     (float)(clipped ? lr / f : lr), d);
-        n_clipped += clipped;
-    }
+    for (int32_t i = 0; i < n_tensors; i++)
+        n_clipped += tensor_apply_clipped(cfg, &k, lr, params + off[i], m + off[i], v + off[i],
+                                          sh->hi[i] - sh->lo[i], sh->split[i] ? part[i] : ss[i],
+                                          tensors[i].len, tensors[i].decay);
     fill_stats(stats, lr, norm, &k, n_clipped, n_tensors);
     return MOE_OK;
 }

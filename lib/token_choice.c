@@ -97,8 +97,10 @@ moe_status moe_tc_route(moe_layer *L, const moe_params *p, const float *x,
     L->cap = moe_capacity(L->n, c->n_expert, cf);
     router_forward(L, p, x);
     if (needs_draws(c) && !draws) {
-        moe_rng_fill_uniform(L->draws, (size_t)(c->top_n - 1) * T, c->seed, L->stream,
-                             MOE_DRAW_INDEX(MOE_DRAW_POLICY, 0));
+        const uint64_t Tw = L->draw_T ? (uint64_t)L->draw_T : (uint64_t)T;
+        for (int32_t q = 0; q + 1 < c->top_n; q++)
+            moe_rng_fill_uniform(L->draws + (size_t)q * T, (size_t)T, c->seed, L->stream,
+                                 MOE_DRAW_INDEX(MOE_DRAW_POLICY, q * Tw + (uint64_t)L->draw_t0));
         draws = L->draws;
     }
     moe_gating *g = &L->gating;

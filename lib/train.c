@@ -131,7 +131,7 @@ static moe_status setup(run_state *s, const moe_train_opts *o, int64_t *step0) {
  * (always the same ones: the valid batcher restarts). */
 static moe_status evaluate(run_state *s, double *ce, double *acc, double *dropped) {
     const moe_train_config *c = &s->cfg;
-    const int32_t B = c->batch_size, N = c->model.seq_len, C = c->model.n_class;
+    const int32_t N = c->model.seq_len, C = c->model.n_class;
     moe_status st = moe_batcher_seek(s->valid, (moe_batch_pos){0, 0});
     double sum = 0.0;
     int64_t cnt = 0, right = 0, drop = 0, routed = 0;
@@ -155,7 +155,6 @@ static moe_status evaluate(run_state *s, double *ce, double *acc, double *droppe
         }
     }
     moe_model_set_train(s->M, 1);
-    (void)B;
     if (s->dist && st == MOE_OK) { /* the whole batch's sums */
         double v[5] = {sum, (double)cnt, (double)right, (double)drop, (double)routed};
         moe_td_sum(s, v, 5);
@@ -173,13 +172,6 @@ static void fmt_time(char *buf, size_t cap, double s) {
     snprintf(buf, cap, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
 }
 
-/* Whether any of the n gradients is not finite. */
-static int grads_bad(const float *g, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(g[i])) return 1;
-    return 0;
-}
-
 /* One optimizer step; *diverged = 1 (and MOE_OK, parameters untouched)
  * when the loss or the gradient is not finite. */
 static moe_status step_once(run_state *s, int64_t step, moe_optim_stats *os, int *diverged) {
@@ -190,16 +182,7 @@ static moe_status step_once(run_state *s, int64_t step, moe_optim_stats *os, int
     moe_model_set_stream(s->M, (uint64_t)step);
     if ((st = moe_model_forward(s->M, s->inp + s->off, s->tgt + s->off, s->Bl, c->model.seq_len)))
         return st;
-    if (s->dist) { /* the whole batch's losses (the aux losses already are) */
-        moe_model_losses l = *moe_model_losses_of(s->M);
-        double v[4] = {l.ce * (double)l.counted, (double)l.counted, (double)l.dropped,
-                       (double)l.routed};
-        moe_td_sum(s, v, 4);
-        l.counted = (int64_t)v[1], l.dropped = (int64_t)v[2], l.routed = (int64_t)v[3];
-        l.ce = l.counted ? v[0] / v[1] : 0.0;
-        l.loss = l.ce + l.aux;
-        moe_model_set_losses(s->M, &l);
-    }
+    moe_td_sum_losses(s);
     if ((*diverged = !isfinite(moe_model_losses_of(s->M)->loss))) return MOE_OK;
     moe_td_zero_grads(s);
     if ((st = moe_model_backward(s->M))) return st;
@@ -207,8 +190,7 @@ static moe_status step_once(run_state *s, int64_t step, moe_optim_stats *os, int
     st = moe_td_optim(s, step, os);
     /* the config is valid (setup), so a failure is a non-finite norm: in a
      * spread run the whole gradient's, the same on every rank */
-    if (st != MOE_OK && (s->dist || grads_bad(moe_model_grads(s->M), moe_model_n_params(s->M))))
-        *diverged = 1, st = MOE_OK;
+    if (st != MOE_OK) *diverged = 1, st = MOE_OK;
     return st;
 }
 

@@ -69,6 +69,18 @@ void moe_td_sum(run_state *s, double *v, int n) {
     if (s->dist) s->dist->sum(s->dist->ctx, v, n);
 }
 
+void moe_td_sum_losses(run_state *s) {
+    if (!s->dist) return;
+    moe_model_losses l = *moe_model_losses_of(s->M);
+    double v[4] = {l.ce * (double)l.counted, (double)l.counted, (double)l.dropped,
+                   (double)l.routed};
+    moe_td_sum(s, v, 4);
+    l.counted = (int64_t)v[1], l.dropped = (int64_t)v[2], l.routed = (int64_t)v[3];
+    l.ce = l.counted ? v[0] / v[1] : 0.0;
+    l.loss = l.ce + l.aux;
+    moe_model_set_losses(s->M, &l);
+}
+
 moe_status moe_td_comm_row(run_state *s, int64_t step) {
     if (!s->dist) return MOE_OK;
     const int R = s->dist->size;

@@ -46,6 +46,9 @@ void moe_td_zero_grads(run_state *s);
 moe_status moe_td_optim(run_state *s, int64_t step, moe_optim_stats *os);
 /* v (n) summed over the ranks in rank order (nothing in one process). */
 void moe_td_sum(run_state *s, double *v, int n);
+/* The model's last training losses become the whole batch's (the aux
+ * losses already are; nothing in one process). */
+void moe_td_sum_losses(run_state *s);
 /* This step's /comm row (collective; nothing in one process). */
 moe_status moe_td_comm_row(run_state *s, int64_t step);
 /* Checkpoints: load gives each rank its parts; save (collective) gathers

@@ -26,7 +26,7 @@ typedef struct {
     const moe_family_ops *orig; /* the family's router                   */
     moe_config lcfg;            /* the config with n_expert = el          */
     int32_t e0, el;             /* this rank's experts e0 .. e0 + el - 1  */
-    int64_t T_all, G_all;       /* tokens and groups of the whole batch  */
+    int64_t G_all;              /* groups of the whole batch             */
     moe_aux total;              /* moe_ep_aux_total                      */
     int32_t *gb;                /* (R, 2) every rank's (b, n)             */
     int32_t *send_cnt, *recv_cnt; /* (R, el)                             */

@@ -41,21 +41,8 @@ static moe_params local_params(const ep_layer *s, const moe_params *p) {
     return q;
 }
 
-/* Policy uniforms (top_n - 1, T) of this slice, keyed as the whole batch
- * keys them: rank q of token t at q * T_all + t0 + t. */
-static const float *policy_draws(moe_layer *L, const ep_layer *s) {
-    const moe_config *c = &L->cfg;
-    const int need = c->family == MOE_TOPN_STMOE ||
-                     (c->family == MOE_TOP2_GSHARD && c->policy == MOE_POLICY_RANDOM);
-    if (!need) return NULL;
-    for (int32_t q = 0; q + 1 < c->top_n; q++)
-        moe_rng_fill_uniform(L->draws + (size_t)q * L->T, (size_t)L->T, c->seed, L->stream,
-                             MOE_DRAW_INDEX(MOE_DRAW_POLICY,
-                                            (uint64_t)q * s->T_all + (uint64_t)L->draw_t0));
-    return L->draws;
-}
-
-/* Allgather of every rank's b: the global token offset and count. */
+/* Allgather of every rank's b: the global token offset and count (the
+ * router's draws are keyed by them, as the whole batch keys them). */
 static moe_status gather_groups(moe_layer *L, ep_layer *s) {
     int32_t mine[2] = {L->G, L->n};
     const int R = s->ep->size;
@@ -72,7 +59,7 @@ static moe_status gather_groups(moe_layer *L, ep_layer *s) {
         T += (int64_t)s->gb[2 * q] * L->n;
     }
     L->draw_t0 = t0;
-    s->T_all = T;
+    L->draw_T = T;
     return MOE_OK;
 }
 
@@ -176,12 +163,8 @@ static moe_status ep_forward(moe_layer *L, const moe_params *p, const float *x,
     moe_status st = gather_groups(L, s); /* same outcome on every rank */
     if (st != MOE_OK) return st;
     if ((st = moe_layer_ensure(L, L->G, L->n)) != MOE_OK) moe_ep_abort(s->ep, moe_errmsg());
-    if (!draws) draws = policy_draws(L, s);
     if ((st = s->orig->route(L, p, x, draws)) != MOE_OK) moe_ep_abort(s->ep, moe_errmsg());
-    moe_plan_build(&L->plan, moe_n_experts(c), L->T, L->n_choice, L->ch_expert, L->ch_token,
-                   L->ch_id, L->ch_gate);
-    for (int32_t t = 0; t < L->T; t++)
-        L->aux.n_tokens_unrouted += L->plan.tok_offset[t + 1] == L->plan.tok_offset[t];
+    moe_layer_plan(L);
     total_aux(L, s);
     moe_dispatch(&L->plan, x, L->xe, d);
     if ((st = exchange_counts(L, s)) != MOE_OK) moe_ep_abort(s->ep, moe_errmsg());
