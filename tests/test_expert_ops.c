@@ -25,7 +25,7 @@
 
 #include "../examples/mlp3_expert.h"
 
-#include <cblas.h>
+#include "gemm.h" /* moe_sgemm: the row-stable sgemm of lib/expert.c */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +43,7 @@ static float *alloc_f(size_t n) {
 /* ----------------------------------------- the built-in FFN, rewritten */
 
 /* The built-in ReLU FFN (y = relu(x W1 + b1) W2 + b2) through the public
- * interface only: the same cblas calls in the same order as
+ * interface, with the same products (moe_sgemm) in the same order as
  * lib/expert.c, tensors w1 (d, h), b1 (h), w2 (h, d), b2 (d) in ex[0..3]. */
 static int32_t uffn_tensors(const moe_config *c, const void *user, moe_expert_tensor *t) {
     (void)user;
@@ -71,11 +71,11 @@ static void uffn_forward(const moe_expert *ex, int32_t m, const float *x, float 
                          float *y) {
     const int32_t d = ex->cfg->d_model, h = ex->cfg->d_hidden;
     float *hpre = saved, *a = saved + (size_t)m * h;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, h, d, 1.0f, x, d, ex->w[0], h,
+    moe_sgemm(CblasNoTrans, CblasNoTrans, m, h, d, 1.0f, x, d, ex->w[0], h,
                 0.0f, hpre, h);
     if (ex->w[1]) add_rows(hpre, ex->w[1], m, h);
     for (size_t i = 0; i < (size_t)m * h; i++) a[i] = hpre[i] > 0.0f ? hpre[i] : 0.0f;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, d, h, 1.0f, a, h, ex->w[2], d,
+    moe_sgemm(CblasNoTrans, CblasNoTrans, m, d, h, 1.0f, a, h, ex->w[2], d,
                 0.0f, y, d);
     if (ex->w[3]) add_rows(y, ex->w[3], m, d);
 }
@@ -85,16 +85,16 @@ static void uffn_backward(const moe_expert *ex, const moe_expert *g, int32_t m,
     const int32_t d = ex->cfg->d_model, h = ex->cfg->d_hidden;
     const float *hpre = saved, *a = saved + (size_t)m * h;
     float *da = scratch, *dh = scratch + (size_t)m * h;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, h, d, m, 1.0f, a, h, dy, d, 1.0f,
+    moe_sgemm(CblasTrans, CblasNoTrans, h, d, m, 1.0f, a, h, dy, d, 1.0f,
                 g->w[2], d);
     if (g->w[3]) sum_rows(dy, g->w[3], m, d);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, h, d, 1.0f, dy, d, ex->w[2], d,
+    moe_sgemm(CblasNoTrans, CblasTrans, m, h, d, 1.0f, dy, d, ex->w[2], d,
                 0.0f, da, h);
     for (size_t i = 0; i < (size_t)m * h; i++) dh[i] = hpre[i] > 0.0f ? da[i] : 0.0f;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, h, m, 1.0f, x, d, dh, h, 1.0f,
+    moe_sgemm(CblasTrans, CblasNoTrans, d, h, m, 1.0f, x, d, dh, h, 1.0f,
                 g->w[0], h);
     if (g->w[1]) sum_rows(dh, g->w[1], m, h);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, d, h, 1.0f, dh, h, ex->w[0], h,
+    moe_sgemm(CblasNoTrans, CblasTrans, m, d, h, 1.0f, dh, h, ex->w[0], h,
                 0.0f, dx, d);
 }
 static const moe_expert_ops user_ffn = {.name = "user_ffn",

@@ -83,8 +83,37 @@ static void test_same_bits_with_one_and_two_threads(void) {
 #endif
 }
 
+/* A row of C depends on its row of A only, not on how many rows the call
+ * has (OpenBLAS computes a call's last rows with other kernels: see
+ * ROW_BLOCK in lib/gemm.c). Inside a parallel region, as the experts call
+ * it, for A B and A B^T with beta 0 and 1, m = 1 .. 100. */
+static void test_rows_do_not_depend_on_the_row_count(void) {
+    const int M = 100, n = 40, k = 24;
+    float *A = rnd((size_t)M * k, 6), *B = rnd((size_t)k * n, 7), *C0 = rnd((size_t)M * n, 8);
+    float *R = malloc((size_t)M * n * sizeof *R), *C = malloc((size_t)M * n * sizeof *C);
+    int bad = 0;
+    for (int tb = 0; tb < 2; tb++)
+        for (int beta = 0; beta < 2; beta++) {
+            const CBLAS_TRANSPOSE t = tb ? CblasTrans : CblasNoTrans;
+            const int ldb = tb ? k : n;
+#pragma omp parallel num_threads(1)
+            {
+                memcpy(R, C0, (size_t)M * n * sizeof *R);
+                moe_sgemm(CblasNoTrans, t, M, n, k, 1.0f, A, k, B, ldb, (float)beta, R, n);
+                for (int m = 1; m <= M; m++) {
+                    memcpy(C, C0, (size_t)M * n * sizeof *C);
+                    moe_sgemm(CblasNoTrans, t, m, n, k, 1.0f, A, k, B, ldb, (float)beta, C, n);
+                    bad += memcmp(C, R, (size_t)m * n * sizeof *C) != 0;
+                }
+            }
+        }
+    CU_ASSERT_EQUAL(bad, 0);
+    free(A), free(B), free(C0), free(R), free(C);
+}
+
 void suite_gemm(void) {
     ADD_SUITE("gemm",
               {"blocked_products_match_double_for_every_transpose", test_blocked_products_match_double_for_every_transpose},
-              {"same_bits_with_one_and_two_threads", test_same_bits_with_one_and_two_threads});
+              {"same_bits_with_one_and_two_threads", test_same_bits_with_one_and_two_threads},
+              {"rows_do_not_depend_on_the_row_count", test_rows_do_not_depend_on_the_row_count});
 }
