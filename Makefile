@@ -32,34 +32,36 @@ CUNIT_LIBS = $(shell pkg-config --libs cunit 2>/dev/null)
 CFLAGS  += $(CSTD) $(WARN) $(OPT) $(PKG_CFLAGS) -Ilib -MMD -MP
 LDLIBS  += $(PKG_LIBS) -lm
 
-# the build's revision, stored in run files (lib/runlog.c)
+# the build's revision, stored in run files (lib/io/runlog.c)
 GIT_REV := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
-$(BUILD)/lib/runlog.o: CFLAGS += -DMOE_GIT_REV='"$(GIT_REV)"'
+$(BUILD)/lib/io/runlog.o: CFLAGS += -DMOE_GIT_REV='"$(GIT_REV)"'
 # runlog.o is rebuilt whenever the revision changes (the stamp is rewritten
 # only then), so that run files never carry a stale git_rev
 .DEFAULT_GOAL := all
 GIT_REV_STAMP := $(BUILD)/git_rev.txt
 $(shell mkdir -p $(BUILD) && { [ "$$(cat $(GIT_REV_STAMP) 2>/dev/null)" = "$(GIT_REV)" ] || echo "$(GIT_REV)" > $(GIT_REV_STAMP); })
-$(BUILD)/lib/runlog.o: $(GIT_REV_STAMP)
-# the same for the bench's JSON file (lib/bench_out.c)
-$(BUILD)/lib/bench_out.o: CFLAGS += -DMOE_GIT_REV='"$(GIT_REV)"'
-$(BUILD)/lib/bench_out.o: $(GIT_REV_STAMP)
+$(BUILD)/lib/io/runlog.o: $(GIT_REV_STAMP)
+# the same for the bench's JSON file (lib/bench/bench_out.c)
+$(BUILD)/lib/bench/bench_out.o: CFLAGS += -DMOE_GIT_REV='"$(GIT_REV)"'
+$(BUILD)/lib/bench/bench_out.o: $(GIT_REV_STAMP)
 
-# the activations (lib/act.c) run 2x faster in 512-bit vectors than in
+# the activations (lib/kernels/act.c) run 2x faster in 512-bit vectors than in
 # the 256-bit ones gcc prefers on AVX-512 machines (measured: gelu 0.81 ->
 # 0.60 ns a value); per-element results do not depend on the width
 ifeq ($(shell uname -m),x86_64)
-$(BUILD)/lib/act.o: CFLAGS += -mprefer-vector-width=512
+$(BUILD)/lib/kernels/act.o: CFLAGS += -mprefer-vector-width=512
 endif
 
-LIB_SRC  := $(wildcard lib/*.c)
-CLI_SRC  := $(wildcard lib/cli/*.c)
+# lib/<layer>/*.c in the layer order of scripts/check_layers.sh; the
+# command-line tool (lib/cli/) and the MPI layer (lib/mpi/) apart
+LIB_SRC  := $(filter-out lib/cli/% lib/mpi/%,$(wildcard lib/*/*.c))
+CLI_SRC  := $(filter-out lib/cli/moe_mpi.c,$(wildcard lib/cli/*.c))
 TEST_SRC := $(wildcard tests/*.c)
 ifeq ($(MPI),1)
   LIB_SRC  += $(wildcard lib/mpi/*.c)
-  CLI_SRC  += $(wildcard lib/mpi/cli/*.c)
+  CLI_SRC  += lib/cli/moe_mpi.c
   TEST_SRC := $(wildcard tests/mpi/*.c) tests/test_util.c
-  # bin/moe's main becomes moe_cli_main, called by lib/mpi/cli/moe_mpi.c
+  # bin/moe's main becomes moe_cli_main, called by lib/cli/moe_mpi.c
   $(BUILD)/lib/cli/moe.o: CFLAGS += -Dmain=moe_cli_main -DMOE_MPI_MAIN
 endif
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
@@ -79,7 +81,7 @@ ifeq ($(MPI),1)
 endif
 GOLDEN   := $(sort $(wildcard tests/golden/*.h5))
 
-.PHONY: all setup test demo clean check-golden data reproduce test-mpi examples bench
+.PHONY: all setup test demo clean check-golden data reproduce test-mpi examples bench check-layers hashes
 examples: $(EX_BIN)
 ifeq ($(MPI),1)
 all: bin/moe-mpi
@@ -210,6 +212,20 @@ bench: bin/moe
 	  /usr/bin/python3 scripts/bench_torch.py --threads $(BENCH_THREADS) --out $(BENCH_OUT).torch.json; \
 	else echo "make bench: no PyTorch for /usr/bin/python3 (python3-torch): C only"; fi
 	/usr/bin/python3 scripts/bench_table.py $(BENCH_OUT).json $(BENCH_OUT).torch.json --md $(BENCH_OUT).md
+
+# The layer order of lib/ (scripts/check_layers.sh: includes, and the
+# objects' symbols: no upward use, no circle of calls).
+check-layers: $(LIB_OBJ)
+	scripts/check_layers.sh $(BUILD)
+
+# Hashes of every family's outputs and gradients (tests/tools/): the same
+# lines before and after a change show that it moved no bits.
+HASHES_BIN := $(BUILD)/tools/family_hashes
+$(HASHES_BIN): $(BUILD)/tests/tools/family_hashes.o $(LIBMOE)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
+hashes: $(HASHES_BIN)
+	@$(HASHES_BIN)
 
 clean:
 	rm -rf build bin

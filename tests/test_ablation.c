@@ -1,6 +1,6 @@
 /* Suite ablation: the ablation file (parsing, validation, resolved
  * configs); the table and the driver are in test_ablation_table.c. */
-#include "ablation.h"
+#include "ablate/ablation.h"
 #include "test_ablation.h"
 #include "test_util.h"
 

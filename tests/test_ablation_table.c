@@ -1,6 +1,6 @@
 /* Suite ablation, part 2: the table from moe-run/1 fixture files, and
  * bin/moe ablate's handling of a results folder (through the binary). */
-#include "ablation.h"
+#include "ablate/ablation.h"
 #include "test_ablation.h"
 #include "test_util.h"
 

@@ -1,6 +1,6 @@
-/* Suite act: the vectorised activations (lib/act.c) against double
+/* Suite act: the vectorised activations (lib/kernels/act.c) against double
  * precision, and their independence of a value's position in a block. */
-#include "act.h"
+#include "kernels/act.h"
 #include "test_util.h"
 
 #include <math.h>

@@ -5,7 +5,7 @@
  * eps = 1e-2 on qkv entries of size ~1 the central difference carries
  * ~1e-5 noise and O(eps^2) truncation; measured errors are ~1e-4 or
  * below (MOE_FD_VERBOSE=1), and we allow 2e-3. */
-#include "attention.h"
+#include "kernels/attention.h"
 #include "test_util.h"
 
 #include <math.h>

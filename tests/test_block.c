@@ -1,6 +1,6 @@
 /* Suite block: the ST-MoE block (RMSNorm, residual, dense FFNs before and
  * after the MoE layer, geglu with multiplicative bias) and RMSNorm. */
-#include "norm.h"
+#include "kernels/norm.h"
 #include "test_util.h"
 
 #include <math.h>

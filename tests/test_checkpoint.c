@@ -1,4 +1,4 @@
-/* Suite checkpoint: moe-checkpoint/1 files (lib/checkpoint.c). Round trip
+/* Suite checkpoint: moe-checkpoint/1 files (lib/io/checkpoint.c). Round trip
  * bit-exact; exact resume of a toy training run (2N steps straight vs N +
  * save + load into fresh buffers + N); and the bad-input paths: missing,
  * empty and truncated files, a checkpoint of another model, a failed write
@@ -7,8 +7,8 @@
  * checkpoint. Every error must be one line naming the file. */
 #include "test_util.h"
 
-#include "checkpoint.h"
-#include "optim.h"
+#include "io/checkpoint.h"
+#include "train/optim.h"
 
 #include <dirent.h>
 #include <hdf5.h>

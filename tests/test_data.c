@@ -7,7 +7,7 @@
  * Bad inputs are written to a fresh temporary directory. The fetch script
  * is run on a fake cache: it must refuse a tarball whose sha512 does not
  * match without touching it. */
-#include "data.h"
+#include "data/data.h"
 #include "test_util.h"
 
 #include <math.h>

@@ -7,7 +7,7 @@
  * expert activation, and ReLU kinks inside the step would add O(eps)
  * errors unrelated to it (measured 5e-3 on x at eps = 1e-3); the golden
  * case covers ReLU experts. */
-#include "expert.h"
+#include "core/expert.h"
 #include "test_util.h"
 
 #include <hdf5.h>

@@ -1,6 +1,6 @@
 /* Suite expert: the expert FFN kernels (relu, exact gelu, geglu, biases)
  * against central finite differences and a direct evaluation. */
-#include "expert.h"
+#include "core/expert.h"
 #include "test_util.h"
 
 #include <math.h>

@@ -1,4 +1,4 @@
-/* Suite expert_ops: the expert interface (lib/expert_ops.c). A user
+/* Suite expert_ops: the expert interface (lib/core/expert_ops.c). A user
  * expert (the README's 3-layer LeakyReLU MLP, examples/mlp3_expert.c)
  * against central finite differences inside top2_gshard, Soft MoE and
  * expert choice; the built-in ReLU FFN rewritten through the public
@@ -25,7 +25,7 @@
 
 #include "../examples/mlp3_expert.h"
 
-#include "gemm.h" /* moe_sgemm: the row-stable sgemm of lib/expert.c */
+#include "kernels/gemm.h" /* moe_sgemm: the row-stable sgemm of lib/core/expert.c */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,7 +44,7 @@ static float *alloc_f(size_t n) {
 
 /* The built-in ReLU FFN (y = relu(x W1 + b1) W2 + b2) through the public
  * interface, with the same products (moe_sgemm) in the same order as
- * lib/expert.c, tensors w1 (d, h), b1 (h), w2 (h, d), b2 (d) in ex[0..3]. */
+ * lib/core/expert.c, tensors w1 (d, h), b1 (h), w2 (h, d), b2 (d) in ex[0..3]. */
 static int32_t uffn_tensors(const moe_config *c, const void *user, moe_expert_tensor *t) {
     (void)user;
     const size_t d = (size_t)c->d_model, h = (size_t)c->d_hidden;

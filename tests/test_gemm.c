@@ -1,7 +1,7 @@
-/* Suite gemm: the blocked parallel sgemm (lib/gemm.c) at shapes large
+/* Suite gemm: the blocked parallel sgemm (lib/kernels/gemm.c) at shapes large
  * enough to be cut into blocks, against a double-precision product, and
  * bit-identical for 1 and 2 threads. */
-#include "gemm.h"
+#include "kernels/gemm.h"
 #include "test_util.h"
 
 #include <math.h>
@@ -85,7 +85,7 @@ static void test_same_bits_with_one_and_two_threads(void) {
 
 /* A row of C depends on its row of A only, not on how many rows the call
  * has (OpenBLAS computes a call's last rows with other kernels: see
- * ROW_BLOCK in lib/gemm.c). Inside a parallel region, as the experts call
+ * ROW_BLOCK in lib/kernels/gemm.c). Inside a parallel region, as the experts call
  * it, for A B and A B^T with beta 0 and 1, m = 1 .. 100. */
 static void test_rows_do_not_depend_on_the_row_count(void) {
     const int M = 100, n = 40, k = 24;

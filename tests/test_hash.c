@@ -11,7 +11,7 @@
  * and float32 rounding of the loss, ~1e-6 absolute over a step of 2e-2);
  * tolerance 5e-4, ~10x the worst. Tried: an error of 5% of x added to one
  * token's dx gives 2.8e-2 on x. */
-#include "expert.h"
+#include "core/expert.h"
 #include "test_util.h"
 
 #include <math.h>

@@ -1,4 +1,4 @@
-/* Suite hierarchical: the 2-level top-2 MoE (lib/hierarchical.c) against
+/* Suite hierarchical: the 2-level top-2 MoE (lib/families/hierarchical.c) against
  * its golden file, finite differences of every tensor (both gates, the
  * importance path, both balance losses, the z-loss), the routing
  * properties of both levels, the balance losses recomputed independently,
@@ -21,7 +21,7 @@
  * z-loss reaches it), the inner z gradient halved (0.5).
  * Coordinates whose +-eps step flips any decision of either level are
  * skipped; at least half must be checked. */
-#include "internal.h"
+#include "base/internal.h"
 #include "test_util.h"
 
 #include <hdf5.h>

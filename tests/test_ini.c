@@ -1,5 +1,5 @@
 /* Suite ini: the INI configuration parser and key table. */
-#include "ini.h"
+#include "io/ini.h"
 #include "test_util.h"
 
 #include <stddef.h>

@@ -2,7 +2,7 @@
  * FD tolerance: the loss is a mean of ~10 float32 log-softmax terms;
  * eps = 1e-2 gives ~1e-5 noise plus O(eps^2) truncation (measured ~1e-4
  * or below); we allow 2e-3. */
-#include "loss.h"
+#include "kernels/loss.h"
 #include "test_util.h"
 
 #include <math.h>

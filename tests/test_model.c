@@ -1,5 +1,5 @@
 /* Suite model: the transformer with MoE layers. */
-#include "model.h"
+#include "model/model.h"
 #include "test_util.h"
 
 #include <math.h>
@@ -236,7 +236,7 @@ static void test_dense_ffns_around_moe_add_exactly_their_parameters(void) {
 /* Both options 0: the model of before these fields existed. Its size and
  * loss were recorded with that code (n_params 1896, 18 tensors, loss
  * 3.1101919248277685 on this machine, re-recorded when gelu and the
- * softmaxes of attention and the loss moved from libm to lib/act.c's
+ * softmaxes of attention and the loss moved from libm to lib/kernels/act.c's
  * vectorised exp and erfc, which moved it by 4e-9 relative). The value
  * depends on OpenBLAS's kernel, whose sums run in its own order: with
  * Debian's 0.3.21 it is 3.1101919248 on SkylakeX and Cooperlake,

@@ -1,5 +1,5 @@
 /* Suite noisy_topk: the golden cases, finite-difference checks of every
- * backward of lib/noisy_topk.c (the full loss, and the load estimator and
+ * backward of lib/families/noisy_topk.c (the full loss, and the load estimator and
  * the importance loss each on their own), routing properties, draws,
  * determinism, configuration and golden-file errors.
  *
@@ -29,7 +29,7 @@
  * = 0.1 leave the aux gradients small against sum(y * dy)): only the z
  * term fails them clearly, the threshold and 1 / std ones fail one case
  * by < 2x, the others pass. Hence the aux-only checks. */
-#include "internal.h"
+#include "base/internal.h"
 #include "test_util.h"
 
 #include <hdf5.h>

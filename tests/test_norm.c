@@ -1,7 +1,7 @@
 /* Suite norm: RMSNorm and LayerNorm against finite differences.
  * Tolerance: loss sum(y * dy) over 20 float32 values, eps 1e-2 on inputs
  * of size ~1: measured errors ~1e-4 or below; we allow 2e-3. */
-#include "norm.h"
+#include "kernels/norm.h"
 #include "test_util.h"
 
 #include <math.h>

@@ -1,4 +1,4 @@
-/* Suite optim: AdamW (lib/optim.c) against an independent double-precision
+/* Suite optim: AdamW (lib/train/optim.c) against an independent double-precision
  * reference written here from the formulas (PyTorch AdamW with decoupled
  * weight decay, Adafactor update clipping), the learning-rate schedules at
  * hand-computed steps, both kinds of clipping, thread-count determinism,
@@ -11,7 +11,7 @@
  * MOE_FD_VERBOSE=1 prints the errors. */
 #include "test_util.h"
 
-#include "optim.h"
+#include "train/optim.h"
 
 #include <math.h>
 #include <stdlib.h>

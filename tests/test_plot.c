@@ -1,7 +1,7 @@
 /* Suite plot: `moe plot` on fixture results folders (plot_fixture.c)
- * and the readers of lib/plot.h. */
-#include "../lib/plot.h"
-#include "ini.h"
+ * and the readers of lib/plot/plot.h. */
+#include "plot/plot.h"
+#include "io/ini.h"
 #include "plot_fixture.h"
 #include "test_util.h"
 

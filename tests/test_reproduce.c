@@ -3,7 +3,7 @@
  * ablation files of experiments/, the moe-run/1 files it writes
  * (results/FORMAT.md), the generated table, `moe plot`, and the refusal
  * to overwrite a finished run. */
-#include "h5io.h"
+#include "io/h5io.h"
 #include "test_util.h"
 
 #include <stdio.h>

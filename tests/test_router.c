@@ -1,5 +1,5 @@
 /* Suite router: properties of the routing decisions on random batches. */
-#include "router.h"
+#include "core/router.h"
 #include "test_util.h"
 
 #include <math.h>

@@ -1,9 +1,9 @@
 /* Suite runlog: routing statistics and traces (route_stats.h) and the
  * moe-run/1 file the trainer writes (runlog.h, results/FORMAT.md). */
-#include "h5io.h"
-#include "route_stats.h"
-#include "runlog.h"
-#include "train.h"
+#include "io/h5io.h"
+#include "families/route_stats.h"
+#include "io/runlog.h"
+#include "train/train.h"
 #include "test_util.h"
 
 #include <math.h>

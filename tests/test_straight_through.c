@@ -16,8 +16,8 @@
  * 5.5e-5 .. 1.0e-4 over the four cases; 3e-3 allowed. Ignoring the
  * option gives a difference of 0 (error 1); scaling the extra term by the
  * gate (dxe already carries it) gives 0.34 .. 0.50 and 0.11 .. 0.19. */
-#include "expert.h"
-#include "ini.h"
+#include "core/expert.h"
+#include "io/ini.h"
 #include "test_util.h"
 
 #include <math.h>

@@ -1,6 +1,6 @@
 /* Suite train: the training loop on the synthetic task (no network). */
-#include "checkpoint.h"
-#include "train.h"
+#include "io/checkpoint.h"
+#include "train/train.h"
 #include "test_util.h"
 
 #include <stdio.h>

@@ -3,7 +3,7 @@
 #define MOE_TEST_UTIL_H
 
 #include "moe.h"
-#include "train.h"
+#include "train/train.h"
 
 #include <CUnit/CUnit.h>
 #include <stdint.h>

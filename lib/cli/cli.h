@@ -11,7 +11,7 @@ int cli_table(int argc, char **argv);
 int cli_bench(int argc, char **argv);
 
 /* The ranks `moe train` spreads over (set by bin/moe-mpi's main,
- * lib/mpi/cli/moe_mpi.c); NULL: one process. */
+ * lib/cli/moe_mpi.c); NULL: one process. */
 struct moe_train_dist;
 extern const struct moe_train_dist *cli_train_dist;
 

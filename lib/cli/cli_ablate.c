@@ -1,7 +1,7 @@
 /* moe ablate FILE.ini [--quick] [--force] [--continue] [--out DIR]
  *            [--only ARM] [--threads N] [--quiet];  moe table DIR [--markdown] */
-#include "../ablation.h"
-#include "cli.h"
+#include "ablate/ablation.h"
+#include "cli/cli.h"
 
 #include <stdio.h>
 #include <stdlib.h>

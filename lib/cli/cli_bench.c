@@ -1,7 +1,7 @@
 /* moe bench [--shape seed|small|scale|train|all] [--threads N] [--reps R]
  *           [--out FILE.json [--force]] */
-#include "../bench.h"
-#include "cli.h"
+#include "bench/bench.h"
+#include "cli/cli.h"
 
 #include <stdio.h>
 #include <stdlib.h>

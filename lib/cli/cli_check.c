@@ -1,6 +1,6 @@
 /* moe check FILE.h5 [FILE.h5 ...] [--case NAME] [--threads N] */
-#include "../moe.h"
-#include "cli.h"
+#include "moe.h"
+#include "cli/cli.h"
 
 #include <stdio.h>
 #include <stdlib.h>

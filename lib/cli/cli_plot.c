@@ -1,6 +1,6 @@
 /* moe plot RESULTS_DIR [--out DIR] [--format png,svg] */
-#include "../plot.h"
-#include "cli.h"
+#include "plot/plot.h"
+#include "cli/cli.h"
 
 #include <stdio.h>
 #include <string.h>

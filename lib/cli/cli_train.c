@@ -1,7 +1,7 @@
 /* moe train CONFIG.ini [--set section.key=value ...] [--resume CKPT]
  *           [--force] [--quiet];  moe train --keys */
-#include "../train.h"
-#include "cli.h"
+#include "train/train.h"
+#include "cli/cli.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* bin/moe: the libmoe command-line tool. Subcommands live in cli_*.c. */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include <stdio.h>
 #include <stdlib.h>

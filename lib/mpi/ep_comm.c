@@ -1,7 +1,7 @@
 /* The MPI context of expert parallelism: ranks, counters, the status
  * agreement that turns one rank's failure into every rank's exit, and the
  * fixed-order reductions (moe_mpi.h). */
-#include "ep_internal.h"
+#include "mpi/ep_internal.h"
 
 #include <string.h>
 

@@ -3,8 +3,8 @@
 #ifndef MOE_EP_INTERNAL_H
 #define MOE_EP_INTERNAL_H
 
-#include "../layer_internal.h"
-#include "moe_mpi.h"
+#include "core/layer_internal.h"
+#include "mpi/moe_mpi.h"
 
 struct moe_ep {
     MPI_Comm comm;

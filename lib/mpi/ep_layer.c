@@ -7,7 +7,7 @@
  *   regroup their outputs back, MPI_Alltoallv -> ye (Rl, d), combine.
  * Backward: combine backward -> dye, the same trip for dye and dxe, then
  * dispatch backward and the router backward. */
-#include "ep_internal.h"
+#include "mpi/ep_internal.h"
 
 #include <string.h>
 

@@ -1,9 +1,9 @@
 /* The training stack over MPI: a model's MoE layers made expert parallel,
  * the whole batch's gradient on every rank, and the moe_train_dist
  * callbacks of bin/moe-mpi (moe_mpi.h, train.h). */
-#include "ep_internal.h"
+#include "mpi/ep_internal.h"
 
-#include "../train.h"
+#include "train/train.h"
 
 #include <string.h>
 

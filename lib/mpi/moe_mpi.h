@@ -16,8 +16,8 @@
 #ifndef MOE_MPI_H
 #define MOE_MPI_H
 
-#include "../moe.h"
-#include "../model.h"
+#include "moe.h"
+#include "model/model.h"
 
 #include <mpi.h>
 

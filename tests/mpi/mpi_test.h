@@ -2,7 +2,7 @@
 #ifndef MOE_MPI_TEST_H
 #define MOE_MPI_TEST_H
 
-#include "../../lib/mpi/moe_mpi.h"
+#include "mpi/moe_mpi.h"
 #include "../test_util.h"
 
 /* The context over MPI_COMM_WORLD, made by main. */

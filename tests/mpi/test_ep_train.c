@@ -15,8 +15,8 @@
  *    (1e-5 relative). */
 #include "mpi_test.h"
 
-#include "../../lib/checkpoint.h"
-#include "../../lib/train.h"
+#include "io/checkpoint.h"
+#include "train/train.h"
 
 #include <math.h>
 #include <stdio.h>

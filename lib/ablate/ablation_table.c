@@ -1,0 +1,334 @@
+/* The table of an ablation's results folder (ablation.h): metrics over
+ * seeds, claims, table.md and summary.csv. */
+#include "ablate/ablation.h"
+#include "io/h5io.h"
+#include "io/ini.h"
+
+#include <math.h>
+#include <string.h>
+
+#define MAX_METRICS (MOE_ABL_MAX_COLUMNS + 2 * MOE_ABL_MAX_CLAIMS)
+
+/* Everything read from a results folder. */
+typedef struct {
+    const moe_ablation *a;
+    const char *dir;
+    int n_metrics;
+    const char *metrics[MAX_METRICS];       /* columns, then claim-only ones */
+    /* per arm and seed */
+    int state[MOE_ABL_MAX_ARMS][MOE_ABL_MAX_SEEDS];   /* -1 none, 0 unfinished, 1 done */
+    double val[MOE_ABL_MAX_ARMS][MOE_ABL_MAX_SEEDS][MAX_METRICS];
+    char x[MOE_ABL_MAX_ARMS][MOE_ABL_MAX_SEEDS][64];
+} results;
+
+static int metric_index(const results *r, const char *m) {
+    for (int i = 0; i < r->n_metrics; i++)
+        if (!strcmp(r->metrics[i], m)) return i;
+    return -1;
+}
+
+static void collect_metrics(results *r) {
+    const moe_ablation *a = r->a;
+    for (int i = 0; i < a->n_columns; i++)
+        if (metric_index(r, a->columns[i]) < 0) r->metrics[r->n_metrics++] = a->columns[i];
+    for (int i = 0; i < a->n_claims; i++) {
+        if (metric_index(r, a->claims[i].metric) < 0)
+            r->metrics[r->n_metrics++] = a->claims[i].metric;
+        if (metric_index(r, a->claims[i].metric_b) < 0)
+            r->metrics[r->n_metrics++] = a->claims[i].metric_b;
+    }
+}
+
+/* The value of "section.key" in the INI text of the run file's config. */
+static void config_value(const char *path, const char *key, char *out, size_t cap) {
+    static char text[65536];
+    hid_t f;
+    snprintf(out, cap, "n/a");
+    if (moe_h5_open_ro(path, &f) != MOE_OK) return;
+    int ok = moe_h5_has_attr(f, "config") &&
+             moe_h5_attr_string(f, "config", text, sizeof text, path) == MOE_OK;
+    H5Fclose(f);
+    if (ok && !ini_text_get(text, key, out, cap)) snprintf(out, cap, "n/a");
+}
+
+static moe_status read_results(results *r) {
+    const moe_ablation *a = r->a;
+    char p[1200];
+    for (int i = 0; i < a->n_arms; i++)
+        for (int s = 0; s < a->n_seeds; s++) {
+            moe_ablate_arm_path(r->dir, a->arms[i].name, a->seeds[s], p, sizeof p);
+            r->state[i][s] = -1;
+            if (moe_ablate_arm_state(p) < 0) continue;
+            int fin = 0;
+            moe_status st = moe_run_metrics(p, r->metrics, r->n_metrics, r->val[i][s], &fin);
+            if (st != MOE_OK) return st;
+            r->state[i][s] = fin;
+            if (a->x[0]) config_value(p, a->x, r->x[i][s], sizeof r->x[i][s]);
+        }
+    return MOE_OK;
+}
+
+/* Whether every seed of arm i is finished. */
+static int arm_done(const results *r, int i) {
+    for (int s = 0; s < r->a->n_seeds; s++)
+        if (r->state[i][s] != 1) return 0;
+    return 1;
+}
+
+/* Mean and sample sd over the seeds of arm i (finite values; NaN if none). */
+static void arm_stats(const results *r, int i, int m, double *mean, double *sd, int *n) {
+    double sum = 0, sq = 0;
+    *n = 0;
+    for (int s = 0; s < r->a->n_seeds; s++) {
+        double v = r->val[i][s][m];
+        if (r->state[i][s] == 1 && isfinite(v)) sum += v, (*n)++;
+    }
+    *mean = *n ? sum / *n : NAN;
+    for (int s = 0; s < r->a->n_seeds; s++) {
+        double v = r->val[i][s][m];
+        if (r->state[i][s] == 1 && isfinite(v)) sq += (v - *mean) * (v - *mean);
+    }
+    *sd = *n > 1 ? sqrt(sq / (*n - 1)) : NAN;
+}
+
+/* The value a claim compares: the seed mean (sd_*: the sd over seeds). */
+static double arm_value(const results *r, int i, int m) {
+    double mean, sd;
+    int n;
+    if (!arm_done(r, i)) return NAN;
+    arm_stats(r, i, m, &mean, &sd, &n);
+    return strncmp(r->metrics[m], "sd_", 3) ? mean : sd;
+}
+
+static void fmt_num(double v, char *out, size_t cap) {
+    if (!isfinite(v)) snprintf(out, cap, "n/a");
+    else if (fabs(v) >= 1000) snprintf(out, cap, "%.0f", v);
+    else snprintf(out, cap, "%.4g", v);
+}
+
+static void cell(const results *r, int i, int m, char *out, size_t cap) {
+    double mean, sd;
+    int n;
+    arm_stats(r, i, m, &mean, &sd, &n);
+    if (!strncmp(r->metrics[m], "sd_", 3)) {
+        fmt_num(sd, out, cap);
+        return;
+    }
+    char a[32], b[32];
+    fmt_num(mean, a, sizeof a);
+    fmt_num(sd, b, sizeof b);
+    if (r->a->n_seeds > 1 && n > 1) snprintf(out, cap, "%s ± %s", a, b);
+    else snprintf(out, cap, "%s", a);
+}
+
+#define CELL 80
+typedef char cell_t[CELL];
+
+/* The grid of the table: header row, then one row per arm. */
+static void fill_grid(const results *r, cell_t *g, int nc) {
+    const moe_ablation *a = r->a;
+    snprintf(g[0], CELL, "arm");
+    for (int c = 0; c < a->n_columns; c++) snprintf(g[1 + c], CELL, "%s", a->columns[c]);
+    for (int i = 0; i < a->n_arms; i++) {
+        cell_t *row = g + (size_t)(i + 1) * (size_t)nc;
+        int any = 0;
+        for (int s = 0; s < a->n_seeds; s++) any |= r->state[i][s] >= 0;
+        snprintf(row[0], CELL, "%s", a->arms[i].label);
+        for (int c = 0; c < a->n_columns; c++) {
+            if (!arm_done(r, i)) snprintf(row[1 + c], CELL, "%s", c ? "" : any ? "unfinished" : "not run");
+            else cell(r, i, metric_index(r, a->columns[c]), row[1 + c], CELL);
+        }
+    }
+}
+
+/* Display width of UTF-8 text (continuation bytes do not count). */
+static int width(const char *s) {
+    int w = 0;
+    for (; *s; s++) w += ((unsigned char)*s & 0xC0) != 0x80;
+    return w;
+}
+
+static void print_grid(FILE *f, const cell_t *g, int nr, int nc, int markdown) {
+    int w[MOE_ABL_MAX_COLUMNS + 1] = {0};
+    for (int i = 0; i < nr * nc; i++)
+        if (width(g[i]) > w[i % nc]) w[i % nc] = width(g[i]);
+    for (int r = 0; r < nr; r++) {
+        for (int c = 0; c < nc; c++) {
+            const char *s = g[r * nc + c];
+            fprintf(f, "%s%s%*s", markdown ? "| " : c ? "  " : "", s, w[c] - width(s), "");
+            if (markdown) fputc(' ', f);
+        }
+        fputs(markdown ? "|\n" : "\n", f);
+        for (int c = 0; markdown && r == 0 && c < nc; c++) {
+            fputs("|", f);
+            for (int k = 0; k < w[c] + 2; k++) fputc('-', f);
+            if (c == nc - 1) fputs("|\n", f);
+        }
+    }
+}
+
+/* Finished seeds of arm i. */
+static int arm_seeds(const results *r, int i) {
+    int n = 0;
+    for (int s = 0; s < r->a->n_seeds; s++) n += r->state[i][s] == 1;
+    return n;
+}
+
+/* The line saying which seed noise judges the claims (nothing if none). */
+static void print_noise(FILE *f, const results *r) {
+    const moe_ablation *a = r->a;
+    if (!a->noise[0]) return;
+    int said = 0;
+    for (int i = 0; i < a->n_claims; i++) {
+        const char *m = a->claims[i].metric;
+        const int len = (int)strcspn(m, "@"); /* valid_ppl@2: valid_ppl's noise */
+        int n, dup = 0;
+        double sd = moe_ablation_noise_sd(r->dir, a->noise, m, &n);
+        for (int j = 0; j < i; j++)
+            dup |= (int)strcspn(a->claims[j].metric, "@") == len &&
+                   !strncmp(a->claims[j].metric, m, (size_t)len);
+        if (dup || !isfinite(sd)) continue;
+        char s[32];
+        fmt_num(sd, s, sizeof s);
+        fprintf(f, "%s%.*s sd %s over %d runs of %s", said++ ? ", " : "Seed noise (", len, m, s,
+                n, a->noise);
+    }
+    if (said)
+        fprintf(f, "): a difference between two arms within 2 sd sqrt(1/n_a + 1/n_b) "
+                   "(n: seeds of each arm) is reported as within seed noise.\n\n");
+    else
+        fprintf(f, "Seed noise: not measured yet (run the %s ablation); the verdicts below "
+                   "compare single values.\n\n", a->noise);
+}
+
+/* The verdict of claim c on values x, y: reproduced, not reproduced, or
+ * within seed noise (2 sd of the difference of the two arms' means). */
+static const char *verdict(const results *r, const moe_abl_claim *c, double x, double y,
+                           double *thr) {
+    const moe_ablation *a = r->a;
+    *thr = NAN;
+    if (!isfinite(x) || !isfinite(y)) return "not reproduced";
+    int n, ia = moe_ablation_arm_index(a, c->arm_a), ib = moe_ablation_arm_index(a, c->arm_b);
+    double sd = ia != ib ? moe_ablation_noise_sd(r->dir, a->noise, c->metric, &n) : NAN;
+    if (isfinite(sd) && !strcmp(c->metric, c->metric_b)) {
+        *thr = 2 * sd * sqrt(1.0 / arm_seeds(r, ia) + 1.0 / arm_seeds(r, ib));
+        if (fabs(x - y) <= *thr) return "within seed noise";
+    }
+    return (c->less ? x < y : x > y) ? "reproduced" : "not reproduced";
+}
+
+static void print_claims(FILE *f, const results *r, int markdown) {
+    const moe_ablation *a = r->a;
+    if (!a->n_claims) return;
+    fprintf(f, "\n%s\n\n", markdown ? "### Claims" : "Claims:");
+    print_noise(f, r);
+    for (int i = 0; i < a->n_claims; i++) {
+        const moe_abl_claim *c = &a->claims[i];
+        double x = arm_value(r, moe_ablation_arm_index(a, c->arm_a), metric_index(r, c->metric));
+        double y = arm_value(r, moe_ablation_arm_index(a, c->arm_b), metric_index(r, c->metric_b));
+        double thr;
+        const char *v = verdict(r, c, x, y, &thr);
+        char sx[32], sy[32], st[32], noise[96] = "";
+        fmt_num(x, sx, sizeof sx);
+        fmt_num(y, sy, sizeof sy);
+        fmt_num(thr, st, sizeof st);
+        if (isfinite(thr)) snprintf(noise, sizeof noise, "; noise %s", st);
+        const int two = strcmp(c->metric, c->metric_b) != 0;
+        fprintf(f, "- %s %s %s %s%s%s%s%s: **%s** (%s %s %s%s)\n", c->metric, c->arm_a,
+                c->less ? "<" : ">", two ? c->metric_b : "", two ? " " : "", c->arm_b,
+                c->text[0] ? ": " : "", c->text, v, sx, c->less ? "<" : ">", sy, noise);
+    }
+}
+
+static void print_table(FILE *f, const results *r, int markdown) {
+    const moe_ablation *a = r->a;
+    int nc = a->n_columns + 1, nr = a->n_arms + 1;
+    cell_t *g = calloc((size_t)nr * (size_t)nc, sizeof *g);
+    if (!g) return;
+    fill_grid(r, g, nc);
+    fprintf(f, "%s%s\n\n", markdown ? "## " : "", a->title[0] ? a->title : a->name);
+    print_grid(f, (const cell_t *)g, nr, nc, markdown);
+    print_claims(f, r, markdown);
+    free(g);
+}
+
+/* The text printed by print_table into a new malloc'd string. */
+static char *table_text(const results *r, int markdown) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return NULL;
+    print_table(f, r, markdown);
+    fclose(f);
+    return buf;
+}
+
+static char *csv_text(const results *r) {
+    const moe_ablation *a = r->a;
+    char *buf = NULL, num[32];
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return NULL;
+    fprintf(f, "arm,seed,finished%s%s", a->x[0] ? "," : "", a->x);
+    for (int m = 0; m < r->n_metrics; m++) fprintf(f, ",%s", r->metrics[m]);
+    fputc('\n', f);
+    for (int i = 0; i < a->n_arms; i++)
+        for (int s = 0; s < a->n_seeds; s++) {
+            if (r->state[i][s] < 0) continue;
+            fprintf(f, "%s,%llu,%d%s%s", a->arms[i].name, (unsigned long long)a->seeds[s],
+                    r->state[i][s], a->x[0] ? "," : "", a->x[0] ? r->x[i][s] : "");
+            for (int m = 0; m < r->n_metrics; m++) {
+                double v = r->val[i][s][m];
+                if (isfinite(v)) snprintf(num, sizeof num, "%.17g", v);
+                else snprintf(num, sizeof num, "nan");
+                fprintf(f, ",%s", num);
+            }
+            fputc('\n', f);
+        }
+    fclose(f);
+    return buf;
+}
+
+static moe_status write_outputs(const results *r, int markdown, FILE *out) {
+    char p[1200];
+    char *md = table_text(r, 1), *csv = csv_text(r);
+    moe_status st = md && csv ? MOE_OK : moe_fail(MOE_ENOMEM, "%s: out of memory", r->dir);
+    if (st == MOE_OK) {
+        snprintf(p, sizeof p, "%s/table.md", r->dir);
+        st = moe_write_file(p, md, strlen(md));
+    }
+    if (st == MOE_OK) {
+        snprintf(p, sizeof p, "%s/summary.csv", r->dir);
+        st = moe_write_file(p, csv, strlen(csv));
+    }
+    if (st == MOE_OK && out) {
+        if (markdown) fputs(md, out);
+        else print_table(out, r, 0);
+    }
+    free(md), free(csv);
+    return st;
+}
+
+moe_status moe_ablation_table(const char *dir, int markdown, FILE *out) {
+    char p[1200];
+    snprintf(p, sizeof p, "%s/ablation.ini", dir);
+    FILE *f = fopen(p, "r");
+    if (!f)
+        return moe_fail(MOE_EIO, "%s: not a results folder of 'moe ablate' (no readable "
+                        "ablation.ini)", dir);
+    fclose(f);
+    moe_ablation *a;
+    moe_status st = moe_ablation_load(p, &a);
+    if (st != MOE_OK) return st;
+    results *r = calloc(1, sizeof *r);
+    if (!r) st = moe_fail(MOE_ENOMEM, "%s: out of memory", dir);
+    if (st == MOE_OK) {
+        r->a = a, r->dir = dir;
+        collect_metrics(r);
+        st = read_results(r);
+    }
+    if (st == MOE_OK) st = write_outputs(r, markdown, out);
+    free(r);
+    moe_ablation_free(a);
+    return st;
+}

@@ -1,0 +1,118 @@
+/* bin/moe bench: shared timing helpers and the per-shape run (bench.h). */
+#include "bench/bench_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const moe_bench_shape shapes[] = {
+    {"seed", 512, 2048, 16, 4, 1024},
+    {"small", 128, 512, 8, 32, 64},
+};
+
+/* Every family; dense_softmax (each expert on every token: e / 2 times
+ * top-2's products) only where that stays a few seconds (small). */
+static const moe_family families[] = {
+    MOE_TOP2_GSHARD, MOE_SWITCH_TOP1, MOE_TOPN_STMOE, MOE_NOISY_TOPK,
+    MOE_EXPERT_CHOICE, MOE_HASH, MOE_HIERARCHICAL, MOE_SOFT_MOE,
+    MOE_DENSE_SOFTMAX};
+
+const moe_bench_shape *moe_bench_shape_get(const char *name) {
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        if (!strcmp(name, shapes[i].name)) return &shapes[i];
+    return NULL;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double warmup_s = 0.2;
+void moe_bench_set_warmup(double seconds) { warmup_s = seconds; }
+
+void moe_bench_time_reps(void (*fn)(void *), void *ctx, int reps,
+                         moe_bench_time *out) {
+    double t[64], spent = 0.0;
+    if (reps > 64) reps = 64;
+    double w0 = moe_now_s();
+    do fn(ctx);
+    while (moe_now_s() - w0 < warmup_s);
+    int done = 0;
+    while (done < reps && (done == 0 || spent < MOE_BENCH_BUDGET)) {
+        double t0 = moe_now_s();
+        fn(ctx);
+        t[done] = moe_now_s() - t0;
+        spent += t[done++];
+    }
+    qsort(t, (size_t)done, sizeof t[0], cmp_double);
+    out->min = t[0];
+    out->max = t[done - 1];
+    out->median = done % 2 ? t[done / 2] : 0.5 * (t[done / 2 - 1] + t[done / 2]);
+    out->reps = done;
+}
+
+float *moe_bench_fill(size_t count) {
+    float *v = malloc((count ? count : 1) * sizeof *v);
+    if (!v) return NULL;
+    for (size_t i = 0; i < count; i++) v[i] = (float)((i * 7919u) % 2001u) * 1e-3f - 1.0f;
+    return v;
+}
+
+/* Row w: the layer's times, its rows, the limit at those rows, the split. */
+static moe_status bench_family(moe_bench_row *w, int reps) {
+    const moe_bench_shape *s = &w->shape;
+    moe_config cfg = moe_bench_config(w->family, s->d, s->h, s->e, s->n);
+    moe_bench_layer *B = NULL;
+    moe_status st = moe_bench_layer_create(&cfg, s->b, s->n, &B);
+    if (st != MOE_OK) return st;
+    w->experts = moe_n_experts(&cfg);
+    int32_t *m = malloc((size_t)w->experts * sizeof *m);
+    if (!m) {
+        moe_bench_layer_free(B);
+        return moe_fail(MOE_ENOMEM, "moe bench: out of memory for %d experts", w->experts);
+    }
+    w->rows = moe_bench_layer_rows(B, m);
+    w->rows_min = w->rows_max = m[0];
+    for (int32_t j = 1; j < w->experts; j++) {
+        if (m[j] < w->rows_min) w->rows_min = m[j];
+        if (m[j] > w->rows_max) w->rows_max = m[j];
+    }
+    w->flop_fwd = 4.0 * (double)w->rows * s->d * s->h;
+    /* one N-thread sgemm per product against experts in parallel: measured
+     * once per shape, on top2_gshard */
+    w->has_mt = w->family == MOE_TOP2_GSHARD;
+    st = moe_bench_limit_run(s->d, s->h, w->experts, m, reps, w->has_mt ? &w->mt : NULL,
+                             &w->par);
+    free(m);
+    if (st == MOE_OK) {
+        moe_bench_layer_time(B, reps, &w->fwd, &w->fwdbwd);
+        moe_bench_layer_split(B, reps, &w->split);
+        w->fwd_gflops = w->flop_fwd / w->fwd.median * 1e-9;
+        w->fwdbwd_gflops = 3.0 * w->flop_fwd / w->fwdbwd.median * 1e-9;
+        w->fwd_ratio = w->fwd_gflops / w->par.fwd_gflops;
+        w->fwdbwd_ratio = w->fwdbwd_gflops / w->par.fwdbwd_gflops;
+        w->fwdbwd_ratio_fwdlimit = w->fwdbwd_gflops / w->par.fwd_gflops;
+    }
+    moe_bench_layer_free(B);
+    return st;
+}
+
+moe_status moe_bench_shape_run(const moe_bench_shape *s, int reps,
+                               moe_bench_report *r) {
+    MOE_ASSERT(s && r && reps >= 1);
+    r->threads = moe_get_threads();
+    r->reps = reps;
+    for (size_t i = 0; i < sizeof families / sizeof families[0]; i++) {
+        if (families[i] == MOE_DENSE_SOFTMAX && strcmp(s->name, "small")) continue;
+        if (r->n_rows >= MOE_BENCH_MAX_ROWS)
+            return moe_fail(MOE_EINVAL, "moe bench: more than %d rows", MOE_BENCH_MAX_ROWS);
+        moe_bench_row *w = &r->rows[r->n_rows];
+        memset(w, 0, sizeof *w);
+        w->shape = *s;
+        w->family = families[i];
+        moe_status st = bench_family(w, reps);
+        if (st != MOE_OK) return st;
+        r->n_rows++;
+    }
+    return MOE_OK;
+}

@@ -1,0 +1,134 @@
+/* The layer object and the interface a routing family implements.
+ *
+ * Most families are "routers": they write a list of choices (expert,
+ * token, gate, id) into the layer's ch_* arrays; the shared core builds
+ * the plan, gathers rows per expert, runs the experts (one sgemm per
+ * expert product) and combines. Backward: the core computes dL/dgate of
+ * every row (dgate_row, in plan row order, with plan.row_id the family's
+ * id of the choice) and the experts' gradients; the family then
+ * differentiates its router. A family with its own pipeline (Soft MoE)
+ * sets forward/backward instead and reuses moe_layer_experts_*. */
+#ifndef MOE_LAYER_INTERNAL_H
+#define MOE_LAYER_INTERNAL_H
+
+#include "core/dispatch.h"
+#include "core/expert.h"
+#include "core/router.h"
+
+/* Workspace of the core and of the token-choice families: one buffer per
+ * role, grown on demand (contents not kept across sizes). */
+#define WS_BUFFERS(X)                                                      \
+    X(float, logits) X(float, probs) X(float, lse) X(float, draws)         \
+    X(int32_t, expert) X(float, gate) X(float, gate_out) X(float, denom)   \
+    X(uint8_t, routed) X(int32_t, pos) X(int32_t, order) X(int32_t, tmp)   \
+    X(float, key) X(int32_t, count) X(float, first_frac)                   \
+    X(int32_t, ch_expert) X(int32_t, ch_token) X(int32_t, ch_id)           \
+    X(float, ch_gate) X(int32_t, offset) X(int32_t, row_token)             \
+    X(int32_t, row_id) X(float, row_gate) X(int32_t, tok_offset)           \
+    X(int32_t, tok_rows) X(float, xe) X(float, saved) X(float, ye)         \
+    X(float, dye) X(float, scratch) X(float, dxe)                          \
+    X(float, dgate_row) X(float, dgate) X(float, dprobs) X(float, dlogits) \
+    X(int32_t, ec_token) X(float, ec_gate) X(float, xr) X(float, noise)
+
+typedef struct moe_family_ops moe_family_ops;
+
+/* Seconds spent in each phase of the router path, accumulated over the
+ * calls made while timing is on (moe_layer_set_timing); families with
+ * their own pipeline (soft_moe) record only the two totals. */
+typedef struct {
+    double route, dispatch, experts, combine;                 /* forward  */
+    double combine_bwd, experts_bwd, dispatch_bwd, route_bwd; /* backward */
+    double forward, backward; /* whole calls                              */
+} moe_layer_timing;
+
+struct moe_layer {
+    moe_config cfg;
+    const moe_family_ops *ops;
+    int train;
+    uint64_t stream;
+    const int32_t *token_ids; /* (T) or NULL: set_token_ids            */
+    int64_t draw_t0;          /* global index of token 0 of the batch:
+                                 offsets the router-noise and policy
+                                 draws, so that a slice of a batch
+                                 (expert parallelism, lib/mpi/) draws
+                                 what the whole batch would; 0 otherwise */
+    int64_t draw_T;           /* tokens of that whole batch (row q of the
+                                 policy draws at q * draw_T); 0: T       */
+    int32_t G, n, T, cap;     /* groups, tokens per group, tokens, cap */
+    int64_t n_choice;         /* choices written by the router         */
+    moe_gate_rule rule;       /* token-choice families                 */
+    moe_gating gating;
+    moe_plan plan;
+    moe_aux aux;
+    moe_route route;          /* filled by the family (views)          */
+    void *fam;                /* family state, freed by ops->free      */
+    moe_layer_timing *timing; /* NULL: no phase timing (default)       */
+#define WS_FIELD(type, name) type *name; size_t name##_cap;
+    WS_BUFFERS(WS_FIELD)
+#undef WS_FIELD
+};
+
+struct moe_family_ops {
+    /* Most choices the router can write for G groups of n tokens. */
+    size_t (*max_choices)(const moe_layer *L, int32_t G, int32_t n);
+    /* Routes x (T, d): writes L->ch_* (n_choice entries, in the order
+     * that fixes each expert's row order), L->aux (losses and counts, and
+     * aux_loss) and L->route; L->G, n, T are set and the core workspace
+     * is sized. */
+    moe_status (*route)(moe_layer *L, const moe_params *p, const float *x,
+                        const float *draws);
+    /* Router backward: L->dgate_row (R) holds dL/d(row gate); ADDS the
+     * router's parameter gradients into g and dL/dx into dx. */
+    void (*route_backward)(moe_layer *L, const moe_params *p, const float *x,
+                           moe_params *g, float *dx);
+    /* Own pipeline instead of the router path (NULL for routers). */
+    moe_status (*forward)(moe_layer *L, const moe_params *p, const float *x,
+                          const float *draws, float *y);
+    moe_status (*backward)(moe_layer *L, const moe_params *p, const float *x,
+                           const float *dy, moe_params *g, float *dx);
+    /* Frees L->fam (may be NULL). */
+    void (*free)(moe_layer *L);
+};
+
+extern const moe_family_ops moe_ops_token_choice; /* top2, topn, switch */
+extern const moe_family_ops moe_ops_expert_choice;
+extern const moe_family_ops moe_ops_noisy_topk;
+extern const moe_family_ops moe_ops_soft_moe;
+extern const moe_family_ops moe_ops_dense_softmax;
+extern const moe_family_ops moe_ops_hierarchical;
+extern const moe_family_ops moe_ops_hash;
+
+/* Phase timing of the following calls into *t (not cleared here: the
+ * caller zeroes it), or off with t = NULL. Costs two clock reads per
+ * phase when on, one branch when off. */
+void moe_layer_set_timing(moe_layer *L, moe_layer_timing *t);
+
+/* Sizes the core workspace for G groups of n tokens (router families);
+ * MOE_ENOMEM / MOE_EINVAL with a message. moe_layer_forward calls it; a
+ * family's own forward (or a wrapper, lib/mpi/ep_layer.c) may too. */
+moe_status moe_layer_ensure(moe_layer *L, int32_t G, int32_t n);
+/* After the router: L->plan of its L->n_choice choices over L->T tokens,
+ * and aux.n_tokens_unrouted counted from it. */
+void moe_layer_plan(moe_layer *L);
+/* Runs expert j (cfg's ops, moe_expert_ops_of) on rows offset[j] ..
+ * offset[j+1]-1 of xe (R, d) for every j < E, experts in parallel:
+ * ye (R, d), saved (R, moe_expert_saved) kept for backward. Every family
+ * runs its experts through this pair. */
+void moe_layer_experts_forward(const moe_config *c, const moe_params *p,
+                               const int32_t *offset, const float *xe,
+                               float *saved, float *ye);
+/* Its backward: ADDS expert gradients into g, WRITES dxe (R, d); scratch
+ * (R, moe_expert_scratch). */
+void moe_layer_experts_backward(const moe_config *c, const moe_params *p,
+                                moe_params *g, const int32_t *offset,
+                                const float *xe, const float *saved,
+                                const float *dye, float *scratch, float *dxe);
+
+/* The token-choice router and its backward, for families that reuse them
+ * (hierarchical): see token_choice.c. */
+moe_status moe_tc_route(moe_layer *L, const moe_params *p, const float *x,
+                        const float *draws);
+void moe_tc_route_backward(moe_layer *L, const moe_params *p,
+                           const float *x, moe_params *g, float *dx);
+
+#endif

@@ -1,0 +1,224 @@
+/* The token-choice families (top2_gshard, topn_stmoe, switch_top1, with
+ * batch prioritized routing and router exploration noise) and expert
+ * choice, as routers of the layer core (layer_internal.h). */
+#include "core/layer_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+static int needs_draws(const moe_config *c) {
+    return c->family == MOE_TOPN_STMOE ||
+           ((c->family == MOE_TOP2_GSHARD || c->family == MOE_HIERARCHICAL) &&
+            c->policy == MOE_POLICY_RANDOM);
+}
+
+/* Multiplicative router-input noise (training): m (T*d) and
+ * xr (T*d) = x * m, with m drawn from the layer's stream:
+ *   jitter:  m = U[1 - eps, 1 + eps]
+ *   dropout: m = 0 with probability eps, else 1 / (1 - eps)
+ * (the experts keep the clean x). Backward: dx += m * d xr. */
+static void input_noise_forward(const moe_layer *L, int noise, const float *x,
+                                float *m, float *xr) {
+    const moe_config *c = &L->cfg;
+    const size_t n = (size_t)L->T * c->d_model;
+    const float eps = c->noise_eps;
+    if (noise == MOE_NOISE_JITTER) {
+        moe_rng_fill_uniform(m, n, c->seed, L->stream,
+                             MOE_DRAW_INDEX(MOE_DRAW_JITTER, (uint64_t)L->draw_t0 * c->d_model));
+        for (size_t i = 0; i < n; i++) m[i] = 1.0f - eps + 2.0f * eps * m[i];
+    } else {
+        const float keep = 1.0f / (1.0f - eps);
+        moe_rng_fill_uniform(m, n, c->seed, L->stream,
+                             MOE_DRAW_INDEX(MOE_DRAW_DROPOUT, (uint64_t)L->draw_t0 * c->d_model));
+        for (size_t i = 0; i < n; i++) m[i] = m[i] < eps ? 0.0f : keep;
+    }
+    for (size_t i = 0; i < n; i++) xr[i] = x[i] * m[i];
+}
+
+static int input_noise(const moe_layer *L) {
+    const moe_router_noise k = L->cfg.router_noise;
+    return L->train && (k == MOE_NOISE_JITTER || k == MOE_NOISE_DROPOUT);
+}
+
+/* logits (T, e) = xr Wg with xr = x, or x times the input noise (kept in
+ * L->xr, multipliers in L->noise); probs and lse from them. Gumbel noise
+ * goes into the selection keys only (L->noise, rule.select). */
+static void router_forward(moe_layer *L, const moe_params *p, const float *x) {
+    const moe_config *c = &L->cfg;
+    const int32_t T = L->T, d = c->d_model, e = c->n_expert;
+    const int noise = L->train ? (int)c->router_noise : MOE_NOISE_NONE;
+    const float *xin = x;
+    if (input_noise(L)) {
+        input_noise_forward(L, noise, x, L->noise, L->xr);
+        xin = L->xr;
+    }
+    moe_matmul(xin, p->w_gate, L->logits, T, d, e);
+    moe_softmax_forward(L->logits, L->probs, L->lse, T, e);
+    L->rule.select = NULL;
+    if (noise == MOE_NOISE_GUMBEL) { /* sample from the softmax: Gumbel-max */
+        const size_t n = (size_t)T * e;
+        moe_rng_fill_uniform(L->noise, n, c->seed, L->stream, MOE_DRAW_INDEX(MOE_DRAW_GUMBEL, (uint64_t)L->draw_t0 * e));
+        for (size_t i = 0; i < n; i++) {
+            double u = L->noise[i] > 0.0f ? L->noise[i] : 1e-30;
+            L->noise[i] = L->logits[i] - (float)log(-log(u));
+        }
+        L->rule.select = L->noise;
+    }
+    L->aux.z_loss = moe_z_loss(L->lse, T);
+}
+
+/* dlogits -> dWg, dx (through the input noise when it was on). */
+static void router_backward(moe_layer *L, const moe_params *p, const float *x,
+                            moe_params *g, float *dx) {
+    const moe_config *c = &L->cfg;
+    const int32_t T = L->T, d = c->d_model, e = c->n_expert;
+    if (c->z_coef != 0.0f) moe_z_backward(L->probs, L->lse, c->z_coef, L->dlogits, T, e);
+    if (!input_noise(L)) {
+        moe_matmul_backward(x, p->w_gate, L->dlogits, dx, g->w_gate, T, d, e);
+        return;
+    }
+    const size_t n = (size_t)T * d;
+    /* logits = xr Wg, xr = x * m */
+    moe_matmul_backward(L->xr, p->w_gate, L->dlogits, NULL, g->w_gate, T, d, e);
+    memset(L->xr, 0, n * sizeof *L->xr); /* now d loss / d xr */
+    moe_matmul_backward(NULL, p->w_gate, L->dlogits, L->xr, NULL, T, d, e);
+    for (size_t i = 0; i < n; i++) dx[i] += L->xr[i] * L->noise[i];
+}
+
+static size_t tc_max_choices(const moe_layer *L, int32_t G, int32_t n) {
+    return (size_t)L->cfg.top_n * G * n;
+}
+
+moe_status moe_tc_route(moe_layer *L, const moe_params *p, const float *x,
+                        const float *draws) {
+    const moe_config *c = &L->cfg;
+    const int32_t T = L->T;
+    const double cf = L->train ? c->capacity_factor_train : c->capacity_factor_eval;
+    L->cap = moe_capacity(L->n, c->n_expert, cf);
+    router_forward(L, p, x);
+    if (needs_draws(c) && !draws) {
+        const uint64_t Tw = L->draw_T ? (uint64_t)L->draw_T : (uint64_t)T;
+        for (int32_t q = 0; q + 1 < c->top_n; q++)
+            moe_rng_fill_uniform(L->draws + (size_t)q * T, (size_t)T, c->seed, L->stream,
+                                 MOE_DRAW_INDEX(MOE_DRAW_POLICY, q * Tw + (uint64_t)L->draw_t0));
+        draws = L->draws;
+    }
+    moe_gating *g = &L->gating;
+    *g = (moe_gating){.G = L->G, .n = L->n, .e = c->n_expert, .k = c->top_n,
+                      .cap = L->cap, .expert = L->expert, .gate = L->gate,
+                      .denom = L->denom, .routed = L->routed, .pos = L->pos,
+                      .order = L->order, .tmp = L->tmp, .key = L->key,
+                      .count = L->count, .first_frac = L->first_frac,
+                      .ch_expert = L->ch_expert, .ch_token = L->ch_token,
+                      .ch_id = L->ch_id, .ch_gate = L->ch_gate};
+    moe_gating_forward(g, &L->rule, L->probs, draws, NULL);
+    L->n_choice = g->n_choice;
+    const size_t kT = (size_t)c->top_n * T;
+    for (size_t i = 0; i < kT; i++) L->gate_out[i] = L->pos[i] >= 0 ? L->gate[i] : 0.0f;
+    moe_aux *a = &L->aux;
+    a->balance_loss = moe_balance_loss(g, L->probs, NULL);
+    a->aux_loss = c->balance_coef * a->balance_loss + c->z_coef * a->z_loss;
+    a->capacity = L->cap;
+    /* every (token, rank) the router proposed, before any dropping */
+    a->n_choices = g->n_choice + g->n_dropped_capacity + g->n_dropped_policy;
+    a->n_dropped_policy = g->n_dropped_policy;
+    a->n_dropped_capacity = g->n_dropped_capacity;
+    L->route = (moe_route){.k = c->top_n, .T = T, .n_expert = c->n_expert,
+                           .logits = L->logits, .probs = L->probs,
+                           .expert = L->expert, .position = L->pos,
+                           .gate = L->gate_out, .routed = L->routed};
+    return MOE_OK;
+}
+
+void moe_tc_route_backward(moe_layer *L, const moe_params *p, const float *x,
+                           moe_params *g, float *dx) {
+    const moe_config *c = &L->cfg;
+    const int32_t T = L->T, e = c->n_expert;
+    const moe_plan *pl = &L->plan;
+    const size_t kT = (size_t)c->top_n * T;
+    if (c->straight_through) /* the dispatch carries the gates' gradient */
+        moe_dispatch_st_backward(pl, x, L->dxe, L->dgate_row, c->d_model);
+    memset(L->dgate, 0, kT * sizeof *L->dgate);
+    for (int32_t r = 0; r < pl->R; r++) L->dgate[pl->row_id[r]] = L->dgate_row[r];
+    memset(L->dprobs, 0, (size_t)T * e * sizeof *L->dprobs);
+    moe_gating_backward(&L->gating, &L->rule, L->dgate, NULL, L->dprobs);
+    if (c->balance_coef != 0.0f)
+        moe_balance_backward(&L->gating, NULL, c->balance_coef, L->dprobs);
+    memset(L->dlogits, 0, (size_t)T * e * sizeof *L->dlogits);
+    moe_softmax_backward(L->probs, L->dprobs, L->dlogits, T, e);
+    router_backward(L, p, x, g, dx);
+}
+
+const moe_family_ops moe_ops_token_choice = {
+    .max_choices = tc_max_choices,
+    .route = moe_tc_route,
+    .route_backward = moe_tc_route_backward,
+};
+
+/* ---------------------------------------------------------- expert choice */
+
+static int32_t ec_k(const moe_layer *L, int32_t n) {
+    const moe_config *c = &L->cfg;
+    return moe_ec_capacity(n, c->n_expert,
+                           L->train ? c->capacity_factor_train : c->capacity_factor_eval);
+}
+
+static size_t ec_max_choices(const moe_layer *L, int32_t G, int32_t n) {
+    return (size_t)G * L->cfg.n_expert * ec_k(L, n);
+}
+
+/* Each expert takes the k tokens of a group with the highest probability
+ * for it, in descending order. */
+static moe_status ec_route(moe_layer *L, const moe_params *p, const float *x,
+                           const float *draws) {
+    (void)draws;
+    const int32_t G = L->G, n = L->n, e = L->cfg.n_expert;
+    const int32_t k = L->cap = ec_k(L, n);
+    router_forward(L, p, x);
+    int64_t C = 0;
+    for (int32_t b = 0; b < G; b++) {
+        for (int32_t j = 0; j < e; j++) {
+            for (int32_t i = 0; i < n; i++) {
+                L->key[i] = L->probs[((size_t)b * n + i) * e + j];
+                L->order[i] = i;
+            }
+            moe_argsort_desc(L->key, L->order, n, L->tmp);
+            for (int32_t q = 0; q < k; q++) {
+                const size_t at = ((size_t)b * e + j) * k + q;
+                const int32_t t = b * n + L->order[q];
+                L->ec_token[at] = L->order[q];
+                L->ec_gate[at] = L->key[L->order[q]];
+                L->ch_expert[C] = j;
+                L->ch_token[C] = t;
+                L->ch_id[C] = t * e + j;
+                L->ch_gate[C] = L->ec_gate[at];
+                C++;
+            }
+        }
+    }
+    L->n_choice = C;
+    L->aux.capacity = k;
+    L->aux.n_choices = C;
+    L->aux.aux_loss = L->cfg.z_coef * L->aux.z_loss;
+    L->route = (moe_route){.k = k, .T = L->T, .n_expert = e, .logits = L->logits,
+                           .probs = L->probs, .ec_token = L->ec_token,
+                           .ec_gate = L->ec_gate};
+    return MOE_OK;
+}
+
+static void ec_route_backward(moe_layer *L, const moe_params *p, const float *x,
+                              moe_params *g, float *dx) {
+    const int32_t T = L->T, e = L->cfg.n_expert;
+    const moe_plan *pl = &L->plan;
+    memset(L->dprobs, 0, (size_t)T * e * sizeof *L->dprobs);
+    for (int32_t r = 0; r < pl->R; r++) L->dprobs[pl->row_id[r]] += L->dgate_row[r];
+    memset(L->dlogits, 0, (size_t)T * e * sizeof *L->dlogits);
+    moe_softmax_backward(L->probs, L->dprobs, L->dlogits, T, e);
+    router_backward(L, p, x, g, dx);
+}
+
+const moe_family_ops moe_ops_expert_choice = {
+    .max_choices = ec_max_choices,
+    .route = ec_route,
+    .route_backward = ec_route_backward,
+};

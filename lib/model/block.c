@@ -1,0 +1,220 @@
+/* The ST-MoE block (see moe.h): RMSNorm, residual, optional dense FFNs
+ * before and after the MoE layer. */
+#include "core/layer_internal.h"
+#include "kernels/norm.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Activations of one dense FFN sub-block. */
+typedef struct {
+    float *xn, *rstd, *hpre, *act;
+    size_t xn_cap, rstd_cap, hpre_cap, act_cap;
+} ff_acts;
+
+struct moe_block {
+    moe_block_config cfg;
+    moe_layer *L;
+    ff_acts fb, fa;
+    float *h1, *h2, *u, *xn_m, *r_m, *g, *gprev, *dxn, *da, *dh;
+    size_t h1_cap, h2_cap, u_cap, xn_m_cap, r_m_cap, g_cap, gprev_cap,
+        dxn_cap, da_cap, dh_cap;
+};
+
+static int32_t ff_in(const moe_block_config *c) {
+    return c->moe.act == MOE_ACT_GEGLU ? 2 * c->d_ff : c->d_ff;
+}
+
+moe_status moe_block_config_validate(const moe_block_config *c) {
+    moe_status st = moe_config_validate(&c->moe);
+    if (st != MOE_OK) return st;
+    if (c->add_ff_before != 0 && c->add_ff_before != 1)
+        return moe_fail(MOE_EINVAL, "add_ff_before = %d: allowed 0 or 1", c->add_ff_before);
+    if (c->add_ff_after != 0 && c->add_ff_after != 1)
+        return moe_fail(MOE_EINVAL, "add_ff_after = %d: allowed 0 or 1", c->add_ff_after);
+    if ((c->add_ff_before || c->add_ff_after) && (c->d_ff < 1 || c->d_ff > (1 << 22)))
+        return moe_fail(MOE_EINVAL, "d_ff = %d: allowed 1..4194304 with a dense FFN", c->d_ff);
+    if (!(c->norm_eps > 0.0f) || !isfinite(c->norm_eps))
+        return moe_fail(MOE_EINVAL, "norm_eps = %g: must be > 0", (double)c->norm_eps);
+    return MOE_OK;
+}
+
+/* Layout: norm_moe, ffb_{norm,w1,w2,mb}, ffa_{norm,w1,w2,mb}, moe. */
+#define BLOCK_TENSORS 9
+static size_t block_len(const moe_block_config *c, int i) {
+    const size_t d = (size_t)c->moe.d_model, f = (size_t)c->d_ff;
+    if (i == 0) return d;
+    if (!(i < 5 ? c->add_ff_before : c->add_ff_after)) return 0;
+    switch ((i - 1) % 4) {
+    case 0: return d;                             /* norm gain */
+    case 1: return d * (size_t)ff_in(c);          /* w1 */
+    case 2: return f * d;                         /* w2 */
+    default: return c->moe.mult_bias ? f : 0;     /* mb */
+    }
+}
+
+size_t moe_block_params_count(const moe_block_config *c) {
+    size_t n = moe_params_count(&c->moe);
+    for (int i = 0; i < BLOCK_TENSORS; i++) n += block_len(c, i);
+    return n;
+}
+
+static float **block_view(moe_block_params *p, int i) {
+    float **v[BLOCK_TENSORS] = {&p->norm_moe, &p->ffb_norm, &p->ffb_w1, &p->ffb_w2,
+                                &p->ffb_mb,   &p->ffa_norm, &p->ffa_w1, &p->ffa_w2,
+                                &p->ffa_mb};
+    return v[i];
+}
+
+void moe_block_params_map(const moe_block_config *c, float *buf,
+                          moe_block_params *p) {
+    size_t off = 0;
+    for (int i = 0; i < BLOCK_TENSORS; i++) {
+        size_t len = block_len(c, i);
+        *block_view(p, i) = len ? buf + off : NULL;
+        off += len;
+    }
+    moe_params_map(&c->moe, buf + off, &p->moe);
+}
+
+void moe_block_params_init(const moe_block_config *c, float *buf,
+                           float init_scale, uint64_t seed, uint64_t stream) {
+    size_t off = 0;
+    for (int i = 0; i < BLOCK_TENSORS; i++) {
+        const size_t len = block_len(c, i);
+        const int kind = i == 0 ? 0 : (i - 1) % 4; /* gain, w1, w2, mb */
+        const double fan = kind == 1 ? c->moe.d_model : kind == 2 ? c->d_ff : 0;
+        for (size_t j = 0; j < len; j++)
+            buf[off + j] = fan > 0 ? (float)(init_scale / sqrt(fan) *
+                                             moe_rng_normal(seed, stream, off + j))
+                                   : 1.0f;
+        off += len;
+    }
+    moe_params_init(&c->moe, buf + off, init_scale, seed, stream + 1);
+}
+
+moe_status moe_block_create(const moe_block_config *cfg, moe_block **out) {
+    *out = NULL;
+    moe_status st = moe_block_config_validate(cfg);
+    if (st != MOE_OK) return st;
+    moe_block *B = calloc(1, sizeof *B);
+    if (!B) return moe_fail(MOE_ENOMEM, "moe_block_create: out of memory");
+    B->cfg = *cfg;
+    if ((st = moe_layer_create(&cfg->moe, &B->L)) != MOE_OK) {
+        free(B);
+        return st;
+    }
+    *out = B;
+    return MOE_OK;
+}
+
+static void ff_free(ff_acts *a) {
+    free(a->xn), free(a->rstd), free(a->hpre), free(a->act);
+}
+
+void moe_block_free(moe_block *B) {
+    if (!B) return;
+    moe_layer_free(B->L);
+    ff_free(&B->fb), ff_free(&B->fa);
+    free(B->h1), free(B->h2), free(B->u), free(B->xn_m), free(B->r_m);
+    free(B->g), free(B->gprev), free(B->dxn), free(B->da), free(B->dh);
+    free(B);
+}
+
+moe_layer *moe_block_layer(moe_block *B) { return B->L; }
+
+static int ff_grow(ff_acts *a, size_t T, size_t d, size_t fin, size_t f) {
+    return MOE_GROW(a->xn, T * d) | MOE_GROW(a->rstd, T) |
+           MOE_GROW(a->hpre, T * fin) | MOE_GROW(a->act, T * f);
+}
+
+static moe_status grow(moe_block *B, size_t T) {
+    const size_t d = (size_t)B->cfg.moe.d_model, f = (size_t)B->cfg.d_ff;
+    const size_t fin = (size_t)ff_in(&B->cfg);
+    int fail = MOE_GROW(B->h1, T * d) | MOE_GROW(B->h2, T * d) | MOE_GROW(B->u, T * d) |
+               MOE_GROW(B->xn_m, T * d) | MOE_GROW(B->r_m, T) | MOE_GROW(B->g, T * d) |
+               MOE_GROW(B->gprev, T * d) | MOE_GROW(B->dxn, T * d);
+    if (B->cfg.add_ff_before || B->cfg.add_ff_after)
+        fail |= MOE_GROW(B->da, T * f) | MOE_GROW(B->dh, T * fin);
+    if (B->cfg.add_ff_before) fail |= ff_grow(&B->fb, T, d, fin, f);
+    if (B->cfg.add_ff_after) fail |= ff_grow(&B->fa, T, d, fin, f);
+    return fail ? moe_fail(MOE_ENOMEM, "moe_block_forward: out of memory for %zu tokens", T)
+                : MOE_OK;
+}
+
+static moe_expert_w ff_weights(const moe_block *B, float *w1, float *w2, float *mb) {
+    moe_expert_w w = {B->cfg.moe.d_model, B->cfg.d_ff, w1, NULL, w2, NULL, mb};
+    return w;
+}
+
+/* out (T, d) = in + FFN(RMSNorm(in)) */
+static void ff_forward(moe_block *B, ff_acts *a, const float *norm, float *w1,
+                       float *w2, float *mb, const float *in, float *out, int32_t T) {
+    const int32_t d = B->cfg.moe.d_model;
+    moe_rmsnorm_forward(in, norm, a->xn, a->rstd, T, d, B->cfg.norm_eps);
+    moe_expert_w w = ff_weights(B, w1, w2, mb);
+    moe_expert_forward(&w, B->cfg.moe.act, T, a->xn, a->hpre, a->act, B->u);
+    for (size_t i = 0; i < (size_t)T * d; i++) out[i] = in[i] + B->u[i];
+}
+
+/* Given g = dL/d out, gprev = dL/d in (= g + the branch's part). */
+static void ff_backward(moe_block *B, ff_acts *a, const float *norm, float *w1,
+                        float *w2, float *mb, float *gnorm, float *gw1, float *gw2,
+                        float *gmb, const float *in, int32_t T) {
+    const int32_t d = B->cfg.moe.d_model;
+    moe_expert_w w = ff_weights(B, w1, w2, mb), gw = ff_weights(B, gw1, gw2, gmb);
+    moe_expert_backward(&w, &gw, B->cfg.moe.act, T, a->xn, a->hpre, a->act, B->g,
+                        B->da, B->dh, B->dxn);
+    memcpy(B->gprev, B->g, (size_t)T * d * sizeof *B->g);
+    moe_rmsnorm_backward(in, norm, a->rstd, B->dxn, B->gprev, gnorm, T, d);
+}
+
+moe_status moe_block_forward(moe_block *B, const moe_block_params *p,
+                             const float *x, int32_t b, int32_t n,
+                             const float *draws, float *y) {
+    MOE_ASSERT(B && p && x && y);
+    if (b < 1 || n < 1 || (size_t)b * n > INT32_MAX / 4)
+        return moe_fail(MOE_EINVAL, "moe_block_forward: b = %d, n = %d: both must be >= 1", b, n);
+    const int32_t T = b * n, d = B->cfg.moe.d_model;
+    moe_status st = grow(B, (size_t)T);
+    if (st != MOE_OK) return st;
+    const float *cur = x;
+    if (B->cfg.add_ff_before) {
+        ff_forward(B, &B->fb, p->ffb_norm, p->ffb_w1, p->ffb_w2, p->ffb_mb, cur, B->h1, T);
+        cur = B->h1;
+    }
+    moe_rmsnorm_forward(cur, p->norm_moe, B->xn_m, B->r_m, T, d, B->cfg.norm_eps);
+    if ((st = moe_layer_forward(B->L, &p->moe, B->xn_m, b, n, draws, B->u)) != MOE_OK)
+        return st;
+    float *h2 = B->cfg.add_ff_after ? B->h2 : y;
+    for (size_t i = 0; i < (size_t)T * d; i++) h2[i] = cur[i] + B->u[i];
+    if (B->cfg.add_ff_after)
+        ff_forward(B, &B->fa, p->ffa_norm, p->ffa_w1, p->ffa_w2, p->ffa_mb, h2, y, T);
+    return MOE_OK;
+}
+
+moe_status moe_block_backward(moe_block *B, const moe_block_params *p,
+                              const float *x, const float *dy,
+                              moe_block_params *g, float *dx) {
+    MOE_ASSERT(B && p && x && dy && g && dx);
+    const int32_t T = B->L->T, d = B->cfg.moe.d_model;
+    const size_t Td = (size_t)T * d;
+    memcpy(B->g, dy, Td * sizeof *B->g);
+    if (B->cfg.add_ff_after) {
+        ff_backward(B, &B->fa, p->ffa_norm, p->ffa_w1, p->ffa_w2, p->ffa_mb, g->ffa_norm,
+                    g->ffa_w1, g->ffa_w2, g->ffa_mb, B->h2, T);
+        memcpy(B->g, B->gprev, Td * sizeof *B->g);
+    }
+    const float *in_m = B->cfg.add_ff_before ? B->h1 : x;
+    memset(B->dxn, 0, Td * sizeof *B->dxn);
+    moe_status st = moe_layer_backward(B->L, &p->moe, B->xn_m, B->g, &g->moe, B->dxn);
+    if (st != MOE_OK) return st;
+    moe_rmsnorm_backward(in_m, p->norm_moe, B->r_m, B->dxn, B->g, g->norm_moe, T, d);
+    if (B->cfg.add_ff_before) {
+        ff_backward(B, &B->fb, p->ffb_norm, p->ffb_w1, p->ffb_w2, p->ffb_mb, g->ffb_norm,
+                    g->ffb_w1, g->ffb_w2, g->ffb_mb, x, T);
+        memcpy(B->g, B->gprev, Td * sizeof *B->g);
+    }
+    for (size_t i = 0; i < Td; i++) dx[i] += B->g[i];
+    return MOE_OK;
+}

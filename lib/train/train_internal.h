@@ -1,0 +1,59 @@
+/* The state of one training run, shared by train.c (the loop) and
+ * train_dist.c (what differs when the run is spread over ranks: the
+ * parts of the buffers a rank owns, the reductions, the checkpoints).
+ * Not installed. */
+#ifndef MOE_TRAIN_INTERNAL_H
+#define MOE_TRAIN_INTERNAL_H
+
+#include "train/train.h"
+#include "train/train_metrics.h"
+
+/* Everything one run owns. */
+typedef struct {
+    moe_train_config cfg;
+    moe_corpus *corpus;
+    moe_model *M;
+    moe_batcher *train, *valid;
+    float *m, *v;
+    moe_optim_tensor *tensors;
+    int32_t *inp, *tgt, *tags, *srcs;
+    train_metrics *tm;       /* run.metrics, NULL: none                 */
+    double extra_cf[16];     /* run.extra_eval_cf                       */
+    int n_extra;
+    const moe_train_dist *dist; /* NULL: one process                    */
+    int dist_failed;         /* an agree failed: no more collectives    */
+    int32_t Bl;              /* sequences of this rank per batch         */
+    size_t off;              /* its first token in a batch               */
+    /* the part of every tensor this rank owns (NULL in one process:
+     * everything), see moe_optim_shard */
+    size_t *lo, *hi;
+    uint8_t *split;
+    size_t *ranges;          /* (2 n_tensors) the owned parts as buffer
+                                ranges [lo, hi), for checkpoint loads    */
+} run_state;
+
+/* Rank 0 (or the only process) writes files and progress lines. */
+int moe_td_writer(const run_state *s);
+/* Every rank's status (moe_train_dist.agree); st itself in one process. */
+moe_status moe_td_agree(run_state *s, moe_status st);
+/* After the model is made and attached: the owned parts (a spread run). */
+moe_status moe_td_parts(run_state *s);
+void moe_td_free(run_state *s);
+/* The initial parameters, the zeroed gradients, the optimizer step:
+ * each on the owned parts only. */
+void moe_td_init(run_state *s);
+void moe_td_zero_grads(run_state *s);
+moe_status moe_td_optim(run_state *s, int64_t step, moe_optim_stats *os);
+/* v (n) summed over the ranks in rank order (nothing in one process). */
+void moe_td_sum(run_state *s, double *v, int n);
+/* The model's last training losses become the whole batch's (the aux
+ * losses already are; nothing in one process). */
+void moe_td_sum_losses(run_state *s);
+/* This step's /comm row (collective; nothing in one process). */
+moe_status moe_td_comm_row(run_state *s, int64_t step);
+/* Checkpoints: load gives each rank its parts; save (collective) gathers
+ * the owners' parts on rank 0, which writes. */
+moe_status moe_td_load(run_state *s, const char *path, int64_t *step0);
+moe_status moe_td_save(run_state *s, int64_t step, const char *text);
+
+#endif
