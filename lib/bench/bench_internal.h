@@ -6,7 +6,7 @@
 #include "base/internal.h"
 #include "model/model.h"
 
-/* Warm-up calls of fn for at least the warm-up time (at least one), then up to reps
+/* Timing (bench_util.c). Warm-up calls of fn for at least the warm-up time (at least one), then up to reps
  * timed calls: fewer once the timed calls passed MOE_BENCH_BUDGET seconds
  * (at least one is always timed; out->reps says how many were). */
 #define MOE_BENCH_BUDGET 1.0
