@@ -1,4 +1,4 @@
-/* Shared state of the plot writers (plot.c, plot_routing.c). */
+/* Shared state of the plot writers (plot.c, plot_routing.c, plot_trace.c). */
 #ifndef MOE_PLOT_INTERNAL_H
 #define MOE_PLOT_INTERNAL_H
 
@@ -31,6 +31,8 @@ static inline const moe_plot_run *plot_first(const plot_ctx *c, const plot_arm *
     return &c->runs[a->run[0]];
 }
 
+/* The script helpers (plot_util.c). */
+
 /* Opens data/NAME for writing; NULL with moe_fail on error. */
 FILE *plot_open_data(plot_ctx *c, const char *name);
 /* Starts data/NAME.gp: header comment, output of the first format,
@@ -47,7 +49,8 @@ moe_status plot_gp_end(plot_ctx *c, FILE *f, const char *name);
 /* A note on the log (if any): "moe plot: skipping NAME: why". */
 void plot_note(const plot_ctx *c, const char *name, const char *why);
 
-/* The per-arm and ablation plots of routing (plot_routing.c). */
+/* The per-arm and ablation plots of routing (plot_routing.c; the expert x
+ * tag plot: plot_trace.c). */
 moe_status plot_load(plot_ctx *c);
 moe_status plot_dropped_vs_x(plot_ctx *c);
 moe_status plot_expert_tag(plot_ctx *c);
