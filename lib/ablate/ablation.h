@@ -104,6 +104,8 @@ typedef struct {
     FILE *table;            /* the final table (stdout), NULL = silent    */
 } moe_ablate_opts;
 
+/* The results folder (ablate_dir.c). */
+
 /* The results folder of an ablation into dir (cap bytes). */
 void moe_ablate_dir(const moe_ablation *a, const moe_ablate_opts *o, char *dir,
                     size_t cap);
@@ -113,6 +115,9 @@ void moe_ablate_arm_path(const char *dir, const char *arm, uint64_t seed,
 /* 1 if path is a moe-run/1 file whose root attribute finished = 1, 0 if it
  * exists but is unfinished or unreadable, -1 if it does not exist. */
 int moe_ablate_arm_state(const char *path);
+/* Deletes the file at path; MOE_OK if it does not exist, MOE_EIO with a
+ * message if it cannot be deleted. */
+moe_status moe_ablate_remove_file(const char *path);
 /* Deletes the arm files of every arm and seed, table.md, summary.csv and
  * plots/ in dir (what --force replaces). */
 moe_status moe_ablate_clean(const moe_ablation *a, const char *dir);
