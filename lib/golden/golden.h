@@ -1,7 +1,7 @@
 /* Golden-file checking: the shared machinery of one case (reading
  * attributes and tensors with shape checks, comparing against the file's
- * tolerances, running a layer through a case: golden_run.c) and the table
- * of family handlers. */
+ * tolerances: golden_case.c; running a layer through a case: golden_run.c)
+ * and the family handlers (their table and the driver: golden.c). */
 #ifndef MOE_GOLDEN_H
 #define MOE_GOLDEN_H
 
