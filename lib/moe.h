@@ -447,33 +447,6 @@ moe_status moe_block_backward(moe_block *B, const moe_block_params *p,
 void moe_set_threads(int n);
 int moe_get_threads(void);
 
-/* ---------------------------------------------------------------- golden */
-
-/* Result of checking one case of a moe-golden/1 file. */
-typedef struct {
-    char name[64];
-    char family[32];
-    moe_status status;     /* MOE_OK pass, MOE_EMISMATCH fail, else error */
-    double worst_ratio;    /* max over tensors of rel_err / tolerance     */
-    char worst_key[64];    /* tensor with the worst ratio                 */
-    double worst_err;      /* its relative error                          */
-    double worst_tol;      /* its tolerance                               */
-    int64_t decisions;     /* routing decisions compared exactly          */
-    int64_t decision_mismatches;
-    char message[256];     /* what failed, if anything                    */
-} moe_check_result;
-
-typedef void (*moe_check_cb)(const char *file, const moe_check_result *r,
-                             void *user);
-
-/* Runs every case of a moe-golden/1 file (or only case `only` if not
- * NULL), calling cb after each. Returns MOE_OK if every case passed,
- * MOE_EMISMATCH if a comparison failed, another status (with moe_errmsg
- * naming the file, case and problem) if the file or a case is unusable
- * or a family is not implemented. *n_cases counts the cases run. */
-moe_status moe_check_file(const char *path, const char *only,
-                          moe_check_cb cb, void *user, int *n_cases);
-
 #ifdef __cplusplus
 }
 #endif

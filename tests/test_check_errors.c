@@ -3,6 +3,7 @@
  * must return a status with a message naming the file, the case and the
  * problem, and the CLI (MOE_BIN, default bin/moe) must print one line and
  * exit 1 without crashing (the SANITIZE=1 build runs it under ASan). */
+#include "moe_golden.h"
 #include "test_util.h"
 
 #include <hdf5.h>

@@ -8,6 +8,7 @@
  * errors unrelated to it (measured 5e-3 on x at eps = 1e-3); the golden
  * case covers ReLU experts. */
 #include "core/expert.h"
+#include "moe_golden.h"
 #include "test_util.h"
 
 #include <hdf5.h>

@@ -1,5 +1,6 @@
 /* Suite golden: every case of every golden file passes (outputs, aux
  * losses, decisions, every gradient). */
+#include "moe_golden.h"
 #include "test_util.h"
 
 #include <stdio.h>

@@ -22,6 +22,7 @@
  * Coordinates whose +-eps step flips any decision of either level are
  * skipped; at least half must be checked. */
 #include "base/internal.h"
+#include "moe_golden.h"
 #include "test_util.h"
 
 #include <hdf5.h>

@@ -30,6 +30,7 @@
  * term fails them clearly, the threshold and 1 / std ones fail one case
  * by < 2x, the others pass. Hence the aux-only checks. */
 #include "base/internal.h"
+#include "moe_golden.h"
 #include "test_util.h"
 
 #include <hdf5.h>

@@ -22,6 +22,7 @@
  * term of either l2-normalisation dropped, the scale gradient dropped,
  * the dispatch softmax backward without its column sum, dx through the
  * combine instead of the dispatch weights) gave 0.14 .. 0.9. */
+#include "moe_golden.h"
 #include "test_util.h"
 
 #include <hdf5.h>

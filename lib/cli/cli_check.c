@@ -1,5 +1,6 @@
 /* moe check FILE.h5 [FILE.h5 ...] [--case NAME] [--threads N] */
 #include "moe.h"
+#include "moe_golden.h"
 #include "cli/cli.h"
 
 #include <stdio.h>

@@ -2,10 +2,11 @@
  * attributes and tensors with shape checks, comparing against the file's
  * tolerances: golden_case.c; running a layer through a case: golden_run.c)
  * and the family handlers (their table and the driver: golden.c). */
-#ifndef MOE_GOLDEN_H
-#define MOE_GOLDEN_H
+#ifndef MOE_GOLDEN_GOLDEN_H
+#define MOE_GOLDEN_GOLDEN_H
 
 #include "io/h5io.h"
+#include "moe_golden.h"
 
 #define GCASE_MAX_ALLOCS 64
 #define GCASE_MAX_WORK 3
