@@ -138,6 +138,7 @@ test test-mpi: all $(TEST_BIN) $(MOE_BIN)
 	scripts/test_mpi.sh $(TEST_BIN) $(MOE_BIN)
 else
 test: all $(TEST_BIN) $(MOE_BIN) $(EX_BIN)
+	$(if $(filter 1,$(SANITIZE)),,scripts/check_links.sh)
 	MOE_BIN=$(MOE_BIN) $(TEST_BIN)
 ifneq ($(SANITIZE),1)
 	@$(MAKE) --no-print-directory SANITIZE=1 test
