@@ -210,11 +210,15 @@ typedef struct {
     float *ex[MOE_EXPERT_MAX_TENSORS];
 } moe_params;
 
-#define MOE_PARAM_TENSORS (14 + MOE_EXPERT_MAX_TENSORS)
+/* The tensors are the views of moe_params in struct order (the order of
+ * the flat buffer and of the checkpoints; one descriptor each in
+ * lib/core/params.c): the index of view `field` and their number. */
+#define MOE_PARAM_INDEX(field) ((int)(offsetof(moe_params, field) / sizeof(float *)))
+#define MOE_PARAM_TENSORS ((int)(sizeof(moe_params) / sizeof(float *)))
 /* Index of view w1, the first expert tensor of the built-in FFN, and of
  * ex[0], the first of user-defined experts. */
-#define MOE_PARAM_W1 9
-#define MOE_PARAM_EX0 14
+#define MOE_PARAM_W1 MOE_PARAM_INDEX(w1)
+#define MOE_PARAM_EX0 MOE_PARAM_INDEX(ex)
 /* Name of view i (in struct order) and a pointer to it, for loops over
  * every tensor (checkpoints, optimizers, tests). */
 const char *moe_params_name(int i);
@@ -299,7 +303,8 @@ struct moe_expert_ops {
 
 /* The built-in expert: y = act(x W1 + b1) [* mult_bias] W2 + b2 with the
  * config's act, bias, mult_bias and d_hidden; tensors w1 (d, hin), b1
- * (hin), w2 (h, d), b2 (d), mult_bias (h) (views 9..13 of moe_params). */
+ * (hin), w2 (h, d), b2 (d), mult_bias (h) (views MOE_PARAM_W1.. of
+ * moe_params). */
 extern const moe_expert_ops moe_expert_ffn;
 /* The ops a config's experts use: cfg->expert, or &moe_expert_ffn. */
 const moe_expert_ops *moe_expert_ops_of(const moe_config *cfg);

@@ -1,6 +1,7 @@
 /* The ST-MoE block (see moe.h): RMSNorm, residual, optional dense FFNs
  * before and after the MoE layer. */
 #include "core/layer_internal.h"
+#include "core/tensor.h"
 #include "kernels/norm.h"
 
 #include <math.h>
@@ -39,55 +40,78 @@ moe_status moe_block_config_validate(const moe_block_config *c) {
     return MOE_OK;
 }
 
-/* Layout: norm_moe, ffb_{norm,w1,w2,mb}, ffa_{norm,w1,w2,mb}, moe. */
-#define BLOCK_TENSORS 9
-static size_t block_len(const moe_block_config *c, int i) {
-    const size_t d = (size_t)c->moe.d_model, f = (size_t)c->d_ff;
-    if (i == 0) return d;
-    if (!(i < 5 ? c->add_ff_before : c->add_ff_after)) return 0;
-    switch ((i - 1) % 4) {
-    case 0: return d;                             /* norm gain */
-    case 1: return d * (size_t)ff_in(c);          /* w1 */
-    case 2: return f * d;                         /* w2 */
-    default: return c->moe.mult_bias ? f : 0;     /* mb */
-    }
+/* ------------------------------------------------------------ tensors */
+
+/* One descriptor per tensor (core/tensor.h); arg 0 is the dense FFN
+ * before the MoE layer, 1 the one after. */
+#define CFG(v) ((const moe_block_config *)(v))
+static size_t has_ff(const void *c, const moe_tensor_desc *t) {
+    return (size_t)(t->arg == 0 ? CFG(c)->add_ff_before : CFG(c)->add_ff_after);
 }
+static size_t len_norm(const void *c, const moe_tensor_desc *t) {
+    (void)t;
+    return (size_t)CFG(c)->moe.d_model;
+}
+static size_t len_ff_norm(const void *c, const moe_tensor_desc *t) {
+    return has_ff(c, t) * (size_t)CFG(c)->moe.d_model;
+}
+static size_t len_ff_w1(const void *c, const moe_tensor_desc *t) { /* (d, fin) */
+    return has_ff(c, t) * (size_t)CFG(c)->moe.d_model * (size_t)ff_in(CFG(c));
+}
+static size_t len_ff_w2(const void *c, const moe_tensor_desc *t) { /* (f, d) */
+    return has_ff(c, t) * (size_t)CFG(c)->d_ff * (size_t)CFG(c)->moe.d_model;
+}
+static size_t len_ff_mb(const void *c, const moe_tensor_desc *t) { /* (f) */
+    return CFG(c)->moe.mult_bias ? has_ff(c, t) * (size_t)CFG(c)->d_ff : 0;
+}
+static double fan_d(const void *c, const moe_tensor_desc *t) {
+    (void)t;
+    return CFG(c)->moe.d_model;
+}
+static double fan_f(const void *c, const moe_tensor_desc *t) {
+    (void)t;
+    return CFG(c)->d_ff;
+}
+
+/* In storage order; the MoE layer's tensors (moe_params) follow. */
+#define VIEW(f) offsetof(moe_block_params, f)
+#define GAIN(nm, f, len, arg) {nm, VIEW(f), len, NULL, 1.0f, false, arg}
+#define MATRIX(nm, f, len, fan, arg) {nm, VIEW(f), len, fan, 0.0f, true, arg}
+static const moe_tensor_desc tensors[] = {
+    GAIN("norm_moe", norm_moe, len_norm, 0),
+    GAIN("ffb_norm", ffb_norm, len_ff_norm, 0),
+    MATRIX("ffb_w1", ffb_w1, len_ff_w1, fan_d, 0),
+    MATRIX("ffb_w2", ffb_w2, len_ff_w2, fan_f, 0),
+    GAIN("ffb_mb", ffb_mb, len_ff_mb, 0),
+    GAIN("ffa_norm", ffa_norm, len_ff_norm, 1),
+    MATRIX("ffa_w1", ffa_w1, len_ff_w1, fan_d, 1),
+    MATRIX("ffa_w2", ffa_w2, len_ff_w2, fan_f, 1),
+    GAIN("ffa_mb", ffa_mb, len_ff_mb, 1),
+};
+#define N_TENSORS ((int)(sizeof tensors / sizeof tensors[0]))
 
 size_t moe_block_params_count(const moe_block_config *c) {
-    size_t n = moe_params_count(&c->moe);
-    for (int i = 0; i < BLOCK_TENSORS; i++) n += block_len(c, i);
-    return n;
-}
-
-static float **block_view(moe_block_params *p, int i) {
-    float **v[BLOCK_TENSORS] = {&p->norm_moe, &p->ffb_norm, &p->ffb_w1, &p->ffb_w2,
-                                &p->ffb_mb,   &p->ffa_norm, &p->ffa_w1, &p->ffa_w2,
-                                &p->ffa_mb};
-    return v[i];
+    moe_block_params p;
+    return moe_tensors_map(tensors, N_TENSORS, c, NULL, &p) + moe_params_count(&c->moe);
 }
 
 void moe_block_params_map(const moe_block_config *c, float *buf,
                           moe_block_params *p) {
-    size_t off = 0;
-    for (int i = 0; i < BLOCK_TENSORS; i++) {
-        size_t len = block_len(c, i);
-        *block_view(p, i) = len ? buf + off : NULL;
-        off += len;
-    }
+    const size_t off = moe_tensors_map(tensors, N_TENSORS, c, buf, p);
     moe_params_map(&c->moe, buf + off, &p->moe);
 }
 
 void moe_block_params_init(const moe_block_config *c, float *buf,
                            float init_scale, uint64_t seed, uint64_t stream) {
     size_t off = 0;
-    for (int i = 0; i < BLOCK_TENSORS; i++) {
-        const size_t len = block_len(c, i);
-        const int kind = i == 0 ? 0 : (i - 1) % 4; /* gain, w1, w2, mb */
-        const double fan = kind == 1 ? c->moe.d_model : kind == 2 ? c->d_ff : 0;
+    for (int i = 0; i < N_TENSORS; i++) {
+        const moe_tensor_desc *t = &tensors[i];
+        const size_t len = t->len(c, t);
+        const double fan = t->fan_in ? t->fan_in(c, t) : 0.0;
         for (size_t j = 0; j < len; j++)
             buf[off + j] = fan > 0 ? (float)(init_scale / sqrt(fan) *
                                              moe_rng_normal(seed, stream, off + j))
-                                   : 1.0f;
+                                   : t->fill;
         off += len;
     }
     moe_params_init(&c->moe, buf + off, init_scale, seed, stream + 1);

@@ -3,6 +3,7 @@
 
 #include "kernels/attention.h"
 #include "core/expert.h"
+#include "core/tensor.h"
 #include "kernels/loss.h"
 #include "kernels/norm.h"
 
@@ -77,79 +78,163 @@ moe_status moe_model_config_validate(const moe_model_config *c) {
     return MOE_OK;
 }
 
+/* ------------------------------------------------------------ tensors */
+
+/* One descriptor per tensor (core/tensor.h), read against the shape of
+ * one layer (or of the model, for the tensors outside the layers). */
+typedef struct {
+    size_t d, f, fin, vocab, seq_len, n_class;
+    bool ln;    /* layernorm: the norms have biases */
+    bool ff[3]; /* which FFN sub-blocks (arg): before the MoE one, after
+                   it, the dense one of a layer without MoE */
+} shape;
+#define S(v) ((const shape *)(v))
+static size_t len_d(const void *s, const moe_tensor_desc *t) {
+    (void)t;
+    return S(s)->d;
+}
+static size_t len_bias(const void *s, const moe_tensor_desc *t) { /* (d) */
+    (void)t;
+    return S(s)->ln ? S(s)->d : 0;
+}
+static size_t len_qkv(const void *s, const moe_tensor_desc *t) { /* (d, 3d) */
+    (void)t;
+    return S(s)->d * 3 * S(s)->d;
+}
+static size_t len_dd(const void *s, const moe_tensor_desc *t) {
+    (void)t;
+    return S(s)->d * S(s)->d;
+}
+static size_t len_ff_gain(const void *s, const moe_tensor_desc *t) {
+    return S(s)->ff[t->arg] ? S(s)->d : 0;
+}
+static size_t len_ff_bias(const void *s, const moe_tensor_desc *t) {
+    return S(s)->ff[t->arg] && S(s)->ln ? S(s)->d : 0;
+}
+static size_t len_ff_w1(const void *s, const moe_tensor_desc *t) { /* (d, fin) */
+    return S(s)->ff[t->arg] ? S(s)->d * S(s)->fin : 0;
+}
+static size_t len_ff_w2(const void *s, const moe_tensor_desc *t) { /* (f, d) */
+    return S(s)->ff[t->arg] ? S(s)->f * S(s)->d : 0;
+}
+static size_t len_wte(const void *s, const moe_tensor_desc *t) { /* (vocab, d) */
+    (void)t;
+    return S(s)->vocab * S(s)->d;
+}
+static size_t len_wpe(const void *s, const moe_tensor_desc *t) { /* (seq_len, d) */
+    (void)t;
+    return S(s)->seq_len * S(s)->d;
+}
+static size_t len_out(const void *s, const moe_tensor_desc *t) { /* (d, n_class) */
+    (void)t;
+    return S(s)->d * S(s)->n_class;
+}
+static double fan_d(const void *s, const moe_tensor_desc *t) {
+    (void)t;
+    return (double)S(s)->d;
+}
+static double fan_f(const void *s, const moe_tensor_desc *t) {
+    (void)t;
+    return (double)S(s)->f;
+}
+
+/* Storage order: head, then per layer `layer`, the MoE layer's tensors
+ * (moe_params, "moe.<name>", MoE layers only) and `after`; then tail.
+ * Names of layer tensors get the prefix "h<l>.". */
+#define MODEL(f) offsetof(struct moe_model, f)
+#define LAYER(f) offsetof(layer_views, f)
+#define MAT(nm, v, len, fan, arg) {nm, v, len, fan, 0.0f, true, arg}
+#define GAIN(nm, v, len, arg) {nm, v, len, NULL, 1.0f, false, arg}
+#define BIAS(nm, v, len, arg) {nm, v, len, NULL, 0.0f, false, arg}
+enum { FF_BEFORE, FF_AFTER, FF_DENSE };
+static const moe_tensor_desc head[] = {
+    MAT("wte", MODEL(wte), len_wte, fan_d, 0),
+    MAT("wpe", MODEL(wpe), len_wpe, fan_d, 0),
+};
+static const moe_tensor_desc layer[] = {
+    GAIN("ln1.g", LAYER(n1_g), len_d, 0),
+    BIAS("ln1.b", LAYER(n1_b), len_bias, 0),
+    MAT("attn.w_qkv", LAYER(w_qkv), len_qkv, fan_d, 0),
+    MAT("attn.w_o", LAYER(w_o), len_dd, fan_d, 0),
+    GAIN("ffb.ln.g", LAYER(ffb.g), len_ff_gain, FF_BEFORE),
+    BIAS("ffb.ln.b", LAYER(ffb.b), len_ff_bias, FF_BEFORE),
+    MAT("ffb.w1", LAYER(ffb.w1), len_ff_w1, fan_d, FF_BEFORE),
+    MAT("ffb.w2", LAYER(ffb.w2), len_ff_w2, fan_f, FF_BEFORE),
+    GAIN("ln2.g", LAYER(n2_g), len_d, 0),
+    BIAS("ln2.b", LAYER(n2_b), len_bias, 0),
+    MAT("ffn.w1", LAYER(f_w1), len_ff_w1, fan_d, FF_DENSE),
+    MAT("ffn.w2", LAYER(f_w2), len_ff_w2, fan_f, FF_DENSE),
+};
+static const moe_tensor_desc after[] = {
+    GAIN("ffa.ln.g", LAYER(ffa.g), len_ff_gain, FF_AFTER),
+    BIAS("ffa.ln.b", LAYER(ffa.b), len_ff_bias, FF_AFTER),
+    MAT("ffa.w1", LAYER(ffa.w1), len_ff_w1, fan_d, FF_AFTER),
+    MAT("ffa.w2", LAYER(ffa.w2), len_ff_w2, fan_f, FF_AFTER),
+};
+static const moe_tensor_desc tail[] = {
+    GAIN("lnf.g", MODEL(nf_g), len_d, 0),
+    BIAS("lnf.b", MODEL(nf_b), len_bias, 0),
+    MAT("w_out", MODEL(w_out), len_out, fan_d, 0),
+};
+#define COUNT(t) ((int)(sizeof(t) / sizeof((t)[0])))
+
+/* Records a present tensor (len > 0) in M's list and sets its view at
+ * *off (buf NULL: NULL). */
+static void take(moe_model *M, float *buf, size_t *off, float **view, size_t len,
+                 const char *prefix, const char *name, int decay, double fan,
+                 float fill) {
+    if (len) {
+        const int32_t k = M->n_tensors++;
+        MOE_ASSERT(k < MAX_TENSORS);
+        snprintf(M->names[k], sizeof M->names[0], "%s%s", prefix, name);
+        M->offs[k] = *off, M->lens[k] = len, M->decay[k] = decay;
+        M->fan[k] = fan, M->fill[k] = fill;
+    }
+    *view = buf && len ? buf + *off : NULL;
+    *off += len;
+}
+
+/* take for each of t[0..n), views in `views`, shaped by s. */
+static void take_all(moe_model *M, float *buf, size_t *off, const moe_tensor_desc *t,
+                     int n, const shape *s, void *views, const char *prefix) {
+    for (int i = 0; i < n; i++)
+        take(M, buf, off, moe_tensor_view(&t[i], views), t[i].len(s, &t[i]), prefix,
+             t[i].name, t[i].decay, t[i].fan_in ? t[i].fan_in(s, &t[i]) : 0.0, t[i].fill);
+}
+
 /* Assigns the views of every tensor (buf NULL: only counts). */
 static size_t layout(moe_model *M, float *buf) {
     const moe_model_config *c = &M->cfg;
-    const size_t d = (size_t)c->d_model, f = (size_t)c->d_ff;
-    const size_t fin = c->moe.act == MOE_ACT_GEGLU ? 2 * f : f;
-    const int ln = c->norm == MOE_LAYERNORM;
+    shape s = {.d = (size_t)c->d_model, .f = (size_t)c->d_ff, .vocab = (size_t)c->vocab,
+               .seq_len = (size_t)c->seq_len, .n_class = (size_t)c->n_class,
+               .ln = c->norm == MOE_LAYERNORM};
+    s.fin = c->moe.act == MOE_ACT_GEGLU ? 2 * s.f : s.f;
     size_t off = 0;
     M->n_tensors = 0;
-    /* a tensor: its view, length, name, and how it starts and decays
-     * (fan > 0: a decayed matrix drawn with that fan-in; else fill) */
-#define TAKE_AS(ptr, n, nm, dec, fan_, fill_)                                       \
-    do {                                                                            \
-        size_t n_ = (n);                                                            \
-        if (n_) {                                                                   \
-            const int32_t k_ = M->n_tensors++;                                      \
-            MOE_ASSERT(k_ < MAX_TENSORS);                                           \
-            snprintf(M->names[k_], sizeof M->names[0], "%s", nm);                   \
-            M->offs[k_] = off, M->lens[k_] = n_, M->decay[k_] = dec;                \
-            M->fan[k_] = fan_, M->fill[k_] = fill_;                                 \
-        }                                                                           \
-        (ptr) = buf && n_ ? buf + off : NULL;                                       \
-        off += n_;                                                                  \
-    } while (0)
-#define MAT(ptr, n, nm, fan) TAKE_AS(ptr, n, nm, 1, fan, 0.0f)
-#define GAIN(ptr, n, nm) TAKE_AS(ptr, n, nm, 0, 0.0, 1.0f)
-#define BIAS(ptr, n, nm) TAKE_AS(ptr, n, nm, 0, 0.0, 0.0f)
-    char nm[64];
-    MAT(M->wte, (size_t)c->vocab * d, "wte", d);
-    MAT(M->wpe, (size_t)c->seq_len * d, "wpe", d);
+    take_all(M, buf, &off, head, COUNT(head), &s, M, "");
     for (int32_t l = 0; l < c->n_layer; l++) {
         layer_views *v = &M->lv[l];
-#define NAMED(s) (snprintf(nm, sizeof nm, "h%d.%s", (int)l, s), nm)
-        GAIN(v->n1_g, d, NAMED("ln1.g"));
-        BIAS(v->n1_b, ln ? d : 0, NAMED("ln1.b"));
-        MAT(v->w_qkv, d * 3 * d, NAMED("attn.w_qkv"), d);
-        MAT(v->w_o, d * d, NAMED("attn.w_o"), d);
-        /* the FFN sub-blocks around a MoE one, in execution order */
-        const int fb = moe_model_is_moe(c, l) && c->ff_before_moe, fa = moe_model_is_moe(c, l) && c->ff_after_moe;
-        GAIN(v->ffb.g, fb ? d : 0, NAMED("ffb.ln.g"));
-        BIAS(v->ffb.b, fb && ln ? d : 0, NAMED("ffb.ln.b"));
-        MAT(v->ffb.w1, fb ? d * fin : 0, NAMED("ffb.w1"), d);
-        MAT(v->ffb.w2, fb ? f * d : 0, NAMED("ffb.w2"), f);
-        GAIN(v->n2_g, d, NAMED("ln2.g"));
-        BIAS(v->n2_b, ln ? d : 0, NAMED("ln2.b"));
-        if (!moe_model_is_moe(c, l)) {
-            MAT(v->f_w1, d * fin, NAMED("ffn.w1"), d);
-            MAT(v->f_w2, f * d, NAMED("ffn.w2"), f);
-            continue;
-        }
-        v->f_w1 = v->f_w2 = NULL;
+        const bool moe = moe_model_is_moe(c, l);
+        char prefix[24];
+        snprintf(prefix, sizeof prefix, "h%d.", (int)l);
+        s.ff[FF_BEFORE] = moe && c->ff_before_moe;
+        s.ff[FF_AFTER] = moe && c->ff_after_moe;
+        s.ff[FF_DENSE] = !moe;
+        take_all(M, buf, &off, layer, COUNT(layer), &s, v, prefix);
+        if (!moe) continue;
         v->moe_off = off;
         for (int i = 0; i < MOE_PARAM_TENSORS; i++) {
-            char sub[40];
+            char name[40];
             double fan;
             float fill;
             const int matrix = moe_params_init_rule(&M->moe, i, &fan, &fill);
-            snprintf(sub, sizeof sub, "moe.%s", moe_params_name(i));
-            TAKE_AS(*moe_params_view(&v->moe, i), moe_params_len(&M->moe, i), NAMED(sub),
-                    matrix, fan, fill);
+            snprintf(name, sizeof name, "moe.%s", moe_params_name(i));
+            take(M, buf, &off, moe_params_view(&v->moe, i), moe_params_len(&M->moe, i),
+                 prefix, name, matrix, fan, fill);
         }
-        GAIN(v->ffa.g, fa ? d : 0, NAMED("ffa.ln.g"));
-        BIAS(v->ffa.b, fa && ln ? d : 0, NAMED("ffa.ln.b"));
-        MAT(v->ffa.w1, fa ? d * fin : 0, NAMED("ffa.w1"), d);
-        MAT(v->ffa.w2, fa ? f * d : 0, NAMED("ffa.w2"), f);
-#undef NAMED
+        take_all(M, buf, &off, after, COUNT(after), &s, v, prefix);
     }
-    GAIN(M->nf_g, d, "lnf.g");
-    BIAS(M->nf_b, ln ? d : 0, "lnf.b");
-    MAT(M->w_out, d * (size_t)c->n_class, "w_out", d);
-#undef MAT
-#undef GAIN
-#undef BIAS
-#undef TAKE_AS
+    take_all(M, buf, &off, tail, COUNT(tail), &s, M, "");
     return off;
 }
 
