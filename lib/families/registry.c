@@ -19,7 +19,8 @@
     X(soft_moe)                                                            \
     X(dense_softmax)                                                       \
     X(hierarchical)                                                        \
-    X(hash)
+    X(hash)                                                                \
+    X(uniform)
 
 #define DECLARE(f) extern const moe_family_ops moe_family_##f;
 FAMILIES(DECLARE)
