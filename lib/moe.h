@@ -65,9 +65,15 @@ typedef enum {
     MOE_SOFT_MOE,        /* Puigcerver et al. 2023: soft slots          */
     MOE_DENSE_SOFTMAX,   /* every expert, softmax of a gate MLP         */
     MOE_HIERARCHICAL,    /* 2-level top-2 (mesh-tf moe_layer_v2)        */
-    MOE_HASH,            /* Roller et al. 2021: token id -> expert      */
-    MOE_FAMILY_COUNT
+    MOE_HASH             /* Roller et al. 2021: token id -> expert      */
+    /* further families (e.g. "uniform") have no name here: get their
+     * value with moe_family_parse */
 } moe_family;
+
+/* Number of registered families (lib/families/registry.c): the values
+ * 0 .. MOE_FAMILY_COUNT - 1 are families, each with a name. */
+int moe_family_count(void);
+#define MOE_FAMILY_COUNT (moe_family_count())
 
 /* Router exploration noise of the token-choice families, training only
  * (Switch Table 11): multiplicative input jitter U[1 - eps, 1 + eps] on the

@@ -25,6 +25,7 @@ int main(int argc, char **argv) {
     suite_dense_softmax();
     suite_hierarchical();
     suite_hash();
+    void suite_uniform(void); suite_uniform();
     suite_block();
     suite_attention();
     suite_loss();

@@ -1,6 +1,7 @@
 /* The expert interface (moe.h, "experts"): the built-in FFN as one of its
- * implementations, the per-expert views every layer family runs its
- * experts through, and the validation of user-defined ops. */
+ * implementations, the experts' tensors and workspace sizes, and the
+ * validation of user-defined ops (the per-expert views into moe_params
+ * are in config.c, beside the parameter layout). */
 #include "core/expert.h"
 
 #include <math.h>
@@ -73,30 +74,6 @@ int32_t moe_expert_tensors(const moe_config *c, moe_expert_tensor *t,
     MOE_ASSERT(n >= 1 && n <= MOE_EXPERT_MAX_TENSORS);
     *first_view = c->expert ? MOE_PARAM_EX0 : MOE_PARAM_W1;
     return n;
-}
-
-void moe_expert_set_of(const moe_config *c, const moe_params *p,
-                       moe_expert_set *s) {
-    s->ops = moe_expert_ops_of(c);
-    int first;
-    moe_expert_tensor t[MOE_EXPERT_MAX_TENSORS];
-    s->n = moe_expert_tensors(c, t, &first);
-    moe_params q = *p; /* moe_params_view wants a mutable struct */
-    for (int32_t i = 0; i < s->n; i++) {
-        s->len[i] = t[i].len;
-        s->base[i] = t[i].len ? *moe_params_view(&q, first + i) : NULL;
-        MOE_ASSERT(!t[i].len || s->base[i]); /* p mapped with another config? */
-    }
-    s->saved = moe_expert_saved(c);
-    s->scratch = moe_expert_scratch(c);
-}
-
-moe_expert moe_expert_at(const moe_expert_set *s, const moe_config *c,
-                         int32_t j) {
-    moe_expert ex = {.cfg = c, .user = s->ops->user, .index = j};
-    for (int32_t i = 0; i < s->n; i++)
-        ex.w[i] = s->base[i] ? s->base[i] + (size_t)j * s->len[i] : NULL;
-    return ex;
 }
 
 size_t moe_expert_saved(const moe_config *c) {

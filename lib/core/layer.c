@@ -1,6 +1,7 @@
 /* The layer core: creation, workspace, the shared router path (plan,
  * dispatch, experts, combine) and its backward. The routing families live
- * in their own files (layer_internal.h). */
+ * above, in lib/families/ (one file each, and registry.c, which creates
+ * layers through moe_layer_new); the core never names one. */
 #include "core/layer_internal.h"
 
 #include <cblas.h>
@@ -31,44 +32,22 @@ int moe_get_threads(void) {
 #endif
 }
 
-static const moe_family_ops *family_ops(moe_family f) {
-    switch (f) {
-    case MOE_TOP2_GSHARD:
-    case MOE_TOPN_STMOE:
-    case MOE_SWITCH_TOP1: return &moe_ops_token_choice;
-    case MOE_EXPERT_CHOICE: return &moe_ops_expert_choice;
-    case MOE_NOISY_TOPK: return &moe_ops_noisy_topk;
-    case MOE_SOFT_MOE: return &moe_ops_soft_moe;
-    case MOE_DENSE_SOFTMAX: return &moe_ops_dense_softmax;
-    case MOE_HIERARCHICAL: return &moe_ops_hierarchical;
-    case MOE_HASH: return &moe_ops_hash;
-    default: return NULL;
-    }
-}
-
-moe_status moe_layer_create(const moe_config *cfg, moe_layer **out) {
+moe_status moe_layer_new(const moe_config *cfg, const moe_family_ops *ops,
+                         moe_layer **out) {
+    MOE_ASSERT(cfg && ops && out);
     *out = NULL;
-    moe_status st = moe_config_validate(cfg);
-    if (st != MOE_OK) return st;
     if (!threads_set) moe_set_threads(moe_get_threads());
     moe_layer *L = calloc(1, sizeof *L);
     if (!L) return moe_fail(MOE_ENOMEM, "moe_layer_create: out of memory");
     L->cfg = *cfg;
-    L->ops = family_ops(cfg->family);
+    L->ops = ops;
     L->train = 1;
     moe_gate_rule *r = &L->rule;
     r->priority = cfg->priority;
     r->token_major = cfg->causal;
     r->policy = MOE_POLICY_ALL;
     r->norm = MOE_NORM_NONE;
-    if (cfg->family == MOE_TOP2_GSHARD || cfg->family == MOE_HIERARCHICAL) {
-        r->norm = MOE_NORM_SUM_EPS;
-        r->policy = cfg->policy;
-        r->threshold = cfg->threshold;
-    } else if (cfg->family == MOE_TOPN_STMOE) {
-        r->norm = MOE_NORM_SUM_CLAMP;
-        r->thresholds = L->cfg.thresholds;
-    }
+    if (ops->gate_rule) ops->gate_rule(L);
     *out = L;
     return MOE_OK;
 }

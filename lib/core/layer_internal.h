@@ -15,6 +15,8 @@
 #include "core/expert.h"
 #include "core/router.h"
 
+#include <stdbool.h>
+
 /* Workspace of the core and of the token-choice families: one buffer per
  * role, grown on demand (contents not kept across sizes). */
 #define WS_BUFFERS(X)                                                      \
@@ -68,7 +70,30 @@ struct moe_layer {
 #undef WS_FIELD
 };
 
+/* A routing family: its facts (read by lib/families/registry.c, which
+ * holds one line per family) and its hooks (called by the layer core).
+ * The core never names a family; families sit above it. */
 struct moe_family_ops {
+    /* ---- facts */
+    const char *name; /* moe_family_name / moe_family_parse, e.g. "hash" */
+    /* Fills the family's fields of c after the shared defaults
+     * (moe_config_base); NULL: none. */
+    void (*defaults)(moe_config *c);
+    /* Checks the family's own fields (the shared ones are checked before):
+     * MOE_EINVAL with a one-line message naming field, value and the
+     * allowed range; NULL: nothing to check. */
+    moe_status (*validate)(const moe_config *c);
+    bool causal_ok;    /* routing never looks at later tokens (decoder)  */
+    bool has_balance;  /* a balance loss: balance_coef may be != 0       */
+    bool has_z_loss;   /* a softmax router: z_coef may be != 0           */
+    bool bpr_ok;       /* priority = bpr supported                       */
+    bool token_choice; /* router_noise and straight_through supported    */
+    bool ranked;       /* moe_route is k ranks per token: expert,
+                          position, gate (k, T) (route_stats.c)          */
+    /* Sets L->rule beyond moe_layer_new's defaults (policy all, no
+     * normalisation, cfg's priority, token-major if causal); NULL: none. */
+    void (*gate_rule)(moe_layer *L);
+    /* ---- hooks */
     /* Most choices the router can write for G groups of n tokens. */
     size_t (*max_choices)(const moe_layer *L, int32_t G, int32_t n);
     /* Routes x (T, d): writes L->ch_* (n_choice entries, in the order
@@ -90,13 +115,11 @@ struct moe_family_ops {
     void (*free)(moe_layer *L);
 };
 
-extern const moe_family_ops moe_ops_token_choice; /* top2, topn, switch */
-extern const moe_family_ops moe_ops_expert_choice;
-extern const moe_family_ops moe_ops_noisy_topk;
-extern const moe_family_ops moe_ops_soft_moe;
-extern const moe_family_ops moe_ops_dense_softmax;
-extern const moe_family_ops moe_ops_hierarchical;
-extern const moe_family_ops moe_ops_hash;
+/* A layer for cfg (already validated) run by ops: the gate rule set from
+ * cfg and ops->gate_rule. MOE_ENOMEM with a message if allocation fails.
+ * moe_layer_create (lib/families/registry.c) calls it. */
+moe_status moe_layer_new(const moe_config *cfg, const moe_family_ops *ops,
+                         moe_layer **out);
 
 /* Phase timing of the following calls into *t (not cleared here: the
  * caller zeroes it), or off with t = NULL. Costs two clock reads per
@@ -123,12 +146,5 @@ void moe_layer_experts_backward(const moe_config *c, const moe_params *p,
                                 moe_params *g, const int32_t *offset,
                                 const float *xe, const float *saved,
                                 const float *dye, float *scratch, float *dxe);
-
-/* The token-choice router and its backward, for families that reuse them
- * (hierarchical): see token_choice.c. */
-moe_status moe_tc_route(moe_layer *L, const moe_params *p, const float *x,
-                        const float *draws);
-void moe_tc_route_backward(moe_layer *L, const moe_params *p,
-                           const float *x, moe_params *g, float *dx);
 
 #endif

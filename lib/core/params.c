@@ -178,3 +178,29 @@ void moe_params_init(const moe_config *c, float *buf, float init_scale,
         off += len;
     }
 }
+
+/* ------------------------------------------------- the experts' views */
+
+void moe_expert_set_of(const moe_config *c, const moe_params *p,
+                       moe_expert_set *s) {
+    s->ops = moe_expert_ops_of(c);
+    int first;
+    moe_expert_tensor t[MOE_EXPERT_MAX_TENSORS];
+    s->n = moe_expert_tensors(c, t, &first);
+    moe_params q = *p; /* moe_params_view wants a mutable struct */
+    for (int32_t i = 0; i < s->n; i++) {
+        s->len[i] = t[i].len;
+        s->base[i] = t[i].len ? *moe_params_view(&q, first + i) : NULL;
+        MOE_ASSERT(!t[i].len || s->base[i]); /* p mapped with another config? */
+    }
+    s->saved = moe_expert_saved(c);
+    s->scratch = moe_expert_scratch(c);
+}
+
+moe_expert moe_expert_at(const moe_expert_set *s, const moe_config *c,
+                         int32_t j) {
+    moe_expert ex = {.cfg = c, .user = s->ops->user, .index = j};
+    for (int32_t i = 0; i < s->n; i++)
+        ex.w[i] = s->base[i] ? s->base[i] + (size_t)j * s->len[i] : NULL;
+    return ex;
+}

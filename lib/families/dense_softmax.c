@@ -14,7 +14,7 @@
  * the core runs the experts and combines. No capacity, nothing dropped, no
  * auxiliary loss except the optional router z-loss (z_coef, as for every
  * softmax router). Spec: README.md "Golden files", family dense_softmax. */
-#include "core/layer_internal.h"
+#include "families/families.h"
 
 #include <math.h>
 #include <string.h>
@@ -149,7 +149,23 @@ static void ds_route_backward(moe_layer *L, const moe_params *p,
     gate_backward(c, p, x, T, L->fam, L->dlogits, g, dx);
 }
 
-const moe_family_ops moe_ops_dense_softmax = {
+static void ds_defaults(moe_config *c) {
+    c->top_n = 1;
+    c->balance_coef = 0.0f;
+    c->d_gate = 64;
+}
+static moe_status ds_validate(const moe_config *c) {
+    if (c->d_gate < 1 || c->d_gate > (1 << 20))
+        return moe_fail(MOE_EINVAL, "d_gate = %d: allowed 1..1048576", c->d_gate);
+    return MOE_OK;
+}
+
+const moe_family_ops moe_family_dense_softmax = {
+    .name = "dense_softmax",
+    .defaults = ds_defaults,
+    .validate = ds_validate,
+    .causal_ok = true,
+    .has_z_loss = true,
     .max_choices = ds_max_choices,
     .route = ds_route,
     .route_backward = ds_route_backward,

@@ -16,7 +16,7 @@
  * mod e leaves a bias below e / 2^64 (negligible).
  *
  * Token ids come from moe_layer_set_token_ids (b*n of them, >= 0). */
-#include "core/layer_internal.h"
+#include "families/families.h"
 
 #include <string.h>
 
@@ -89,7 +89,22 @@ static void hash_route_backward(moe_layer *L, const moe_params *p,
     (void)L, (void)p, (void)x, (void)g, (void)dx;
 }
 
-const moe_family_ops moe_ops_hash = {
+static void hash_defaults(moe_config *c) {
+    c->top_n = 1;
+    c->balance_coef = 0.0f;
+}
+static moe_status hash_validate(const moe_config *c) {
+    if (c->top_n != 1)
+        return moe_fail(MOE_EINVAL, "top_n = %d: hash routing sends a token to exactly 1 expert", c->top_n);
+    return MOE_OK;
+}
+
+const moe_family_ops moe_family_hash = {
+    .name = "hash",
+    .defaults = hash_defaults,
+    .validate = hash_validate,
+    .causal_ok = true,
+    .ranked = true,
     .max_choices = hash_max_choices,
     .route = hash_route,
     .route_backward = hash_route_backward,

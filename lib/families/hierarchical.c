@@ -25,7 +25,7 @@
  * n_dropped_capacity count the choices of both levels, so the rows are
  * the kept inner choices and n_choices - drops = kept outer + kept inner.
  * The random policy's draws: u_outer (T) then u_inner (S), see moe.h. */
-#include "core/layer_internal.h"
+#include "families/families.h"
 
 #include <string.h>
 
@@ -331,7 +331,28 @@ static void hier_route_backward(moe_layer *L, const moe_params *p,
     hier_outer_backward(L, p, x, g, dx);
 }
 
-const moe_family_ops moe_ops_hierarchical = {
+static void hier_defaults(moe_config *c) {
+    c->top_n = 2;
+    c->n_expert_inner = 2;
+}
+static moe_status hier_validate(const moe_config *c) {
+    if (c->n_expert < 2)
+        return moe_fail(MOE_EINVAL, "n_expert (eo) = %d: hierarchical needs >= 2 outer experts", c->n_expert);
+    if (c->n_expert_inner < 2 || c->n_expert_inner > 65536)
+        return moe_fail(MOE_EINVAL, "n_expert_inner (ei) = %d: allowed 2..65536", c->n_expert_inner);
+    if (c->top_n != 2)
+        return moe_fail(MOE_EINVAL, "top_n = %d: hierarchical routes top-2 at both levels", c->top_n);
+    return moe_tc_validate_policy(c);
+}
+
+const moe_family_ops moe_family_hierarchical = {
+    .name = "hierarchical",
+    .defaults = hier_defaults,
+    .validate = hier_validate,
+    .has_balance = true, /* both levels; not causal: inner slots by group */
+    .has_z_loss = true,
+    .ranked = true, /* the outer level */
+    .gate_rule = moe_tc_rule_policy,
     .max_choices = hier_max_choices,
     .route = hier_route,
     .route_backward = hier_route_backward,

@@ -20,7 +20,7 @@
  * of the layer core: the k choices of each token are written rank-major
  * (id = r * T + t), the core runs the experts and combines. Tokens are
  * flat: the b groups of the layer API play no role. */
-#include "core/layer_internal.h"
+#include "families/families.h"
 
 #include <math.h>
 #include <string.h>
@@ -339,7 +339,34 @@ static void nk_route_backward(moe_layer *L, const moe_params *p, const float *x,
     moe_matmul_backward(x, p->w_noise, S->dnraw, dx, g->w_noise, T, d, e);
 }
 
-const moe_family_ops moe_ops_noisy_topk = {
+static void nk_defaults(moe_config *c) { /* tensor2tensor defaults */
+    c->top_n = 2;
+    c->balance_coef = 0.0f;
+    c->noisy = 1;
+    c->noise_epsilon = 1e-2f;
+    c->w_importance = c->w_load = 1e-2f;
+}
+static moe_status nk_validate(const moe_config *c) {
+    if (c->top_n < 1 || c->top_n > c->n_expert || c->top_n > MOE_MAX_TOPN)
+        return moe_fail(MOE_EINVAL, "k (top_n) = %d: allowed 1..min(n_expert = %d, %d)",
+                        c->top_n, c->n_expert, MOE_MAX_TOPN);
+    if (!(c->noise_epsilon >= 0.0f) || !isfinite(c->noise_epsilon))
+        return moe_fail(MOE_EINVAL, "noise_epsilon = %g: must be >= 0", (double)c->noise_epsilon);
+    if (!(c->w_importance >= 0.0f) || !isfinite(c->w_importance))
+        return moe_fail(MOE_EINVAL, "w_importance = %g: must be >= 0", (double)c->w_importance);
+    if (!(c->w_load >= 0.0f) || !isfinite(c->w_load))
+        return moe_fail(MOE_EINVAL, "w_load = %g: must be >= 0", (double)c->w_load);
+    if (c->noisy != 0 && c->noisy != 1)
+        return moe_fail(MOE_EINVAL, "noisy = %d: allowed 0 or 1", c->noisy);
+    return MOE_OK;
+}
+
+const moe_family_ops moe_family_noisy_topk = {
+    .name = "noisy_topk",
+    .defaults = nk_defaults,
+    .validate = nk_validate,
+    .causal_ok = true,
+    .ranked = true,
     .max_choices = nk_max_choices,
     .route = nk_route,
     .route_backward = nk_route_backward,

@@ -2,16 +2,17 @@
  * Sequential loops in double: the same bits for any thread count. */
 #include "families/route_stats.h"
 
-#include "base/internal.h"
+#include "families/families.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Families whose route is k ranks per token (expert, position, gate). */
+/* Families whose route is k ranks per token (expert, position, gate):
+ * the descriptor's fact. */
 static int is_ranked(moe_family f) {
-    return f == MOE_TOP2_GSHARD || f == MOE_TOPN_STMOE || f == MOE_SWITCH_TOP1 ||
-           f == MOE_NOISY_TOPK || f == MOE_HASH || f == MOE_HIERARCHICAL;
+    const moe_family_ops *o = moe_family_ops_of(f);
+    return o && o->ranked;
 }
 
 /* Ranked families: before / after per expert; returns tokens with >= 2

@@ -18,7 +18,7 @@
  * expert with a positive weight: nothing is dropped and there is no
  * auxiliary loss. Loops over groups, tokens or slots write disjoint
  * outputs and sum in a fixed order: results do not depend on threads. */
-#include "core/layer_internal.h"
+#include "families/families.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -394,7 +394,19 @@ static moe_status soft_backward(moe_layer *L, const moe_params *p,
     return MOE_OK;
 }
 
-const moe_family_ops moe_ops_soft_moe = {
+static void soft_defaults(moe_config *c) {
+    c->top_n = 1, c->balance_coef = 0.0f, c->slots = 1, c->normalize = 1;
+}
+static moe_status soft_validate(const moe_config *c) {
+    if (c->slots < 1 || c->slots > 65536)
+        return moe_fail(MOE_EINVAL, "slots = %d: allowed 1..65536 (slots per expert)", c->slots);
+    if (c->normalize != 0 && c->normalize != 1)
+        return moe_fail(MOE_EINVAL, "normalize = %d: allowed 0 or 1", c->normalize);
+    return MOE_OK;
+}
+
+const moe_family_ops moe_family_soft_moe = { /* not causal: slots mix a group */
+    .name = "soft_moe", .defaults = soft_defaults, .validate = soft_validate,
     .forward = soft_forward,
     .backward = soft_backward,
     .free = soft_free,

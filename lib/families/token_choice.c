@@ -1,7 +1,7 @@
 /* The token-choice families (top2_gshard, topn_stmoe, switch_top1, with
  * batch prioritized routing and router exploration noise) and expert
  * choice, as routers of the layer core (layer_internal.h). */
-#include "core/layer_internal.h"
+#include "families/families.h"
 
 #include <math.h>
 #include <string.h>
@@ -149,11 +149,72 @@ void moe_tc_route_backward(moe_layer *L, const moe_params *p, const float *x,
     router_backward(L, p, x, g, dx);
 }
 
-const moe_family_ops moe_ops_token_choice = {
-    .max_choices = tc_max_choices,
-    .route = moe_tc_route,
-    .route_backward = moe_tc_route_backward,
-};
+/* ------------------------------------------- the token-choice families */
+
+void moe_tc_rule_policy(moe_layer *L) {
+    L->rule.norm = MOE_NORM_SUM_EPS;
+    L->rule.policy = L->cfg.policy;
+    L->rule.threshold = L->cfg.threshold;
+}
+
+moe_status moe_tc_validate_policy(const moe_config *c) {
+    if ((unsigned)c->policy > MOE_POLICY_RANDOM)
+        return moe_fail(MOE_EINVAL, "policy: unknown value %d (allowed all|none|threshold|random)", (int)c->policy);
+    if (!(c->threshold > 0.0f && c->threshold <= 1.0f))
+        return moe_fail(MOE_EINVAL, "threshold = %g: allowed (0, 1]", (double)c->threshold);
+    return MOE_OK;
+}
+
+static void top2_defaults(moe_config *c) { c->top_n = 2; }
+static moe_status top2_validate(const moe_config *c) {
+    if (c->top_n != 2)
+        return moe_fail(MOE_EINVAL, "top_n = %d: top2_gshard routes exactly 2", c->top_n);
+    moe_status st = moe_tc_validate_policy(c);
+    if (st != MOE_OK) return st;
+    if (c->n_expert < 2)
+        return moe_fail(MOE_EINVAL, "n_expert = %d: top2_gshard needs >= 2", c->n_expert);
+    return MOE_OK;
+}
+
+static void topn_defaults(moe_config *c) {
+    c->top_n = 2;
+    c->z_coef = 1e-3f;
+    for (int r = 1; r < MOE_MAX_TOPN; r++) c->thresholds[r] = 0.2f;
+}
+static moe_status topn_validate(const moe_config *c) {
+    if (c->top_n < 2 || c->top_n > MOE_MAX_TOPN)
+        return moe_fail(MOE_EINVAL, "top_n = %d: allowed 2..%d", c->top_n, MOE_MAX_TOPN);
+    if (c->top_n > c->n_expert)
+        return moe_fail(MOE_EINVAL, "top_n = %d > n_expert = %d", c->top_n, c->n_expert);
+    for (int r = 1; r < c->top_n; r++)
+        if (!(c->thresholds[r] > 0.0f && c->thresholds[r] <= 1.0f))
+            return moe_fail(MOE_EINVAL, "thresholds[%d] (threshold of rank %d) = %g: allowed (0, 1]",
+                            r, r + 1, (double)c->thresholds[r]);
+    return MOE_OK;
+}
+static void topn_rule(moe_layer *L) {
+    L->rule.norm = MOE_NORM_SUM_CLAMP;
+    L->rule.thresholds = L->cfg.thresholds;
+}
+
+static void switch_defaults(moe_config *c) { c->top_n = 1; } /* no z-loss */
+static moe_status switch_validate(const moe_config *c) {
+    if (c->top_n != 1)
+        return moe_fail(MOE_EINVAL, "top_n = %d: switch_top1 routes exactly 1", c->top_n);
+    return MOE_OK;
+}
+
+#define TC_FACTS                                                        .causal_ok = true, .has_balance = true, .has_z_loss = true,         .token_choice = true, .ranked = true, .max_choices = tc_max_choices,                .route = moe_tc_route, .route_backward = moe_tc_route_backward
+
+const moe_family_ops moe_family_top2_gshard = {
+    .name = "top2_gshard", .defaults = top2_defaults, .validate = top2_validate,
+    .gate_rule = moe_tc_rule_policy, TC_FACTS};
+const moe_family_ops moe_family_topn_stmoe = {
+    .name = "topn_stmoe", .defaults = topn_defaults, .validate = topn_validate,
+    .gate_rule = topn_rule, .bpr_ok = true, TC_FACTS};
+const moe_family_ops moe_family_switch_top1 = {
+    .name = "switch_top1", .defaults = switch_defaults, .validate = switch_validate,
+    .bpr_ok = true, TC_FACTS};
 
 /* ---------------------------------------------------------- expert choice */
 
@@ -217,7 +278,16 @@ static void ec_route_backward(moe_layer *L, const moe_params *p, const float *x,
     router_backward(L, p, x, g, dx);
 }
 
-const moe_family_ops moe_ops_expert_choice = {
+static void ec_defaults(moe_config *c) {
+    c->top_n = 1;
+    c->balance_coef = 0.0f;
+    c->capacity_factor_train = c->capacity_factor_eval = 2.0f;
+}
+
+const moe_family_ops moe_family_expert_choice = {
+    .name = "expert_choice",
+    .defaults = ec_defaults,
+    .has_z_loss = true, /* not causal: an expert ranks all of a group */
     .max_choices = ec_max_choices,
     .route = ec_route,
     .route_backward = ec_route_backward,

@@ -35,7 +35,8 @@ int main(void) {
                     if (f == MOE_SOFT_MOE) c.slots = 2;
                     if (f == MOE_DENSE_SOFTMAX) c.d_gate = 6;
                     if (f == MOE_HIERARCHICAL) c.n_expert = 2, c.n_expert_inner = 3;
-                    if (f != MOE_NOISY_TOPK && f != MOE_HASH && f != MOE_SOFT_MOE) c.z_coef = 1e-3f;
+                    c.z_coef = 1e-3f; /* where the family has a z-loss */
+                    if (moe_config_validate(&c) != MOE_OK) c.z_coef = 0.0f;
                     const size_t np = moe_params_count(&c);
                     float *w = calloc(np, sizeof *w), *g = calloc(np, sizeof *g);
                     moe_params_init(&c, w, 1.0f, 11, 0);

@@ -1,0 +1,23 @@
+/* The configuration helpers shared by every family (config.c); each
+ * family's own defaults and checks are in lib/families/, put together by
+ * lib/families/registry.c (moe_config_default, moe_config_validate). */
+#ifndef MOE_CORE_CONFIG_H
+#define MOE_CORE_CONFIG_H
+
+#include "base/internal.h"
+
+/* The shared defaults of a config of `family`: every field 0 except act
+ * relu, policy random, threshold 0.2, capacity factors 1.25 / 2.0,
+ * balance_coef 1e-2, priority token. */
+moe_config moe_config_base(moe_family family);
+/* Checks the fields every family has (widths, activation, capacity
+ * factors, loss weights, priority, causal, router noise, mult_bias,
+ * straight_through ranges): MOE_EINVAL with a message naming the field,
+ * its value and the allowed range. */
+moe_status moe_config_validate_shared(const moe_config *c);
+/* Looks s up in names[0..n) for *out; MOE_EINVAL naming `what` and
+ * listing the allowed values otherwise. */
+moe_status moe_name_parse(const char *what, const char *s,
+                          const char *const *names, int n, int *out);
+
+#endif
