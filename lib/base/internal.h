@@ -18,11 +18,15 @@
         }                                                                   \
     } while (0)
 
+/* --- errors (status.c) --- */
+
 /* Records a printf-style message for moe_errmsg() and returns status. */
 moe_status moe_fail(moe_status s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Clears the thread's message. */
 void moe_clear_error(void);
+
+/* --- files (fileio.c) --- */
 
 /* Reads a whole file into a new NUL-terminated *buf (*len bytes): MOE_EIO
  * naming the file if it cannot be read. */
@@ -33,9 +37,18 @@ moe_status moe_write_file(const char *path, const char *text, size_t len);
 /* mkdir -p: creates dir and its missing parents; an existing folder is fine. */
 moe_status moe_make_dirs(const char *dir);
 
+/* --- buffer growth (grow.c) --- */
+
 /* Grows *buf to hold at least n elements of size sz (contents are not
  * kept). Returns 0 on success, -1 on allocation failure. */
 int moe_grow(void **buf, size_t *cap, size_t n, size_t sz);
+
+/* Grows buf (with its capacity field buf##_cap) to n elements; returns
+ * nonzero on failure (contents are not kept). */
+#define MOE_GROW(buf, n) \
+    moe_grow((void **)&(buf), &(buf##_cap), (size_t)(n), sizeof *(buf))
+
+/* --- the purposes of random draws (counters of rng.c) --- */
 
 /* Purposes of a layer's random draws: the counter index of draw i of a
  * purpose is MOE_DRAW_INDEX(purpose, i), so purposes never overlap. */
@@ -49,10 +62,7 @@ enum {
 };
 #define MOE_DRAW_INDEX(purpose, i) (((uint64_t)(purpose) << 56) | (uint64_t)(i))
 
-/* Grows buf (with its capacity field buf##_cap) to n elements; returns
- * nonzero on failure (contents are not kept). */
-#define MOE_GROW(buf, n) \
-    moe_grow((void **)&(buf), &(buf##_cap), (size_t)(n), sizeof *(buf))
+/* --- small inline helpers --- */
 
 /* Monotonic clock, seconds (timing only: never in a result). */
 static inline double moe_now_s(void) {
@@ -65,6 +75,8 @@ static inline double moe_now_s(void) {
 static inline int32_t moe_hin(const moe_config *c) {
     return c->act == MOE_ACT_GEGLU ? 2 * c->d_hidden : c->d_hidden;
 }
+
+/* --- sorting (sort.c) --- */
 
 /* idx (k) = the indices of the k largest of v (e), in descending order;
  * ties go to the lower index. k <= e. */

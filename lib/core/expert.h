@@ -3,6 +3,9 @@
 #define MOE_EXPERT_H
 
 #include "base/internal.h"
+/* the generic products (moe_matmul, moe_add_rows, ...): the routers and
+ * the model reach them through this header */
+#include "kernels/matmul.h"
 
 /* Weights of one expert (views). hin = 2h for geglu, else h. */
 typedef struct {
@@ -52,21 +55,5 @@ size_t moe_expert_saved(const moe_config *cfg);
 size_t moe_expert_scratch(const moe_config *cfg);
 /* Checks cfg->expert (if set): MOE_EINVAL naming the expert otherwise. */
 moe_status moe_expert_ops_validate(const moe_config *cfg);
-
-/* y (m, n) += b (n) on every row (rows in parallel when not already
- * inside a parallel region). */
-void moe_add_rows(float *y, const float *b, int32_t m, int32_t n);
-/* db (n) += the sum of the m rows of dy (m, n), rows in order: a fixed
- * summation order, independent of the thread count. */
-void moe_sum_rows(const float *dy, float *db, int32_t m, int32_t n);
-
-/* y (m, n) = x (m, k) w (k, n). */
-void moe_matmul(const float *x, const float *w, float *y, int32_t m,
-                int32_t k, int32_t n);
-/* Backward of moe_matmul: dw (k, n) += x^T dy, dx (m, k) += dy w^T;
- * either may be NULL. */
-void moe_matmul_backward(const float *x, const float *w, const float *dy,
-                         float *dx, float *dw, int32_t m, int32_t k,
-                         int32_t n);
 
 #endif

@@ -13,8 +13,8 @@ static void run_free(run_state *s) {
     moe_corpus_free(s->corpus);
     free(s->m), free(s->v), free(s->tensors), free(s->inp), free(s->tgt);
     free(s->tags), free(s->srcs);
-    moe_tm_free(s->tm);
-    moe_td_free(s);
+    moe_train_metrics_free(s->tm);
+    moe_train_dist_parts_free(s);
 }
 
 /* run.extra_eval_cf: up to 16 capacity factors > 0, separated by commas or
@@ -104,7 +104,8 @@ static moe_status setup(run_state *s, const moe_train_opts *o, int64_t *step0) {
                         "rank takes batch_size / ranks sequences)", B, R);
     s->Bl = B / R;
     s->off = (size_t)(s->dist ? s->dist->rank : 0) * s->Bl * N;
-    if (s->dist && ((st = s->dist->attach(s->dist->ctx, s->M)) || (st = moe_td_parts(s))))
+    if (s->dist && ((st = s->dist->attach(s->dist->ctx, s->M)) ||
+                    (st = moe_train_dist_parts_create(s))))
         return st;
     if ((st = moe_batcher_create(s->corpus, MOE_SPLIT_TRAIN, c->task, B, N, 1, c->seed, &s->train)) ||
         (st = moe_batcher_create(s->corpus, MOE_SPLIT_VALID, c->task, B, N, 0, c->seed, &s->valid)))
@@ -122,9 +123,9 @@ static moe_status setup(run_state *s, const moe_train_opts *o, int64_t *step0) {
         moe_model_tensor(s->M, i, NULL, NULL, &s->tensors[i].len, &decay);
         s->tensors[i].decay = decay;
     }
-    moe_td_init(s);
+    moe_train_dist_init_params(s);
     *step0 = 0;
-    return o->resume ? moe_td_load(s, o->resume, step0) : MOE_OK;
+    return o->resume ? moe_train_checkpoint_load(s, o->resume, step0) : MOE_OK;
 }
 
 /* Mean cross-entropy and accuracy over eval_batches validation batches
@@ -157,7 +158,7 @@ static moe_status evaluate(run_state *s, double *ce, double *acc, double *droppe
     moe_model_set_train(s->M, 1);
     if (s->dist && st == MOE_OK) { /* the whole batch's sums */
         double v[5] = {sum, (double)cnt, (double)right, (double)drop, (double)routed};
-        moe_td_sum(s, v, 5);
+        moe_train_dist_sum(s, v, 5);
         sum = v[0], cnt = (int64_t)v[1], right = (int64_t)v[2];
         drop = (int64_t)v[3], routed = (int64_t)v[4];
     }
@@ -182,12 +183,12 @@ static moe_status step_once(run_state *s, int64_t step, moe_optim_stats *os, int
     moe_model_set_stream(s->M, (uint64_t)step);
     if ((st = moe_model_forward(s->M, s->inp + s->off, s->tgt + s->off, s->Bl, c->model.seq_len)))
         return st;
-    moe_td_sum_losses(s);
+    moe_train_dist_sum_losses(s);
     if ((*diverged = !isfinite(moe_model_losses_of(s->M)->loss))) return MOE_OK;
-    moe_td_zero_grads(s);
+    moe_train_dist_zero_grads(s);
     if ((st = moe_model_backward(s->M))) return st;
     if (s->dist && (st = s->dist->sync_grads(s->dist->ctx, s->M))) return st;
-    st = moe_td_optim(s, step, os);
+    st = moe_train_dist_optim_step(s, step, os);
     /* the config is valid (setup), so a failure is a non-finite norm: in a
      * spread run the whole gradient's, the same on every rank */
     if (st != MOE_OK) *diverged = 1, st = MOE_OK;
@@ -199,7 +200,7 @@ static moe_status report_eval(run_state *s, FILE *log, int64_t step, moe_train_r
     moe_status st = evaluate(s, &ce, &acc, &dropped);
     if (st != MOE_OK) return st;
     r->valid_ce = ce, r->valid_ppl = exp(ce), r->valid_acc = acc;
-    if (s->tm && (st = moe_tm_valid(s->tm, step, ce, acc, dropped,
+    if (s->tm && (st = moe_train_metrics_valid(s->tm, step, ce, acc, dropped,
                                     moe_model_config_of(s->M)->moe.capacity_factor_eval)))
         return st;
     if (!log) return MOE_OK;
@@ -220,7 +221,7 @@ static moe_status extra_evals(run_state *s, int64_t step) {
         double ce, acc, dropped;
         moe_model_set_capacity_factor_eval(s->M, s->extra_cf[i]);
         if ((st = evaluate(s, &ce, &acc, &dropped)) == MOE_OK && s->tm)
-            st = moe_tm_valid(s->tm, step, ce, acc, dropped, s->extra_cf[i]);
+            st = moe_train_metrics_valid(s->tm, step, ce, acc, dropped, s->extra_cf[i]);
     }
     moe_model_set_capacity_factor_eval(s->M, cf0);
     return st;
@@ -243,9 +244,9 @@ static void progress_line(FILE *log, const moe_train_config *cfg, int64_t step,
  * /comm row (collective: every rank calls it). */
 static moe_status metrics_row(run_state *s, int64_t step, const moe_optim_stats *os,
                               double tokens_per_s, double time_s) {
-    moe_status st = moe_td_comm_row(s, step);
+    moe_status st = moe_train_dist_comm_row(s, step);
     if (st == MOE_OK && s->tm)
-        st = moe_tm_step(s->tm, step, s->M, os, tokens_per_s, time_s, s->inp + s->off,
+        st = moe_train_metrics_step(s->tm, step, s->M, os, tokens_per_s, time_s, s->inp + s->off,
                          s->tags + s->off, s->srcs + s->off);
     return st;
 }
@@ -256,7 +257,7 @@ static moe_status train_loop(run_state *s, const char *text, FILE *log, int64_t 
                              int64_t last, moe_train_result *res) {
     const moe_train_config *cfg = &s->cfg;
     const int64_t tok_step = (int64_t)cfg->batch_size * cfg->model.seq_len;
-    const double t0 = moe_now_s(), time0 = s->tm ? moe_tm_time_offset(s->tm) : 0.0;
+    const double t0 = moe_now_s(), time0 = s->tm ? moe_train_metrics_time_offset(s->tm) : 0.0;
     double tlast = t0, tstep = t0;
     int64_t tok_since = 0;
     moe_status st = MOE_OK;
@@ -286,13 +287,13 @@ static moe_status train_loop(run_state *s, const char *text, FILE *log, int64_t 
             /* validations and checkpoints are collective: the ranks agree
              * first (matching a failed rank's agree below) */
             if (cfg->eval_every && step % cfg->eval_every == 0 && step != last &&
-                (st = moe_td_agree(s, st)) == MOE_OK)
+                (st = moe_train_dist_agree(s, st)) == MOE_OK)
                 st = report_eval(s, log, step, res);
             if (st == MOE_OK && cfg->checkpoint[0] && cfg->checkpoint_every &&
-                step % cfg->checkpoint_every == 0 && (st = moe_td_agree(s, st)) == MOE_OK)
-                st = moe_td_save(s, step, text);
+                step % cfg->checkpoint_every == 0 && (st = moe_train_dist_agree(s, st)) == MOE_OK)
+                st = moe_train_checkpoint_save(s, step, text);
         }
-        st = moe_td_agree(s, st); /* a failure on any rank stops every rank here */
+        st = moe_train_dist_agree(s, st); /* a failure on any rank stops every rank here */
         if (diverged) break;
     }
     res->tokens_per_s = (double)(res->steps_done - step0) * tok_step / fmax(moe_now_s() - t0, 1e-9);
@@ -308,13 +309,15 @@ static moe_status finish_run(run_state *s, const char *text, FILE *log, double t
     if (res->diverged) {
         res->valid_ce = res->valid_ppl = res->valid_acc = NAN;
     } else {
-        st = moe_td_agree(s, report_eval(s, log, res->steps_done, res));
-        if (st == MOE_OK) st = moe_td_agree(s, extra_evals(s, res->steps_done));
-        if (st == MOE_OK && cfg->checkpoint[0]) st = moe_td_save(s, res->steps_done, text);
+        st = moe_train_dist_agree(s, report_eval(s, log, res->steps_done, res));
+        if (st == MOE_OK) st = moe_train_dist_agree(s, extra_evals(s, res->steps_done));
+        if (st == MOE_OK && cfg->checkpoint[0])
+            st = moe_train_checkpoint_save(s, res->steps_done, text);
     }
     if (st == MOE_OK && s->tm) {
-        const double wall = moe_tm_time_offset(s->tm) + moe_now_s() - t0;
-        st = moe_tm_finish(s->tm, res, wall, res->diverged || res->steps_done >= cfg->steps);
+        const double wall = moe_train_metrics_time_offset(s->tm) + moe_now_s() - t0;
+        st = moe_train_metrics_finish(s->tm, res, wall,
+                                      res->diverged || res->steps_done >= cfg->steps);
         s->tm = NULL;
     }
     if (st == MOE_OK && log && !res->diverged)
@@ -334,21 +337,21 @@ moe_status moe_train_run_dist(const moe_train_config *cfg, const char *config_te
     moe_set_threads(cfg->threads);
     int64_t step0 = 0;
     const double t0 = moe_now_s();
-    moe_status st = moe_td_agree(&s, setup(&s, opts, &step0));
+    moe_status st = moe_train_dist_agree(&s, setup(&s, opts, &step0));
     if (st == MOE_OK && dist && (st = dist->same_text(dist->ctx, config_text)))
         s.dist_failed = 1; /* every rank saw the difference */
     res->steps_done = step0;
     if (st == MOE_OK && cfg->task == MOE_TASK_LM)
         st = moe_corpus_unigram_ppl(s.corpus, MOE_SPLIT_TRAIN, MOE_SPLIT_VALID, 1.0,
                                     &res->unigram_ppl);
-    if (st == MOE_OK && cfg->metrics[0] && moe_td_writer(&s)) {
+    if (st == MOE_OK && cfg->metrics[0] && moe_train_dist_is_writer(&s)) {
         moe_train_config mc = s.cfg; /* /routing and /trace: this rank's sequences */
         mc.batch_size = s.Bl;
-        st = moe_tm_open(&mc, config_text, opts->force, step0, s.M, s.corpus, &s.tm);
-        if (st == MOE_OK && dist) st = moe_tm_comm_open(s.tm, dist->size);
+        st = moe_train_metrics_open(&mc, config_text, opts->force, step0, s.M, s.corpus, &s.tm);
+        if (st == MOE_OK && dist) st = moe_train_metrics_comm_open(s.tm, dist->size);
     }
-    st = moe_td_agree(&s, st);
-    FILE *log = moe_td_writer(&s) ? opts->log : NULL;
+    st = moe_train_dist_agree(&s, st);
+    FILE *log = moe_train_dist_is_writer(&s) ? opts->log : NULL;
     if (st == MOE_OK && log)
         fprintf(log, "training %zu parameters, %d layers (%s), %lld steps of %d x %d tokens%s\n",
                 moe_model_n_params(s.M), cfg->model.n_layer,

@@ -56,8 +56,9 @@ moe_status moe_train_config_finish(moe_train_config *cfg, int32_t vocab, int32_t
  * what the trainer asks of the other ranks. Rank r trains on sequences
  * [r * B / size, (r + 1) * B / size) of every batch and owns a part of
  * every tensor (`owned`): it initialises, zeroes, updates and loads only
- * that part of its buffers (lib/train/train_dist.c). Only rank 0 writes the
- * metrics file and checkpoints and prints progress. Every callback is
+ * that part of its buffers (lib/train/train_dist.c, the loads in
+ * lib/train/train_checkpoint.c). Only rank 0 writes the metrics file and
+ * checkpoints and prints progress. Every callback is
  * collective (all ranks, same order) unless it says otherwise. */
 typedef struct moe_train_dist {
     int rank, size;

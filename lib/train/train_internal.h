@@ -1,7 +1,7 @@
-/* The state of one training run, shared by train.c (the loop) and
+/* The state of one training run, shared by train.c (the loop),
  * train_dist.c (what differs when the run is spread over ranks: the
- * parts of the buffers a rank owns, the reductions, the checkpoints).
- * Not installed. */
+ * parts of the buffers a rank owns, the reductions) and
+ * train_checkpoint.c (saving and loading the state). Not installed. */
 #ifndef MOE_TRAIN_INTERNAL_H
 #define MOE_TRAIN_INTERNAL_H
 
@@ -32,28 +32,36 @@ typedef struct {
                                 ranges [lo, hi), for checkpoint loads    */
 } run_state;
 
+/* --- a run spread over ranks (train_dist.c) --- */
+
 /* Rank 0 (or the only process) writes files and progress lines. */
-int moe_td_writer(const run_state *s);
+int moe_train_dist_is_writer(const run_state *s);
 /* Every rank's status (moe_train_dist.agree); st itself in one process. */
-moe_status moe_td_agree(run_state *s, moe_status st);
+moe_status moe_train_dist_agree(run_state *s, moe_status st);
 /* After the model is made and attached: the owned parts (a spread run). */
-moe_status moe_td_parts(run_state *s);
-void moe_td_free(run_state *s);
+moe_status moe_train_dist_parts_create(run_state *s);
+void moe_train_dist_parts_free(run_state *s);
 /* The initial parameters, the zeroed gradients, the optimizer step:
  * each on the owned parts only. */
-void moe_td_init(run_state *s);
-void moe_td_zero_grads(run_state *s);
-moe_status moe_td_optim(run_state *s, int64_t step, moe_optim_stats *os);
+void moe_train_dist_init_params(run_state *s);
+void moe_train_dist_zero_grads(run_state *s);
+moe_status moe_train_dist_optim_step(run_state *s, int64_t step, moe_optim_stats *os);
 /* v (n) summed over the ranks in rank order (nothing in one process). */
-void moe_td_sum(run_state *s, double *v, int n);
+void moe_train_dist_sum(run_state *s, double *v, int n);
 /* The model's last training losses become the whole batch's (the aux
  * losses already are; nothing in one process). */
-void moe_td_sum_losses(run_state *s);
+void moe_train_dist_sum_losses(run_state *s);
 /* This step's /comm row (collective; nothing in one process). */
-moe_status moe_td_comm_row(run_state *s, int64_t step);
-/* Checkpoints: load gives each rank its parts; save (collective) gathers
- * the owners' parts on rank 0, which writes. */
-moe_status moe_td_load(run_state *s, const char *path, int64_t *step0);
-moe_status moe_td_save(run_state *s, int64_t step, const char *text);
+moe_status moe_train_dist_comm_row(run_state *s, int64_t step);
+
+/* --- checkpoints (train_checkpoint.c) --- */
+
+/* The run's state (parameters, Adam moments, data position) from the
+ * checkpoint path, at *step0: in a spread run each rank loads its parts.
+ * MOE_EINVAL when *step0 is beyond run.steps. */
+moe_status moe_train_checkpoint_load(run_state *s, const char *path, int64_t *step0);
+/* Writes the state at step (config text) to run.checkpoint; collective
+ * in a spread run: rank 0 gathers the owners' parts and writes. */
+moe_status moe_train_checkpoint_save(run_state *s, int64_t step, const char *text);
 
 #endif

@@ -132,9 +132,9 @@ static moe_status open_trace(train_metrics *T, const moe_corpus *c) {
     return st;
 }
 
-moe_status moe_tm_open(const moe_train_config *cfg, const char *config_text, int force,
-                       int64_t step0, moe_model *M, const moe_corpus *corpus,
-                       train_metrics **out) {
+moe_status moe_train_metrics_open(const moe_train_config *cfg, const char *config_text,
+                                  int force, int64_t step0, moe_model *M,
+                                  const moe_corpus *corpus, train_metrics **out) {
     *out = NULL;
     train_metrics *T = calloc(1, sizeof *T);
     if (!T) return moe_fail(MOE_ENOMEM, "metrics: out of memory");
@@ -156,14 +156,16 @@ moe_status moe_tm_open(const moe_train_config *cfg, const char *config_text, int
     if (st == MOE_OK && cfg->trace_every > 0) st = open_trace(T, corpus);
     if (st == MOE_OK) st = moe_runlog_flush(T->R);
     if (st != MOE_OK) {
-        moe_tm_free(T);
+        moe_train_metrics_free(T);
         return st;
     }
     *out = T;
     return MOE_OK;
 }
 
-double moe_tm_time_offset(const train_metrics *T) { return moe_runlog_time_offset(T->R); }
+double moe_train_metrics_time_offset(const train_metrics *T) {
+    return moe_runlog_time_offset(T->R);
+}
 
 static moe_status append_f64(moe_runlog *R, int id, double v) { return moe_runlog_append(R, id, &v); }
 
@@ -205,9 +207,9 @@ static moe_status trace_row(train_metrics *T, int64_t step, moe_model *M, const 
     return st;
 }
 
-moe_status moe_tm_step(train_metrics *T, int64_t step, moe_model *M, const moe_optim_stats *os,
-                       double tokens_per_s, double time_s, const int32_t *tok,
-                       const int32_t *tags, const int32_t *src) {
+moe_status moe_train_metrics_step(train_metrics *T, int64_t step, moe_model *M,
+                                  const moe_optim_stats *os, double tokens_per_s, double time_s,
+                                  const int32_t *tok, const int32_t *tags, const int32_t *src) {
     double sums[4] = {0, 0, 0, 0};
     moe_status st = MOE_OK;
     for (int32_t l = 0; st == MOE_OK && l < T->n_moe; l++)
@@ -226,7 +228,7 @@ moe_status moe_tm_step(train_metrics *T, int64_t step, moe_model *M, const moe_o
 
 static const char *const comm_cols[] = {"a2a_bytes", "a2a_s", "reduce_bytes", "reduce_s"};
 
-moe_status moe_tm_comm_open(train_metrics *T, int R) {
+moe_status moe_train_metrics_comm_open(train_metrics *T, int R) {
     char p[64];
     T->comm_R = R;
     moe_status st = moe_runlog_series(T->R, "comm/step", MOE_RL_I64, 0, 0, &T->comm_step);
@@ -239,7 +241,7 @@ moe_status moe_tm_comm_open(train_metrics *T, int R) {
     return st;
 }
 
-moe_status moe_tm_comm(train_metrics *T, int64_t step, int R, const double *v) {
+moe_status moe_train_metrics_comm_row(train_metrics *T, int64_t step, int R, const double *v) {
     MOE_ASSERT(R == T->comm_R);
     double total = 0.0;
     for (int q = 0; q < R; q++) total += v[q] + v[2 * R + q];
@@ -248,16 +250,16 @@ moe_status moe_tm_comm(train_metrics *T, int64_t step, int R, const double *v) {
     return st == MOE_OK ? append_f64(T->R, T->comm[4], total) : st;
 }
 
-moe_status moe_tm_valid(train_metrics *T, int64_t step, double ce, double acc, double dropped,
-                        double cf) {
+moe_status moe_train_metrics_valid(train_metrics *T, int64_t step, double ce, double acc,
+                                   double dropped, double cf) {
     const double v[N_VALID] = {ce, exp(ce), acc, dropped, cf};
     moe_status st = moe_runlog_append(T->R, T->valid_step, &step);
     for (int i = 0; st == MOE_OK && i < N_VALID; i++) st = append_f64(T->R, T->valid[i], v[i]);
     return st == MOE_OK ? moe_runlog_flush(T->R) : st;
 }
 
-moe_status moe_tm_finish(train_metrics *T, const moe_train_result *r, double wall_s,
-                         int finished) {
+moe_status moe_train_metrics_finish(train_metrics *T, const moe_train_result *r,
+                                    double wall_s, int finished) {
     moe_runlog *R = T->R;
     const char *g = "/summary";
     moe_status st = moe_runlog_flush(R);
@@ -274,11 +276,11 @@ moe_status moe_tm_finish(train_metrics *T, const moe_train_result *r, double wal
     if (st == MOE_OK) st = moe_runlog_attr_i64(R, "/", "finished", finished);
     moe_status st2 = moe_runlog_close(R);
     T->R = NULL;
-    moe_tm_free(T);
+    moe_train_metrics_free(T);
     return st != MOE_OK ? st : st2;
 }
 
-void moe_tm_free(train_metrics *T) {
+void moe_train_metrics_free(train_metrics *T) {
     if (!T) return;
     moe_runlog_close(T->R);
     free(T->before), free(T->after), free(T->t_expert), free(T->t_pos), free(T->t_gate);
