@@ -146,6 +146,7 @@ else
 test: all $(TEST_BIN) $(MOE_BIN) $(EX_BIN)
 	MOE_BIN=$(MOE_BIN) $(TEST_BIN)
 ifneq ($(SANITIZE),1)
+	MAKE="$(MAKE)" scripts/test_install.sh
 	@$(MAKE) --no-print-directory SANITIZE=1 test
 ifneq ($(MPI),0)
 	@if command -v mpicc >/dev/null 2>&1; then $(MAKE) --no-print-directory MPI=1 test; \
