@@ -1,7 +1,9 @@
-# libmoe: `make` builds lib/libmoe.a and bin/moe; `make test` runs the test
-# suite (SANITIZE=1: under AddressSanitizer and UBSan); `make demo` checks
-# every golden file. Missing Debian packages are installed first (as root)
-# by scripts/setup.sh.
+# libmoe: `make` builds bin/moe, the examples and the installable library
+# (build/rel/libmoe.a, build/pic/libmoe.so); `make install PREFIX=...`
+# installs the library, lib/moe.h and libmoe.pc (`make uninstall` removes
+# them); `make test` runs the test suite (SANITIZE=1: under AddressSanitizer
+# and UBSan); `make demo` checks every golden file. Missing Debian packages
+# are installed first (as root) by scripts/setup.sh.
 
 CC      ?= cc
 PKGS    := openblas hdf5
@@ -49,7 +51,7 @@ $(BUILD)/lib/bench/bench_out.o: $(GIT_REV_STAMP)
 # the 256-bit ones gcc prefers on AVX-512 machines (measured: gelu 0.81 ->
 # 0.60 ns a value); per-element results do not depend on the width
 ifeq ($(shell uname -m),x86_64)
-$(BUILD)/lib/kernels/act.o: CFLAGS += -mprefer-vector-width=512
+$(BUILD)/lib/kernels/act.o build/pic/lib/kernels/act.o: CFLAGS += -mprefer-vector-width=512
 endif
 
 # lib/<layer>/*.c in the layer order of scripts/check_layers.sh; the
@@ -72,7 +74,9 @@ EX_LIB   := $(BUILD)/examples/mlp3_expert.o
 EX_BIN   := $(BUILD)/examples/custom_expert $(BUILD)/examples/moe_1b
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
-LIBMOE   := $(BUILD)/libmoe.a
+# every layer, tools included: what bin/moe and the tests link (the
+# installable library, below, is the layers under the tools only)
+LIBMOE   := $(BUILD)/libmoe-all.a
 MOE_BIN  := $(BUILD)/moe
 TEST_BIN := $(BUILD)/run_tests
 ifeq ($(MPI),1)
@@ -82,11 +86,12 @@ endif
 GOLDEN   := $(sort $(wildcard tests/golden/*.h5))
 
 .PHONY: all setup test demo clean check-golden data reproduce test-mpi examples bench check-layers hashes
+.PHONY: lib install uninstall
 examples: $(EX_BIN)
 ifeq ($(MPI),1)
 all: bin/moe-mpi
 else
-all: bin/moe examples
+all: bin/moe examples $(if $(filter 1,$(SANITIZE)),,lib)
 ifneq ($(MPI),0)
 ifneq ($(SANITIZE),1)
 	@if command -v mpicc >/dev/null 2>&1; then $(MAKE) --no-print-directory MPI=1 all; fi
@@ -107,6 +112,7 @@ $(BUILD)/%.o: %.c | $(SETUP_STAMP)
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
 $(LIBMOE): $(LIB_OBJ)
+	$(Q)rm -f $@
 	$(Q)$(AR) rcs $@ $^
 
 $(MOE_BIN): $(CLI_OBJ) $(LIBMOE)
@@ -141,6 +147,7 @@ test: all $(TEST_BIN) $(MOE_BIN) $(EX_BIN)
 	$(if $(filter 1,$(SANITIZE)),,scripts/check_links.sh)
 	MOE_BIN=$(MOE_BIN) $(TEST_BIN)
 ifneq ($(SANITIZE),1)
+	MAKE="$(MAKE)" scripts/test_install.sh
 	@$(MAKE) --no-print-directory SANITIZE=1 test
 ifneq ($(MPI),0)
 	@if command -v mpicc >/dev/null 2>&1; then $(MAKE) --no-print-directory MPI=1 test; \
@@ -227,6 +234,85 @@ $(HASHES_BIN): $(BUILD)/tests/tools/family_hashes.o $(LIBMOE)
 	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 hashes: $(HASHES_BIN)
 	@$(HASHES_BIN)
+
+# The installable library (issue 13): the layers under the tools (base,
+# kernels, core, families, model; no HDF5, no training, bench, plots, golden
+# checker or CLI), as build/lib/libmoe.a (the optimised objects of
+# build/rel, those the tests run) and build/lib/libmoe.so (the same sources
+# compiled again with -fPIC in build/pic, so that build/rel stays as it is).
+# It needs OpenBLAS, OpenMP (libgomp) and libm, written into libmoe.pc.
+LIB_VERSION := 0.1.0
+LIB_SOMAJOR := $(firstword $(subst ., ,$(LIB_VERSION)))
+LIB_LAYERS  := base kernels core families model
+LIB_API_SRC := $(wildcard $(LIB_LAYERS:%=lib/%/*.c))
+PIC         := build/pic
+LIB_A       := build/lib/libmoe.a
+LIB_SO      := build/lib/libmoe.so.$(LIB_VERSION)
+LIB_SO_LIBS  = $(shell pkg-config --libs openblas 2>/dev/null) -lm
+# the public headers: lib/moe.h and lib/moe_*.h but the golden checker's
+PUBLIC_H    := lib/moe.h $(filter-out lib/moe_golden.h,$(wildcard lib/moe_*.h))
+# where `make install` puts them (DESTDIR: a staging root, for packagers)
+PREFIX      ?= /usr/local
+LIBDIR      ?= $(PREFIX)/lib
+INCLUDEDIR  ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+
+ifeq ($(BUILD),build/rel)
+# `make lib`: both libraries, in build/lib/
+lib: $(LIB_A) $(LIB_SO)
+
+$(PIC)/%.o: %.c | $(SETUP_STAMP)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC -fPIC $<")
+	$(Q)$(CC) $(CFLAGS) -fPIC -c $< -o $@
+
+$(LIB_A): $(LIB_API_SRC:%.c=build/rel/%.o)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@
+	$(Q)$(AR) rcs $@ $^
+
+# -Wl,--no-undefined: the library is complete without the tools' layers;
+# libmoe.so.0 (the soname) and libmoe.so (for -lmoe) link to the file
+$(LIB_SO): $(LIB_API_SRC:%.c=$(PIC)/%.o)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) -shared -fopenmp -Wl,-soname,libmoe.so.$(LIB_SOMAJOR) -Wl,--no-undefined \
+	  $^ $(LIB_SO_LIBS) -o $@
+	$(Q)ln -sf $(notdir $@) build/lib/libmoe.so.$(LIB_SOMAJOR)
+	$(Q)ln -sf libmoe.so.$(LIB_SOMAJOR) build/lib/libmoe.so
+
+# `make install [PREFIX=/usr/local] [DESTDIR=]`: the public headers into
+# $(INCLUDEDIR), both libraries (and the soname links) into $(LIBDIR), and
+# libmoe.pc, written here for this PREFIX, into $(PKGCONFIGDIR).
+# Libs.private and Requires.private serve `pkg-config --static`.
+install: $(LIB_A) $(LIB_SO)
+	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 644 $(PUBLIC_H) $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 $(LIB_A) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(LIB_SO) $(DESTDIR)$(LIBDIR)/
+	ln -sf libmoe.so.$(LIB_VERSION) $(DESTDIR)$(LIBDIR)/libmoe.so.$(LIB_SOMAJOR)
+	ln -sf libmoe.so.$(LIB_SOMAJOR) $(DESTDIR)$(LIBDIR)/libmoe.so
+	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCLUDEDIR)' '' \
+	  'Name: libmoe' \
+	  'Description: Mixture-of-experts layers (routing families, experts, model) in C11' \
+	  'Version: $(LIB_VERSION)' \
+	  'Requires.private: openblas' \
+	  'Cflags: -I$${includedir}' \
+	  'Libs: -L$${libdir} -lmoe' \
+	  'Libs.private: -lgomp -lm' > $(DESTDIR)$(PKGCONFIGDIR)/libmoe.pc
+
+# `make uninstall [PREFIX=...] [DESTDIR=]`: removes what install put there
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/,$(notdir $(PUBLIC_H))) \
+	  $(addprefix $(DESTDIR)$(LIBDIR)/,libmoe.a libmoe.so libmoe.so.$(LIB_SOMAJOR) libmoe.so.$(LIB_VERSION)) \
+	  $(DESTDIR)$(PKGCONFIGDIR)/libmoe.pc
+
+-include $(wildcard $(PIC)/lib/*/*.d)
+else
+lib install uninstall:
+	@echo "make $@: the installable library is the optimised build (no SANITIZE=1 or MPI=1)"; exit 1
+endif
 
 clean:
 	rm -rf build bin
