@@ -22,7 +22,7 @@ int main(int argc, char **argv) {
     }
     static const float slope = 0.01f; /* nn.LeakyReLU's default */
     const moe_expert_ops ops = moe_mlp3_ops(&slope);
-    moe_config cfg = moe_config_default(MOE_TOP2_GSHARD);
+    moe_config cfg = moe_config_default(MOE_FAMILY_TOP2_GSHARD);
     cfg.d_model = D;
     cfg.d_hidden = 4 * D;
     cfg.n_expert = E;

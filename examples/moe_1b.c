@@ -60,7 +60,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: moe_1b [eo ei d_model d_hidden tokens]\n");
         return 1;
     }
-    moe_config cfg = moe_config_default(MOE_HIERARCHICAL);
+    moe_config cfg = moe_config_default(MOE_FAMILY_HIERARCHICAL);
     cfg.n_expert = eo;
     cfg.n_expert_inner = ei;
     cfg.d_model = d;

@@ -56,16 +56,16 @@ void moe_rng_fill_uniform(float *out, size_t count, uint64_t seed,
 /* ---------------------------------------------------------------- config */
 
 typedef enum {
-    MOE_TOP2_GSHARD = 0, /* GShard top-2 with second-expert policies     */
-    MOE_TOPN_STMOE,      /* ST-MoE top-n with per-rank thresholds        */
-    MOE_SWITCH_TOP1,     /* Switch top-1, raw probability gate           */
-    MOE_EXPERT_CHOICE,   /* Zhou et al. 2022: experts pick top-k tokens  */
-    MOE_NOISY_TOPK,      /* Shazeer et al. 2017: noisy top-k, importance
+    MOE_FAMILY_TOP2_GSHARD = 0, /* GShard top-2 with second-expert policies     */
+    MOE_FAMILY_TOPN_STMOE,      /* ST-MoE top-n with per-rank thresholds        */
+    MOE_FAMILY_SWITCH_TOP1,     /* Switch top-1, raw probability gate           */
+    MOE_FAMILY_EXPERT_CHOICE,   /* Zhou et al. 2022: experts pick top-k tokens  */
+    MOE_FAMILY_NOISY_TOPK,      /* Shazeer et al. 2017: noisy top-k, importance
                             and load losses, no capacity               */
-    MOE_SOFT_MOE,        /* Puigcerver et al. 2023: soft slots          */
-    MOE_DENSE_SOFTMAX,   /* every expert, softmax of a gate MLP         */
-    MOE_HIERARCHICAL,    /* 2-level top-2 (mesh-tf moe_layer_v2)        */
-    MOE_HASH             /* Roller et al. 2021: token id -> expert      */
+    MOE_FAMILY_SOFT_MOE,        /* Puigcerver et al. 2023: soft slots          */
+    MOE_FAMILY_DENSE_SOFTMAX,   /* every expert, softmax of a gate MLP         */
+    MOE_FAMILY_HIERARCHICAL,    /* 2-level top-2 (mesh-tf moe_layer_v2)        */
+    MOE_FAMILY_HASH             /* Roller et al. 2021: token id -> expert      */
     /* further families (e.g. "uniform") have no name here: get their
      * value with moe_family_parse */
 } moe_family;
@@ -186,7 +186,7 @@ moe_status moe_priority_parse(const char *s, moe_priority *out);
  * max(4, min(n, floor(n * capacity_factor / e))). */
 int32_t moe_capacity(int32_t n, int32_t n_expert, double capacity_factor);
 /* Tokens per expert of expert choice: clamp(floor(n * cf / e), 1, n). */
-int32_t moe_ec_capacity(int32_t n, int32_t n_expert, double capacity_factor);
+int32_t moe_expert_choice_capacity(int32_t n, int32_t n_expert, double capacity_factor);
 
 /* ---------------------------------------------------------------- params */
 

@@ -71,7 +71,7 @@ static void test_resolved_configs_apply_base_set_arm_then_quick(void) {
     moe_train_config c;
     char text[16384];
     CU_ASSERT_EQUAL_FATAL(moe_ablation_config(a, 0, 2, 0, &c, text, sizeof text), MOE_OK);
-    CU_ASSERT_EQUAL(c.model.moe.family, MOE_SWITCH_TOP1);
+    CU_ASSERT_EQUAL(c.model.moe.family, MOE_FAMILY_SWITCH_TOP1);
     CU_ASSERT_EQUAL(c.model.moe.top_n, 1);     /* the arm after set */
     CU_ASSERT_EQUAL(c.steps, 7);               /* set after the base's 2 */
     CU_ASSERT_EQUAL(c.model.d_model, 16);      /* base */

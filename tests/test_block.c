@@ -103,7 +103,7 @@ static void check_block(const moe_block_config *cfg, const char *what) {
     /* router-side steps: expert choice over 12 tokens flips often at 2e-3;
      * for token choice the w_gate error is float32 noise falling as 1/eps
      * (measured 4.6e-3, 1e-3, 5e-4, 2.7e-4 at eps 5e-4, 2e-3, 4e-3, 8e-3) */
-    const float reps = cfg->moe.family == MOE_EXPERT_CHOICE ? 1e-3f : 4e-3f;
+    const float reps = cfg->moe.family == MOE_FAMILY_EXPERT_CHOICE ? 1e-3f : 4e-3f;
     double err = bfd(&c, c.x, c.dx, (size_t)c.T * cfg->moe.d_model, reps, &skipped);
     if (getenv("MOE_FD_VERBOSE")) printf("\n  %s x: %.3g (skipped %d)", what, err, skipped);
     CU_ASSERT(err < 3e-3 && skipped * 2 < c.T * cfg->moe.d_model);
@@ -147,19 +147,19 @@ static moe_block_config bcfg(moe_family f, int before, int after) {
 }
 
 static void test_block_gradients_match_with_dense_ffn_before_and_after(void) {
-    moe_block_config c = bcfg(MOE_TOP2_GSHARD, 1, 1);
+    moe_block_config c = bcfg(MOE_FAMILY_TOP2_GSHARD, 1, 1);
     c.moe.policy = MOE_POLICY_ALL;
     check_block(&c, "top2 before+after");
 }
 
 static void test_block_gradients_match_with_only_one_dense_ffn(void) {
-    moe_block_config c = bcfg(MOE_SWITCH_TOP1, 0, 1);
+    moe_block_config c = bcfg(MOE_FAMILY_SWITCH_TOP1, 0, 1);
     c.moe.balance_coef = 0.5f; /* Switch's raw-probability gate gives w_gate */
     c.moe.z_coef = 0.1f;       /* small gradients: the losses enlarge them  */
     check_block(&c, "switch after");
-    c = bcfg(MOE_TOPN_STMOE, 1, 0);
+    c = bcfg(MOE_FAMILY_TOPN_STMOE, 1, 0);
     check_block(&c, "topn before");
-    c = bcfg(MOE_EXPERT_CHOICE, 0, 0);
+    c = bcfg(MOE_FAMILY_EXPERT_CHOICE, 0, 0);
     c.moe.balance_coef = 0.0f;
     c.moe.mult_bias = 0;
     c.moe.act = MOE_ACT_GELU;
@@ -167,7 +167,7 @@ static void test_block_gradients_match_with_only_one_dense_ffn(void) {
 }
 
 static void test_block_with_silent_experts_is_the_identity(void) {
-    moe_block_config c = bcfg(MOE_SWITCH_TOP1, 0, 0);
+    moe_block_config c = bcfg(MOE_FAMILY_SWITCH_TOP1, 0, 0);
     bcase b;
     bcase_init(&b, &c, 2, 8);
     size_t n2 = (size_t)c.moe.n_expert * c.moe.d_hidden * c.moe.d_model;
@@ -189,16 +189,16 @@ static void test_rmsnorm_gives_unit_rms_times_gain(void) {
 }
 
 static void test_bad_block_configurations_are_rejected(void) {
-    moe_block_config c = bcfg(MOE_SWITCH_TOP1, 1, 0);
+    moe_block_config c = bcfg(MOE_FAMILY_SWITCH_TOP1, 1, 0);
     moe_block *B = NULL;
     c.d_ff = 0;
     CU_ASSERT_EQUAL(moe_block_create(&c, &B), MOE_EINVAL);
     CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "d_ff"));
-    c = bcfg(MOE_SWITCH_TOP1, 0, 0);
+    c = bcfg(MOE_FAMILY_SWITCH_TOP1, 0, 0);
     c.norm_eps = 0.0f;
     CU_ASSERT_EQUAL(moe_block_create(&c, &B), MOE_EINVAL);
     CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "norm_eps"));
-    c = bcfg(MOE_SWITCH_TOP1, 0, 0);
+    c = bcfg(MOE_FAMILY_SWITCH_TOP1, 0, 0);
     c.moe.act = MOE_ACT_RELU; /* the multiplicative bias belongs to geglu */
     CU_ASSERT_EQUAL(moe_block_create(&c, &B), MOE_EINVAL);
     CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "mult_bias"));
@@ -206,7 +206,7 @@ static void test_bad_block_configurations_are_rejected(void) {
 }
 
 static void test_block_init_sets_gains_and_multiplicative_bias_to_one(void) {
-    moe_block_config c = bcfg(MOE_TOP2_GSHARD, 1, 1);
+    moe_block_config c = bcfg(MOE_FAMILY_TOP2_GSHARD, 1, 1);
     size_t np = moe_block_params_count(&c);
     float *buf = calloc(np, sizeof(float));
     moe_block_params p;

@@ -20,7 +20,7 @@ static void test_valid_default_configs_are_accepted(void) {
 }
 
 static void test_top_n_above_expert_count_is_rejected(void) {
-    moe_config c = tcfg(MOE_TOPN_STMOE, MOE_ACT_RELU, 8, 16, 4);
+    moe_config c = tcfg(MOE_FAMILY_TOPN_STMOE, MOE_ACT_RELU, 8, 16, 4);
     c.top_n = 5;
     expect_rejected(&c, "top_n");
     c.top_n = 1; /* top-n means n >= 2 */
@@ -28,7 +28,7 @@ static void test_top_n_above_expert_count_is_rejected(void) {
 }
 
 static void test_nonpositive_capacity_factor_is_rejected(void) {
-    moe_config c = tcfg(MOE_SWITCH_TOP1, MOE_ACT_RELU, 8, 16, 4);
+    moe_config c = tcfg(MOE_FAMILY_SWITCH_TOP1, MOE_ACT_RELU, 8, 16, 4);
     c.capacity_factor_train = 0.0f;
     expect_rejected(&c, "capacity_factor_train");
     c.capacity_factor_train = 1.0f;
@@ -39,14 +39,14 @@ static void test_nonpositive_capacity_factor_is_rejected(void) {
 }
 
 static void test_threshold_outside_zero_one_is_rejected(void) {
-    moe_config c = tcfg(MOE_TOP2_GSHARD, MOE_ACT_RELU, 8, 16, 4);
+    moe_config c = tcfg(MOE_FAMILY_TOP2_GSHARD, MOE_ACT_RELU, 8, 16, 4);
     c.threshold = 0.0f;
     expect_rejected(&c, "threshold");
     c.threshold = 1.5f;
     expect_rejected(&c, "threshold");
     c.threshold = 1.0f;
     CU_ASSERT_EQUAL(moe_config_validate(&c), MOE_OK);
-    moe_config t = tcfg(MOE_TOPN_STMOE, MOE_ACT_RELU, 8, 16, 4);
+    moe_config t = tcfg(MOE_FAMILY_TOPN_STMOE, MOE_ACT_RELU, 8, 16, 4);
     t.thresholds[1] = -0.1f;
     expect_rejected(&t, "thresholds");
 }
@@ -55,7 +55,7 @@ static void test_unknown_policy_and_family_names_are_rejected(void) {
     moe_policy p;
     CU_ASSERT_EQUAL(moe_policy_parse("sometimes", &p), MOE_EINVAL);
     CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "all|none|threshold|random"));
-    moe_config c = tcfg(MOE_TOP2_GSHARD, MOE_ACT_RELU, 8, 16, 4);
+    moe_config c = tcfg(MOE_FAMILY_TOP2_GSHARD, MOE_ACT_RELU, 8, 16, 4);
     c.policy = (moe_policy)9;
     expect_rejected(&c, "policy");
     moe_family f;
@@ -65,26 +65,26 @@ static void test_unknown_policy_and_family_names_are_rejected(void) {
 }
 
 static void test_bad_sizes_and_bpr_on_gshard_are_rejected(void) {
-    moe_config c = tcfg(MOE_TOP2_GSHARD, MOE_ACT_RELU, 0, 16, 4);
+    moe_config c = tcfg(MOE_FAMILY_TOP2_GSHARD, MOE_ACT_RELU, 0, 16, 4);
     expect_rejected(&c, "d_model");
-    c = tcfg(MOE_TOP2_GSHARD, MOE_ACT_RELU, 8, 16, 1);
+    c = tcfg(MOE_FAMILY_TOP2_GSHARD, MOE_ACT_RELU, 8, 16, 1);
     expect_rejected(&c, "n_expert");
-    c = tcfg(MOE_TOP2_GSHARD, MOE_ACT_RELU, 8, 16, 4);
+    c = tcfg(MOE_FAMILY_TOP2_GSHARD, MOE_ACT_RELU, 8, 16, 4);
     c.priority = MOE_PRIORITY_BPR;
     expect_rejected(&c, "priority");
-    c = tcfg(MOE_SWITCH_TOP1, MOE_ACT_RELU, 8, 16, 4);
+    c = tcfg(MOE_FAMILY_SWITCH_TOP1, MOE_ACT_RELU, 8, 16, 4);
     c.balance_coef = -1.0f;
     expect_rejected(&c, "balance_coef");
-    c = tcfg(MOE_EXPERT_CHOICE, MOE_ACT_RELU, 8, 16, 4);
+    c = tcfg(MOE_FAMILY_EXPERT_CHOICE, MOE_ACT_RELU, 8, 16, 4);
     c.balance_coef = 0.01f; /* expert choice has no balance loss */
     expect_rejected(&c, "balance_coef");
 }
 
 static void test_router_noise_and_family_only_options_are_checked(void) {
-    moe_config c = tcfg(MOE_EXPERT_CHOICE, MOE_ACT_RELU, 8, 16, 4);
+    moe_config c = tcfg(MOE_FAMILY_EXPERT_CHOICE, MOE_ACT_RELU, 8, 16, 4);
     c.router_noise = MOE_NOISE_GUMBEL;
     expect_rejected(&c, "router_noise");
-    c = tcfg(MOE_SWITCH_TOP1, MOE_ACT_RELU, 8, 16, 4);
+    c = tcfg(MOE_FAMILY_SWITCH_TOP1, MOE_ACT_RELU, 8, 16, 4);
     c.router_noise = MOE_NOISE_JITTER;
     c.noise_eps = 0.0f;
     expect_rejected(&c, "noise_eps");
@@ -98,33 +98,33 @@ static void test_router_noise_and_family_only_options_are_checked(void) {
     CU_ASSERT_EQUAL(moe_config_validate(&c), MOE_OK);
     c.noise_eps = 0.5f;
     CU_ASSERT_EQUAL(moe_config_validate(&c), MOE_OK);
-    c.family = MOE_HIERARCHICAL, c.top_n = 2, c.n_expert_inner = 2;
+    c.family = MOE_FAMILY_HIERARCHICAL, c.top_n = 2, c.n_expert_inner = 2;
     expect_rejected(&c, "router_noise");
-    c = tcfg(MOE_SWITCH_TOP1, MOE_ACT_RELU, 8, 16, 4);
+    c = tcfg(MOE_FAMILY_SWITCH_TOP1, MOE_ACT_RELU, 8, 16, 4);
     c.router_noise = (moe_router_noise)(MOE_NOISE_DROPOUT + 1);
     expect_rejected(&c, "router_noise");
-    c = tcfg(MOE_SOFT_MOE, MOE_ACT_RELU, 8, 16, 4);
+    c = tcfg(MOE_FAMILY_SOFT_MOE, MOE_ACT_RELU, 8, 16, 4);
     c.z_coef = 1e-3f; /* soft moe has no softmax router over experts */
     expect_rejected(&c, "z_coef");
-    c = tcfg(MOE_HASH, MOE_ACT_RELU, 8, 16, 4);
+    c = tcfg(MOE_FAMILY_HASH, MOE_ACT_RELU, 8, 16, 4);
     c.balance_coef = 1e-2f;
     expect_rejected(&c, "balance_coef");
-    c = tcfg(MOE_NOISY_TOPK, MOE_ACT_RELU, 8, 16, 4);
+    c = tcfg(MOE_FAMILY_NOISY_TOPK, MOE_ACT_RELU, 8, 16, 4);
     c.top_n = 5;
     expect_rejected(&c, "k (top_n)");
-    c = tcfg(MOE_HIERARCHICAL, MOE_ACT_RELU, 8, 16, 4);
+    c = tcfg(MOE_FAMILY_HIERARCHICAL, MOE_ACT_RELU, 8, 16, 4);
     c.n_expert_inner = 1;
     expect_rejected(&c, "n_expert_inner");
 }
 
 static void test_causal_mode_refuses_routers_that_look_ahead(void) {
-    moe_family ahead[3] = {MOE_EXPERT_CHOICE, MOE_SOFT_MOE, MOE_HIERARCHICAL};
+    moe_family ahead[3] = {MOE_FAMILY_EXPERT_CHOICE, MOE_FAMILY_SOFT_MOE, MOE_FAMILY_HIERARCHICAL};
     for (int i = 0; i < 3; i++) {
         moe_config c = tcfg(ahead[i], MOE_ACT_RELU, 8, 16, 4);
         c.causal = 1;
         expect_rejected(&c, "looks at later tokens");
     }
-    moe_config c = tcfg(MOE_SWITCH_TOP1, MOE_ACT_RELU, 8, 16, 4);
+    moe_config c = tcfg(MOE_FAMILY_SWITCH_TOP1, MOE_ACT_RELU, 8, 16, 4);
     c.causal = 1;
     c.priority = MOE_PRIORITY_BPR;
     expect_rejected(&c, "priority = bpr");
@@ -158,13 +158,13 @@ static void test_capacity_follows_the_mesh_tensorflow_formula(void) {
     CU_ASSERT_EQUAL(moe_capacity(16, 4, 0.5), 4);   /* minimum 4         */
     CU_ASSERT_EQUAL(moe_capacity(6, 2, 4.0), 6);    /* at most n         */
     CU_ASSERT_EQUAL(moe_capacity(3, 2, 1.0), 4);    /* min 4 beats n     */
-    CU_ASSERT_EQUAL(moe_ec_capacity(32, 8, 1.0), 4);
-    CU_ASSERT_EQUAL(moe_ec_capacity(4, 8, 1.0), 1); /* at least 1        */
-    CU_ASSERT_EQUAL(moe_ec_capacity(8, 2, 4.0), 8); /* at most n         */
+    CU_ASSERT_EQUAL(moe_expert_choice_capacity(32, 8, 1.0), 4);
+    CU_ASSERT_EQUAL(moe_expert_choice_capacity(4, 8, 1.0), 1); /* at least 1        */
+    CU_ASSERT_EQUAL(moe_expert_choice_capacity(8, 2, 4.0), 8); /* at most n         */
 }
 
 static void test_layer_forward_rejects_empty_batches(void) {
-    moe_config c = tcfg(MOE_SWITCH_TOP1, MOE_ACT_RELU, 4, 8, 2);
+    moe_config c = tcfg(MOE_FAMILY_SWITCH_TOP1, MOE_ACT_RELU, 4, 8, 2);
     tcase t;
     tcase_init(&t, &c, 1, 4, 1, 1.0f);
     CU_ASSERT_EQUAL(moe_layer_forward(t.L, &t.p, t.x, 0, 4, NULL, t.y), MOE_EINVAL);

@@ -43,7 +43,7 @@ static void ds_init(tcase *c, const moe_config *cfg, int32_t b, int32_t n,
 
 /* A small dense config: d = 6, h = 8, e = 4 experts, gate width 5. */
 static moe_config dcfg(moe_act act, int bias) {
-    moe_config c = tcfg(MOE_DENSE_SOFTMAX, act, 6, 8, 4);
+    moe_config c = tcfg(MOE_FAMILY_DENSE_SOFTMAX, act, 6, 8, 4);
     c.d_gate = 5;
     c.bias = bias;
     return c;
@@ -195,7 +195,7 @@ static void run_threads(const moe_config *cfg, int threads, float *out) {
 }
 
 static void test_same_seed_is_bit_identical_with_one_and_two_threads(void) {
-    moe_config cfg = tcfg(MOE_DENSE_SOFTMAX, MOE_ACT_GELU, 16, 32, 8);
+    moe_config cfg = tcfg(MOE_FAMILY_DENSE_SOFTMAX, MOE_ACT_GELU, 16, 32, 8);
     cfg.d_gate = 24;
     cfg.bias = 1;
     cfg.z_coef = 1e-2f;

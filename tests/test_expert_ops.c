@@ -109,10 +109,10 @@ static const moe_expert_ops user_ffn = {.name = "user_ffn",
 static moe_config family_cfg(moe_family f) {
     moe_config c = tcfg(f, MOE_ACT_RELU, 8, 12, 4);
     c.bias = 1;
-    if (f == MOE_TOPN_STMOE) c.top_n = 3;
-    if (f == MOE_SOFT_MOE) c.slots = 2;
-    if (f == MOE_DENSE_SOFTMAX) c.d_gate = 6;
-    if (f == MOE_HIERARCHICAL) c.n_expert = 2, c.n_expert_inner = 3;
+    if (f == MOE_FAMILY_TOPN_STMOE) c.top_n = 3;
+    if (f == MOE_FAMILY_SOFT_MOE) c.slots = 2;
+    if (f == MOE_FAMILY_DENSE_SOFTMAX) c.d_gate = 6;
+    if (f == MOE_FAMILY_HIERARCHICAL) c.n_expert = 2, c.n_expert_inner = 3;
     return c;
 }
 
@@ -188,7 +188,7 @@ static void test_builtin_ffn_rewritten_through_the_interface_is_bit_identical(vo
 
 static void test_user_experts_are_bit_identical_with_one_and_two_threads(void) {
     const moe_expert_ops ops = moe_mlp3_ops(&slope);
-    const moe_family fams[] = {MOE_TOP2_GSHARD, MOE_SOFT_MOE, MOE_HIERARCHICAL};
+    const moe_family fams[] = {MOE_FAMILY_TOP2_GSHARD, MOE_FAMILY_SOFT_MOE, MOE_FAMILY_HIERARCHICAL};
     for (size_t k = 0; k < sizeof fams / sizeof fams[0]; k++) {
         moe_config c = family_cfg(fams[k]);
         c.expert = &ops;
@@ -240,14 +240,14 @@ static void fd_mlp3(moe_config c, float eps, const char *what) {
 }
 
 static void test_mlp3_expert_matches_finite_differences_inside_top2_gshard(void) {
-    moe_config c = tcfg(MOE_TOP2_GSHARD, MOE_ACT_RELU, 6, 24, 4);
+    moe_config c = tcfg(MOE_FAMILY_TOP2_GSHARD, MOE_ACT_RELU, 6, 24, 4);
     c.policy = MOE_POLICY_ALL;
     c.balance_coef = 0.5f;
     fd_mlp3(c, 1e-3f, "top2 mlp3");
 }
 
 static void test_mlp3_expert_matches_finite_differences_inside_soft_moe(void) {
-    moe_config c = tcfg(MOE_SOFT_MOE, MOE_ACT_RELU, 6, 24, 3);
+    moe_config c = tcfg(MOE_FAMILY_SOFT_MOE, MOE_ACT_RELU, 6, 24, 3);
     c.slots = 2;
     c.normalize = 0;
     fd_mlp3(c, 1e-3f, "soft_moe mlp3");
@@ -259,7 +259,7 @@ static void test_mlp3_expert_matches_finite_differences_inside_soft_moe(void) {
 }
 
 static void test_mlp3_expert_matches_finite_differences_inside_expert_choice(void) {
-    moe_config c = tcfg(MOE_EXPERT_CHOICE, MOE_ACT_RELU, 6, 24, 4);
+    moe_config c = tcfg(MOE_FAMILY_EXPERT_CHOICE, MOE_ACT_RELU, 6, 24, 4);
     c.capacity_factor_train = 1.0f;
     fd_mlp3(c, 1e-3f, "expert choice mlp3");
 }
@@ -275,7 +275,7 @@ static int32_t two_tensors(const moe_config *c, const void *user, moe_expert_ten
 static void test_user_tensors_are_counted_mapped_and_initialised(void) {
     moe_expert_ops ops = user_ffn;
     ops.tensors = two_tensors;
-    moe_config c = tcfg(MOE_TOP2_GSHARD, MOE_ACT_RELU, 8, 12, 400);
+    moe_config c = tcfg(MOE_FAMILY_TOP2_GSHARD, MOE_ACT_RELU, 8, 12, 400);
     c.expert = &ops;
     CU_ASSERT_EQUAL_FATAL(moe_config_validate(&c), MOE_OK);
     const size_t router = 8 * 400, np = moe_params_count(&c);
@@ -301,7 +301,7 @@ static void test_user_tensors_are_counted_mapped_and_initialised(void) {
 }
 
 static void expect_bad_ops(const moe_expert_ops *ops, const char *needle) {
-    moe_config c = tcfg(MOE_TOP2_GSHARD, MOE_ACT_RELU, 8, 12, 4);
+    moe_config c = tcfg(MOE_FAMILY_TOP2_GSHARD, MOE_ACT_RELU, 8, 12, 4);
     c.expert = ops;
     CU_ASSERT_EQUAL(moe_config_validate(&c), MOE_EINVAL);
     if (!strstr(moe_errmsg(), needle)) printf("\n  message '%s' lacks '%s'\n", moe_errmsg(), needle);

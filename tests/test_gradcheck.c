@@ -72,7 +72,7 @@ static int64_t check(moe_config cfg, int32_t b, int32_t n, double tol, const cha
 
 static void test_top2_gradients_match_finite_differences_for_every_policy(void) {
     for (int p = 0; p <= MOE_POLICY_RANDOM; p++) {
-        moe_config c = tcfg(MOE_TOP2_GSHARD, MOE_ACT_GELU, 6, 8, 4);
+        moe_config c = tcfg(MOE_FAMILY_TOP2_GSHARD, MOE_ACT_GELU, 6, 8, 4);
         c.policy = (moe_policy)p;
         c.threshold = 0.45f;   /* second gates straddle it: some dropped */
         c.balance_coef = 0.5f; /* large, so its gradient is visible */
@@ -85,7 +85,7 @@ static void test_top2_gradients_match_finite_differences_for_every_policy(void) 
 }
 
 static void test_top2_gradients_match_with_capacity_drops(void) {
-    moe_config c = tcfg(MOE_TOP2_GSHARD, MOE_ACT_GELU, 6, 8, 4);
+    moe_config c = tcfg(MOE_FAMILY_TOP2_GSHARD, MOE_ACT_GELU, 6, 8, 4);
     c.policy = MOE_POLICY_ALL;
     c.capacity_factor_train = 0.5f; /* cap 4 of 32 tokens x 2 ranks */
     c.balance_coef = 0.5f;
@@ -93,7 +93,7 @@ static void test_top2_gradients_match_with_capacity_drops(void) {
 }
 
 static void test_topn_gradients_match_with_geglu_bias_and_z_loss(void) {
-    moe_config c = tcfg(MOE_TOPN_STMOE, MOE_ACT_GEGLU, 6, 5, 5);
+    moe_config c = tcfg(MOE_FAMILY_TOPN_STMOE, MOE_ACT_GEGLU, 6, 5, 5);
     c.top_n = 3;
     c.thresholds[1] = 0.2f, c.thresholds[2] = 0.1f;
     c.bias = 1;
@@ -106,7 +106,7 @@ static void test_topn_gradients_match_with_geglu_bias_and_z_loss(void) {
 }
 
 static void test_switch_gradients_match_with_relu_and_drops(void) {
-    moe_config c = tcfg(MOE_SWITCH_TOP1, MOE_ACT_RELU, 6, 8, 4);
+    moe_config c = tcfg(MOE_FAMILY_SWITCH_TOP1, MOE_ACT_RELU, 6, 8, 4);
     c.balance_coef = 0.5f;
     c.z_coef = 0.1f;
     c.capacity_factor_train = 0.5f;
@@ -117,7 +117,7 @@ static void test_switch_gradients_match_with_relu_and_drops(void) {
 }
 
 static void test_expert_choice_gradients_match_finite_differences(void) {
-    moe_config c = tcfg(MOE_EXPERT_CHOICE, MOE_ACT_GELU, 6, 8, 4);
+    moe_config c = tcfg(MOE_FAMILY_EXPERT_CHOICE, MOE_ACT_GELU, 6, 8, 4);
     c.capacity_factor_train = 1.0f;
     check(c, 2, 12, 3e-3, "expert choice");
     c.z_coef = 0.1f; /* z-loss also applies to the expert-choice router */
@@ -131,13 +131,13 @@ static void test_expert_choice_gradients_match_finite_differences(void) {
 /* Router exploration noise: the draws are fixed by the stream, so the
  * loss is a smooth function of the parameters between routing flips. */
 static void test_gradients_match_with_input_jitter_and_gumbel_noise(void) {
-    moe_config c = tcfg(MOE_SWITCH_TOP1, MOE_ACT_GELU, 6, 8, 4);
+    moe_config c = tcfg(MOE_FAMILY_SWITCH_TOP1, MOE_ACT_GELU, 6, 8, 4);
     c.balance_coef = 0.5f;
     c.z_coef = 0.1f;
     c.router_noise = MOE_NOISE_JITTER;
     c.noise_eps = 0.2f;
     check(c, 2, 12, 3e-3, "switch jitter");
-    c = tcfg(MOE_TOPN_STMOE, MOE_ACT_GELU, 6, 8, 4);
+    c = tcfg(MOE_FAMILY_TOPN_STMOE, MOE_ACT_GELU, 6, 8, 4);
     c.balance_coef = 0.5f;
     c.router_noise = MOE_NOISE_GUMBEL;
     check(c, 2, 12, 3e-3, "topn gumbel");
@@ -149,14 +149,14 @@ static void test_gradients_match_with_input_jitter_and_gumbel_noise(void) {
  * Measured: x 7e-5, w_gate 6e-5; a backward without the mask gives 0.46
  * (top2) and 0.32 (switch) on x. Tolerance as above (3e-3). */
 static void test_gradients_match_with_router_input_dropout(void) {
-    moe_config c = tcfg(MOE_TOP2_GSHARD, MOE_ACT_GELU, 6, 8, 4);
+    moe_config c = tcfg(MOE_FAMILY_TOP2_GSHARD, MOE_ACT_GELU, 6, 8, 4);
     c.policy = MOE_POLICY_ALL;
     c.balance_coef = 0.5f;
     c.z_coef = 0.1f;
     c.router_noise = MOE_NOISE_DROPOUT;
     c.noise_eps = 0.3f;
     check(c, 2, 12, 3e-3, "top2 dropout");
-    c = tcfg(MOE_SWITCH_TOP1, MOE_ACT_GELU, 6, 8, 4);
+    c = tcfg(MOE_FAMILY_SWITCH_TOP1, MOE_ACT_GELU, 6, 8, 4);
     c.balance_coef = 0.5f;
     c.z_coef = 0.1f;
     c.capacity_factor_train = 0.5f; /* with capacity drops */
@@ -168,7 +168,7 @@ static void test_gradients_match_with_router_input_dropout(void) {
 /* dy = 0: the loss is the auxiliary loss alone, so these isolate the
  * balance-loss and z-loss backward (only x and w_gate get gradient). */
 static void test_balance_and_z_loss_gradients_alone_match(void) {
-    moe_family fams[3] = {MOE_TOP2_GSHARD, MOE_TOPN_STMOE, MOE_SWITCH_TOP1};
+    moe_family fams[3] = {MOE_FAMILY_TOP2_GSHARD, MOE_FAMILY_TOPN_STMOE, MOE_FAMILY_SWITCH_TOP1};
     for (int i = 0; i < 3; i++) {
         moe_config c = tcfg(fams[i], MOE_ACT_GELU, 6, 8, 4);
         c.balance_coef = 1.0f;

@@ -36,7 +36,7 @@ static void hs_init(tcase *c, const moe_config *cfg, int32_t b, int32_t n,
 }
 
 static moe_config hcfg(moe_act act, int32_t e, int bias, uint64_t seed) {
-    moe_config c = tcfg(MOE_HASH, act, 6, 8, e);
+    moe_config c = tcfg(MOE_FAMILY_HASH, act, 6, 8, e);
     c.bias = bias;
     c.seed = seed;
     return c;
@@ -316,7 +316,7 @@ static void run_threads(const moe_config *cfg, const int32_t *ids, int threads, 
 static void test_same_seed_is_bit_identical_with_one_and_two_threads(void) {
     int32_t ids[200];
     for (int t = 0; t < 200; t++) ids[t] = (t * 7919) % 1000;
-    moe_config cfg = tcfg(MOE_HASH, MOE_ACT_GEGLU, 16, 32, 8);
+    moe_config cfg = tcfg(MOE_FAMILY_HASH, MOE_ACT_GEGLU, 16, 32, 8);
     cfg.bias = 1;
     const size_t n = 2 * (size_t)200 * 16 + moe_params_count(&cfg);
     float *a = alloc_f(n), *b = alloc_f(n);

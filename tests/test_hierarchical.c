@@ -116,7 +116,7 @@ static void check_tensors(tcase *c, const char *what) {
 }
 
 static moe_config hcfg(moe_policy policy, float cf) {
-    moe_config c = tcfg(MOE_HIERARCHICAL, MOE_ACT_GELU, 6, 8, 2);
+    moe_config c = tcfg(MOE_FAMILY_HIERARCHICAL, MOE_ACT_GELU, 6, 8, 2);
     c.n_expert_inner = 3;
     c.policy = policy;
     c.threshold = 0.3f; /* second gates straddle it: some dropped */
@@ -276,7 +276,7 @@ static void check_unrouted(const tcase *c, const moe_route *r, int32_t c1) {
 }
 
 static void run_props(moe_policy policy, float cf) {
-    moe_config cfg = tcfg(MOE_HIERARCHICAL, MOE_ACT_RELU, 8, 8, 4);
+    moe_config cfg = tcfg(MOE_FAMILY_HIERARCHICAL, MOE_ACT_RELU, 8, 8, 4);
     cfg.n_expert_inner = 3;
     cfg.policy = policy;
     cfg.capacity_factor_train = cf;
@@ -346,7 +346,7 @@ static double balance_of(const bal_acc *acc, int32_t groups, int32_t m, int32_t 
 }
 
 static void test_balance_losses_match_an_independent_computation(void) {
-    moe_config cfg = tcfg(MOE_HIERARCHICAL, MOE_ACT_RELU, 8, 8, 3);
+    moe_config cfg = tcfg(MOE_FAMILY_HIERARCHICAL, MOE_ACT_RELU, 8, 8, 3);
     cfg.n_expert_inner = 4;
     cfg.policy = MOE_POLICY_ALL;
     cfg.capacity_factor_train = 2.0f;
@@ -492,7 +492,7 @@ static snapshot run_with_threads(const moe_config *cfg, int threads) {
 }
 
 static void test_same_seed_is_bit_identical_with_one_and_two_threads(void) {
-    moe_config cfg = tcfg(MOE_HIERARCHICAL, MOE_ACT_GELU, 16, 32, 4);
+    moe_config cfg = tcfg(MOE_FAMILY_HIERARCHICAL, MOE_ACT_GELU, 16, 32, 4);
     cfg.n_expert_inner = 3;
     cfg.z_coef = 1e-2f;
     snapshot a = run_with_threads(&cfg, 1), b = run_with_threads(&cfg, 2);

@@ -35,13 +35,13 @@ static snapshot run_with_threads(const moe_config *cfg, int threads) {
 }
 
 static void test_same_seed_is_bit_identical_with_one_and_two_threads(void) {
-    moe_config cfgs[7] = {tcfg(MOE_TOP2_GSHARD, MOE_ACT_GELU, 16, 32, 8),
-                          tcfg(MOE_TOPN_STMOE, MOE_ACT_GEGLU, 16, 32, 8),
-                          tcfg(MOE_SWITCH_TOP1, MOE_ACT_RELU, 16, 32, 8),
-                          tcfg(MOE_EXPERT_CHOICE, MOE_ACT_GELU, 16, 32, 8),
-                          tcfg(MOE_SWITCH_TOP1, MOE_ACT_RELU, 16, 32, 8),
-                          tcfg(MOE_TOP2_GSHARD, MOE_ACT_GEGLU, 16, 32, 8),
-                          tcfg(MOE_SWITCH_TOP1, MOE_ACT_GELU, 16, 32, 8)};
+    moe_config cfgs[7] = {tcfg(MOE_FAMILY_TOP2_GSHARD, MOE_ACT_GELU, 16, 32, 8),
+                          tcfg(MOE_FAMILY_TOPN_STMOE, MOE_ACT_GEGLU, 16, 32, 8),
+                          tcfg(MOE_FAMILY_SWITCH_TOP1, MOE_ACT_RELU, 16, 32, 8),
+                          tcfg(MOE_FAMILY_EXPERT_CHOICE, MOE_ACT_GELU, 16, 32, 8),
+                          tcfg(MOE_FAMILY_SWITCH_TOP1, MOE_ACT_RELU, 16, 32, 8),
+                          tcfg(MOE_FAMILY_TOP2_GSHARD, MOE_ACT_GEGLU, 16, 32, 8),
+                          tcfg(MOE_FAMILY_SWITCH_TOP1, MOE_ACT_GELU, 16, 32, 8)};
     cfgs[5].router_noise = MOE_NOISE_JITTER; /* own draws, with noise */
     cfgs[5].noise_eps = 0.1f;
     cfgs[5].mult_bias = 1;
@@ -66,7 +66,7 @@ static void test_same_seed_is_bit_identical_with_one_and_two_threads(void) {
 }
 
 static void test_own_draws_equal_the_same_draws_supplied_by_the_caller(void) {
-    moe_config cfg = tcfg(MOE_TOP2_GSHARD, MOE_ACT_RELU, 8, 16, 4);
+    moe_config cfg = tcfg(MOE_FAMILY_TOP2_GSHARD, MOE_ACT_RELU, 8, 16, 4);
     tcase c;
     tcase_init(&c, &cfg, 2, 32, 6, 2.0f);
     moe_layer_set_stream(c.L, 77);
@@ -85,7 +85,7 @@ static void test_own_draws_equal_the_same_draws_supplied_by_the_caller(void) {
 }
 
 static void test_eval_mode_uses_the_eval_capacity_factor(void) {
-    moe_config cfg = tcfg(MOE_SWITCH_TOP1, MOE_ACT_RELU, 8, 16, 4);
+    moe_config cfg = tcfg(MOE_FAMILY_SWITCH_TOP1, MOE_ACT_RELU, 8, 16, 4);
     cfg.capacity_factor_train = 1.0f;
     cfg.capacity_factor_eval = 2.0f;
     tcase c;
@@ -99,7 +99,7 @@ static void test_eval_mode_uses_the_eval_capacity_factor(void) {
 }
 
 static void test_layer_reuse_with_other_batch_shapes_matches_a_fresh_layer(void) {
-    moe_config cfg = tcfg(MOE_TOPN_STMOE, MOE_ACT_GELU, 8, 16, 4);
+    moe_config cfg = tcfg(MOE_FAMILY_TOPN_STMOE, MOE_ACT_GELU, 8, 16, 4);
     tcase big, small;
     tcase_init(&big, &cfg, 4, 64, 6, 2.0f);
     tcase_init(&small, &cfg, 2, 16, 6, 2.0f);
@@ -119,7 +119,7 @@ static void test_layer_reuse_with_other_batch_shapes_matches_a_fresh_layer(void)
 }
 
 static void test_aux_loss_is_the_weighted_sum_of_its_parts(void) {
-    moe_config cfg = tcfg(MOE_TOPN_STMOE, MOE_ACT_RELU, 8, 16, 4);
+    moe_config cfg = tcfg(MOE_FAMILY_TOPN_STMOE, MOE_ACT_RELU, 8, 16, 4);
     cfg.balance_coef = 0.3f;
     cfg.z_coef = 0.05f;
     tcase c;
@@ -134,7 +134,7 @@ static void test_aux_loss_is_the_weighted_sum_of_its_parts(void) {
 /* Regression: the plan's token index doubles as a per-expert cursor of e
  * entries; a batch of fewer tokens than experts once overran it (ASan). */
 static void test_batches_with_fewer_tokens_than_experts_work(void) {
-    moe_family fams[4] = {MOE_TOP2_GSHARD, MOE_TOPN_STMOE, MOE_SWITCH_TOP1, MOE_EXPERT_CHOICE};
+    moe_family fams[4] = {MOE_FAMILY_TOP2_GSHARD, MOE_FAMILY_TOPN_STMOE, MOE_FAMILY_SWITCH_TOP1, MOE_FAMILY_EXPERT_CHOICE};
     for (int i = 0; i < 4; i++) {
         moe_config c = tcfg(fams[i], MOE_ACT_RELU, 4, 4, 16);
         tcase t;
@@ -179,14 +179,14 @@ static int lookahead_count(const moe_config *cfg, int32_t n) {
  * when any later token changes, for every family allowed in a decoder,
  * with capacity dropping on (capacity factor 0.5). */
 static void test_causal_layers_never_look_at_later_tokens(void) {
-    moe_family fams[6] = {MOE_TOP2_GSHARD, MOE_TOPN_STMOE, MOE_SWITCH_TOP1,
-                          MOE_NOISY_TOPK, MOE_DENSE_SOFTMAX, MOE_HASH};
+    moe_family fams[6] = {MOE_FAMILY_TOP2_GSHARD, MOE_FAMILY_TOPN_STMOE, MOE_FAMILY_SWITCH_TOP1,
+                          MOE_FAMILY_NOISY_TOPK, MOE_FAMILY_DENSE_SOFTMAX, MOE_FAMILY_HASH};
     for (int i = 0; i < 6; i++) {
         moe_config c = tcfg(fams[i], MOE_ACT_GELU, 6, 8, 4);
         c.causal = 1;
         c.capacity_factor_train = 0.5f;
-        if (fams[i] == MOE_TOP2_GSHARD) c.policy = MOE_POLICY_ALL;
-        if (fams[i] == MOE_TOPN_STMOE) c.top_n = 3;
+        if (fams[i] == MOE_FAMILY_TOP2_GSHARD) c.policy = MOE_POLICY_ALL;
+        if (fams[i] == MOE_FAMILY_TOPN_STMOE) c.top_n = 3;
         CU_ASSERT_EQUAL(lookahead_count(&c, 24), 0);
     }
 }
@@ -194,7 +194,7 @@ static void test_causal_layers_never_look_at_later_tokens(void) {
 /* The control: mesh_tensorflow's rank-by-rank slots let a later token's
  * first choice take the slot of an earlier token's second choice. */
 static void test_rank_major_slots_are_not_causal_under_dropping(void) {
-    moe_config c = tcfg(MOE_TOP2_GSHARD, MOE_ACT_GELU, 6, 8, 4);
+    moe_config c = tcfg(MOE_FAMILY_TOP2_GSHARD, MOE_ACT_GELU, 6, 8, 4);
     c.policy = MOE_POLICY_ALL;
     c.capacity_factor_train = 0.5f;
     CU_ASSERT(lookahead_count(&c, 24) > 0);

@@ -19,8 +19,8 @@ static moe_model_config tiny(moe_model_mode mode, int fam) {
     c.n_head = 2;
     c.d_ff = 12;
     c.moe_every = fam < 0 ? 0 : 2;
-    c.moe = moe_config_default(fam < 0 ? MOE_TOP2_GSHARD : (moe_family)fam);
-    c.moe.n_expert = fam == MOE_HIERARCHICAL ? 2 : 4;
+    c.moe = moe_config_default(fam < 0 ? MOE_FAMILY_TOP2_GSHARD : (moe_family)fam);
+    c.moe.n_expert = fam == MOE_FAMILY_HIERARCHICAL ? 2 : 4;
     c.moe.d_hidden = 8;
     c.moe.act = MOE_ACT_GELU;
     c.moe.seed = 5;
@@ -136,8 +136,8 @@ static void fd_family(moe_model_mode mode, int fam, const char *what) {
 
 static void test_decoder_gradients_match_finite_differences_for_every_allowed_family(void) {
     fd_family(MOE_DECODER, -1, "dense");
-    const int fams[6] = {MOE_TOP2_GSHARD, MOE_TOPN_STMOE, MOE_SWITCH_TOP1,
-                         MOE_NOISY_TOPK, MOE_DENSE_SOFTMAX, MOE_HASH};
+    const int fams[6] = {MOE_FAMILY_TOP2_GSHARD, MOE_FAMILY_TOPN_STMOE, MOE_FAMILY_SWITCH_TOP1,
+                         MOE_FAMILY_NOISY_TOPK, MOE_FAMILY_DENSE_SOFTMAX, MOE_FAMILY_HASH};
     for (int i = 0; i < 6; i++) fd_family(MOE_DECODER, fams[i], moe_family_name((moe_family)fams[i]));
 }
 
@@ -160,10 +160,10 @@ static void test_encoder_gradients_match_finite_differences_for_every_family(voi
  * (worst 4.7e-4). */
 static void test_gradients_match_finite_differences_with_dense_ffns_around_moe(void) {
     struct { moe_model_mode mode; int fam, before, after, ln, geglu; const char *what; } k[4] = {
-        {MOE_DECODER, MOE_TOP2_GSHARD, 1, 0, 0, 0, "top2 ff_before"},
-        {MOE_DECODER, MOE_SWITCH_TOP1, 0, 1, 0, 0, "switch ff_after"},
-        {MOE_ENCODER, MOE_TOPN_STMOE, 1, 1, 1, 1, "topn both layernorm geglu"},
-        {MOE_ENCODER, MOE_EXPERT_CHOICE, 1, 1, 0, 0, "expert choice both"}};
+        {MOE_DECODER, MOE_FAMILY_TOP2_GSHARD, 1, 0, 0, 0, "top2 ff_before"},
+        {MOE_DECODER, MOE_FAMILY_SWITCH_TOP1, 0, 1, 0, 0, "switch ff_after"},
+        {MOE_ENCODER, MOE_FAMILY_TOPN_STMOE, 1, 1, 1, 1, "topn both layernorm geglu"},
+        {MOE_ENCODER, MOE_FAMILY_EXPERT_CHOICE, 1, 1, 0, 0, "expert choice both"}};
     for (int i = 0; i < 4; i++) {
         moe_model_config c = tiny(k[i].mode, k[i].fam);
         c.ff_before_moe = k[i].before, c.ff_after_moe = k[i].after;
@@ -184,7 +184,7 @@ static void test_gradients_match_finite_differences_with_dense_ffns_around_moe(v
  * every other tensor keeps its name and length, in the same order. */
 static void test_dense_ffns_around_moe_add_exactly_their_parameters(void) {
     for (int variant = 0; variant < 2; variant++) {
-        moe_model_config c = tiny(MOE_ENCODER, MOE_TOP2_GSHARD);
+        moe_model_config c = tiny(MOE_ENCODER, MOE_FAMILY_TOP2_GSHARD);
         c.n_layer = 4; /* moe_every 2: layers 1 and 3 are MoE */
         if (variant) c.norm = MOE_LAYERNORM, c.moe.act = MOE_ACT_GEGLU;
         const size_t d = (size_t)c.d_model, f = (size_t)c.d_ff, fin = variant ? 2 * f : f;
@@ -248,7 +248,7 @@ static void test_dense_ffns_around_moe_add_exactly_their_parameters(void) {
  * name), loss and every shared gradient are bit-identical to the plain
  * model's. */
 static void test_model_without_ffns_around_moe_is_unchanged(void) {
-    moe_model_config c = tiny(MOE_DECODER, MOE_TOP2_GSHARD);
+    moe_model_config c = tiny(MOE_DECODER, MOE_FAMILY_TOP2_GSHARD);
     c.moe_every = 1;
     mcase a, b;
     mcase_init(&a, &c, 2, 17);
@@ -306,20 +306,20 @@ static void test_model_without_ffns_around_moe_is_unchanged(void) {
  * changes, for every router allowed in a decoder, with capacity dropping
  * (capacity factor 0.5) in every MoE layer. */
 static void test_decoder_logits_ignore_later_tokens_for_every_allowed_router(void) {
-    const int fams[7] = {-1, MOE_TOP2_GSHARD, MOE_TOPN_STMOE, MOE_SWITCH_TOP1,
-                         MOE_NOISY_TOPK, MOE_DENSE_SOFTMAX, MOE_HASH};
+    const int fams[7] = {-1, MOE_FAMILY_TOP2_GSHARD, MOE_FAMILY_TOPN_STMOE, MOE_FAMILY_SWITCH_TOP1,
+                         MOE_FAMILY_NOISY_TOPK, MOE_FAMILY_DENSE_SOFTMAX, MOE_FAMILY_HASH};
     for (int f = 0; f < 7; f++) {
         moe_model_config c = tiny(MOE_DECODER, fams[f]);
         c.moe_every = fams[f] < 0 ? 0 : 1; /* every layer MoE */
         c.seq_len = 16;                      /* 16 tokens, capacity 4: drops */
         c.moe.capacity_factor_train = 0.5f;
-        if (fams[f] == MOE_TOP2_GSHARD) c.moe.policy = MOE_POLICY_ALL;
+        if (fams[f] == MOE_FAMILY_TOP2_GSHARD) c.moe.policy = MOE_POLICY_ALL;
         mcase m;
         mcase_init(&m, &c, 1, 3);
         const size_t C = (size_t)c.n_class, N = (size_t)m.N;
         float *ref = malloc(N * C * sizeof(float));
         mloss(&m);
-        if (fams[f] >= 0 && fams[f] <= MOE_SWITCH_TOP1) /* capacity families */
+        if (fams[f] >= 0 && fams[f] <= MOE_FAMILY_SWITCH_TOP1) /* capacity families */
             CU_ASSERT(moe_model_losses_of(m.M)->dropped > 0);
         memcpy(ref, moe_model_logits(m.M), N * C * sizeof(float));
         int bad = 0;
@@ -338,7 +338,7 @@ static void test_decoder_logits_ignore_later_tokens_for_every_allowed_router(voi
 }
 
 static void test_decoder_refuses_routers_that_look_ahead(void) {
-    const int fams[3] = {MOE_EXPERT_CHOICE, MOE_SOFT_MOE, MOE_HIERARCHICAL};
+    const int fams[3] = {MOE_FAMILY_EXPERT_CHOICE, MOE_FAMILY_SOFT_MOE, MOE_FAMILY_HIERARCHICAL};
     moe_model *M = NULL;
     for (int i = 0; i < 3; i++) {
         moe_model_config c = tiny(MOE_DECODER, fams[i]);
@@ -350,7 +350,7 @@ static void test_decoder_refuses_routers_that_look_ahead(void) {
         CU_ASSERT_EQUAL(moe_model_create(&c, &M), MOE_OK);
         moe_model_free(M);
     }
-    moe_model_config c = tiny(MOE_DECODER, MOE_SWITCH_TOP1);
+    moe_model_config c = tiny(MOE_DECODER, MOE_FAMILY_SWITCH_TOP1);
     c.moe.priority = MOE_PRIORITY_BPR;
     CU_ASSERT_EQUAL(moe_model_create(&c, &M), MOE_EINVAL);
     CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "bpr"));
@@ -388,7 +388,7 @@ static void model_threads(moe_model_config c) {
 }
 
 static void test_model_is_bit_identical_with_one_and_two_threads(void) {
-    moe_model_config c = tiny(MOE_ENCODER, MOE_TOP2_GSHARD);
+    moe_model_config c = tiny(MOE_ENCODER, MOE_FAMILY_TOP2_GSHARD);
     c.seq_len = 16, c.d_model = 16, c.n_head = 4, c.moe_every = 1;
     model_threads(c);
     c.ff_before_moe = c.ff_after_moe = 1; /* with the FFN sub-blocks */
@@ -400,7 +400,7 @@ static void test_model_is_bit_identical_with_one_and_two_threads(void) {
  * cross-entropy from ~2.9 below 0.1 within 300 steps (measured: 15 steps,
  * 0.087; MOE_FD_VERBOSE=1 prints it). */
 static void test_tiny_model_overfits_one_batch(void) {
-    moe_model_config c = tiny(MOE_DECODER, MOE_SWITCH_TOP1);
+    moe_model_config c = tiny(MOE_DECODER, MOE_FAMILY_SWITCH_TOP1);
     c.d_model = 16, c.d_ff = 32, c.moe.d_hidden = 16;
     c.moe.capacity_factor_train = 4.0f;
     mcase m;
@@ -424,7 +424,7 @@ static void test_tiny_model_overfits_one_batch(void) {
 }
 
 static void test_forward_rejects_bad_tokens_targets_and_lengths(void) {
-    moe_model_config c = tiny(MOE_ENCODER, MOE_SWITCH_TOP1);
+    moe_model_config c = tiny(MOE_ENCODER, MOE_FAMILY_SWITCH_TOP1);
     mcase m;
     mcase_init(&m, &c, 1, 2);
     m.tok[3] = c.vocab; /* one past the vocabulary */

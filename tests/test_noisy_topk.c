@@ -44,8 +44,8 @@
 
 /* ----------------------------------------------------------- helpers */
 
-static moe_config nk_cfg(int32_t e, int32_t k, moe_act act) {
-    moe_config c = tcfg(MOE_NOISY_TOPK, act, 6, 8, e);
+static moe_config noisy_topk_cfg(int32_t e, int32_t k, moe_act act) {
+    moe_config c = tcfg(MOE_FAMILY_NOISY_TOPK, act, 6, 8, e);
     c.top_n = k;
     c.w_importance = c.w_load = 0.5f; /* large, so their gradients show */
     return c;
@@ -54,7 +54,7 @@ static moe_config nk_cfg(int32_t e, int32_t k, moe_act act) {
 /* A case of T tokens (one group): tcase_init fills w_gate (scale 1/sqrt(d))
  * and the experts; this adds w_noise ~ N(0, 1/d) and standard normal
  * draws (T, e) in place of tcase_init's uniforms. */
-static void nk_init(tcase *c, const moe_config *cfg, int32_t T, uint64_t seed) {
+static void noisy_topk_init(tcase *c, const moe_config *cfg, int32_t T, uint64_t seed) {
     tcase_init(c, cfg, 1, T, seed, 1.0f);
     const size_t de = (size_t)cfg->d_model * cfg->n_expert, Te = (size_t)T * cfg->n_expert;
     for (size_t i = 0; i < de; i++)
@@ -67,7 +67,7 @@ static void nk_init(tcase *c, const moe_config *cfg, int32_t T, uint64_t seed) {
 
 /* tcase_route_sig, plus each token's (k+1)-th expert: the best expert
  * outside its top k (ties to the lower index). */
-static uint64_t nk_sig(const tcase *c) {
+static uint64_t noisy_topk_sig(const tcase *c) {
     moe_route r;
     moe_layer_route(c->L, &r);
     uint64_t h = tcase_route_sig(c);
@@ -85,10 +85,10 @@ static uint64_t nk_sig(const tcase *c) {
     return h;
 }
 
-/* tcase_fd with nk_sig deciding which coordinates to skip. */
-static double nk_fd(tcase *c, float *param, const float *grad, size_t n,
+/* tcase_fd with noisy_topk_sig deciding which coordinates to skip. */
+static double noisy_topk_fd(tcase *c, float *param, const float *grad, size_t n,
                     float eps, int *skipped) {
-    return tcase_fd_with(c, param, grad, n, eps, skipped, nk_sig);
+    return tcase_fd_with(c, param, grad, n, eps, skipped, noisy_topk_sig);
 }
 
 /* Checks the tensors of the case (x, w_gate, w_noise, then the experts'
@@ -114,7 +114,7 @@ static void fd_check(tcase *c, int router_only, const char *what) {
     for (int i = 0; i < (router_only ? 3 : 7); i++) {
         if (!t[i].n) continue;
         int skipped = 0;
-        const double err = nk_fd(c, t[i].p, t[i].g, t[i].n, i < 3 ? 2e-3f : 1e-2f, &skipped);
+        const double err = noisy_topk_fd(c, t[i].p, t[i].g, t[i].n, i < 3 ? 2e-3f : 1e-2f, &skipped);
         const int ok = err < FD_TOL && skipped * 2 < (int)t[i].n;
         if (getenv("MOE_FD_VERBOSE") || !ok)
             printf("\n  %s %s: rel err %.3g (tol %.1g), skipped %d of %zu", what, t[i].name,
@@ -188,14 +188,14 @@ static void test_golden_errors_name_the_case_and_the_missing_or_misshapen_input(
 /* ----------------------------------------------------------- gradients */
 
 static void test_gradients_of_every_tensor_match_finite_differences_with_noise(void) {
-    moe_config cfg = nk_cfg(6, 2, MOE_ACT_GELU);
+    moe_config cfg = noisy_topk_cfg(6, 2, MOE_ACT_GELU);
     cfg.bias = 1;
     tcase c;
-    nk_init(&c, &cfg, 24, 51);
+    noisy_topk_init(&c, &cfg, 24, 51);
     fd_check(&c, 0, "noisy k=2");
     tcase_free(&c);
-    cfg = nk_cfg(8, 3, MOE_ACT_GEGLU);
-    nk_init(&c, &cfg, 24, 52);
+    cfg = noisy_topk_cfg(8, 3, MOE_ACT_GEGLU);
+    noisy_topk_init(&c, &cfg, 24, 52);
     fd_check(&c, 0, "noisy k=3 geglu");
     tcase_free(&c);
 }
@@ -206,11 +206,11 @@ static void test_gradients_of_every_tensor_match_finite_differences_with_noise(v
 static void test_load_estimator_gradient_alone_matches_finite_differences(void) {
     const int32_t ks[2] = {1, 3};
     for (int i = 0; i < 2; i++) {
-        moe_config cfg = nk_cfg(6, ks[i], MOE_ACT_GELU);
+        moe_config cfg = noisy_topk_cfg(6, ks[i], MOE_ACT_GELU);
         cfg.w_importance = 0.0f;
         cfg.w_load = 1.0f;
         tcase c;
-        nk_init(&c, &cfg, 32, 61 + (uint64_t)i);
+        noisy_topk_init(&c, &cfg, 32, 61 + (uint64_t)i);
         memset(c.dy, 0, (size_t)c.T * cfg.d_model * sizeof *c.dy);
         fd_check(&c, 1, ks[i] == 1 ? "load alone k=1" : "load alone k=3");
         CU_ASSERT(all_zero(c.g.w1, moe_params_len(&cfg, 9)));
@@ -222,11 +222,11 @@ static void test_load_estimator_gradient_alone_matches_finite_differences(void) 
 /* dy = 0 and w_load = 0: the importance loss alone, through the top-k
  * softmax and the noisy logits (so w_noise gets gradient too). */
 static void test_importance_loss_gradient_alone_matches_finite_differences(void) {
-    moe_config cfg = nk_cfg(6, 2, MOE_ACT_GELU);
+    moe_config cfg = noisy_topk_cfg(6, 2, MOE_ACT_GELU);
     cfg.w_importance = 1.0f;
     cfg.w_load = 0.0f;
     tcase c;
-    nk_init(&c, &cfg, 32, 71);
+    noisy_topk_init(&c, &cfg, 32, 71);
     memset(c.dy, 0, (size_t)c.T * cfg.d_model * sizeof *c.dy);
     fd_check(&c, 1, "importance alone");
     CU_ASSERT(!all_zero(c.g.w_noise, moe_params_len(&cfg, 1)));
@@ -237,21 +237,21 @@ static void test_importance_loss_gradient_alone_matches_finite_differences(void)
  * gradient at all; with k = e the load is a count (no gradient) while the
  * noise still moves the gates. */
 static void test_gradients_match_in_eval_without_noise_and_with_k_equal_e(void) {
-    moe_config cfg = nk_cfg(6, 2, MOE_ACT_GELU);
+    moe_config cfg = noisy_topk_cfg(6, 2, MOE_ACT_GELU);
     tcase c;
-    nk_init(&c, &cfg, 24, 81);
+    noisy_topk_init(&c, &cfg, 24, 81);
     moe_layer_set_train(c.L, 0);
     fd_check(&c, 0, "eval");
     CU_ASSERT(all_zero(c.g.w_noise, moe_params_len(&cfg, 1)));
     tcase_free(&c);
-    cfg = nk_cfg(4, 1, MOE_ACT_GELU);
+    cfg = noisy_topk_cfg(4, 1, MOE_ACT_GELU);
     cfg.noisy = 0;
-    nk_init(&c, &cfg, 24, 82);
+    noisy_topk_init(&c, &cfg, 24, 82);
     fd_check(&c, 0, "clean k=1");
     CU_ASSERT(all_zero(c.g.w_noise, moe_params_len(&cfg, 1)));
     tcase_free(&c);
-    cfg = nk_cfg(4, 4, MOE_ACT_GELU);
-    nk_init(&c, &cfg, 24, 83);
+    cfg = noisy_topk_cfg(4, 4, MOE_ACT_GELU);
+    noisy_topk_init(&c, &cfg, 24, 83);
     fd_check(&c, 0, "noisy k=e");
     CU_ASSERT(!all_zero(c.g.w_noise, moe_params_len(&cfg, 1)));
     tcase_free(&c);
@@ -260,9 +260,9 @@ static void test_gradients_match_in_eval_without_noise_and_with_k_equal_e(void) 
 /* ---------------------------------------------------------- properties */
 
 static void test_eval_mode_is_deterministic_and_noise_free(void) {
-    moe_config cfg = nk_cfg(8, 2, MOE_ACT_RELU);
+    moe_config cfg = noisy_topk_cfg(8, 2, MOE_ACT_RELU);
     tcase c;
-    nk_init(&c, &cfg, 40, 91);
+    noisy_topk_init(&c, &cfg, 40, 91);
     free(c.draws);
     c.draws = NULL; /* the layer's own normals, keyed by the stream */
     const size_t Td = (size_t)c.T * cfg.d_model, Te = (size_t)c.T * cfg.n_expert;
@@ -325,9 +325,9 @@ static void check_gates(const tcase *c) {
 static void test_every_token_gets_exactly_k_experts_whose_gates_sum_to_one(void) {
     const int32_t es[3] = {8, 16, 5}, ks[3] = {2, 4, 5};
     for (int i = 0; i < 3; i++) {
-        moe_config cfg = nk_cfg(es[i], ks[i], MOE_ACT_RELU);
+        moe_config cfg = noisy_topk_cfg(es[i], ks[i], MOE_ACT_RELU);
         tcase c;
-        nk_init(&c, &cfg, 64, 101 + (uint64_t)i);
+        noisy_topk_init(&c, &cfg, 64, 101 + (uint64_t)i);
         tcase_forward(&c);
         check_gates(&c);
         CU_ASSERT_EQUAL(moe_layer_aux(c.L)->n_tokens_unrouted, 0);
@@ -342,9 +342,9 @@ static void test_every_token_gets_exactly_k_experts_whose_gates_sum_to_one(void)
  * positions, which count each (group, expert)'s choices from 0, rank by
  * rank in token order. */
 static void test_groups_change_only_the_positions_which_count_per_group(void) {
-    moe_config cfg = nk_cfg(6, 2, MOE_ACT_RELU);
+    moe_config cfg = noisy_topk_cfg(6, 2, MOE_ACT_RELU);
     tcase c;
-    nk_init(&c, &cfg, 48, 171);
+    noisy_topk_init(&c, &cfg, 48, 171);
     const size_t Td = (size_t)c.T * cfg.d_model;
     const double one = tcase_forward(&c);
     float *y1 = malloc(Td * sizeof *y1);
@@ -382,15 +382,15 @@ static int load_is_gate_count(const tcase *c) {
 }
 
 static void test_load_equals_the_gate_count_when_not_noisy(void) {
-    moe_config cfg = nk_cfg(8, 2, MOE_ACT_RELU);
+    moe_config cfg = noisy_topk_cfg(8, 2, MOE_ACT_RELU);
     cfg.noisy = 0;
     tcase c;
-    nk_init(&c, &cfg, 64, 111);
+    noisy_topk_init(&c, &cfg, 64, 111);
     tcase_forward(&c);
     CU_ASSERT(load_is_gate_count(&c));
     tcase_free(&c);
     cfg.noisy = 1; /* eval: no noise */
-    nk_init(&c, &cfg, 64, 112);
+    noisy_topk_init(&c, &cfg, 64, 112);
     tcase_forward(&c);
     CU_ASSERT(!load_is_gate_count(&c)); /* training: the smooth estimator */
     moe_layer_set_train(c.L, 0);
@@ -398,7 +398,7 @@ static void test_load_equals_the_gate_count_when_not_noisy(void) {
     CU_ASSERT(load_is_gate_count(&c));
     tcase_free(&c);
     cfg.top_n = cfg.n_expert; /* k = e: every expert always in, load = T */
-    nk_init(&c, &cfg, 64, 113);
+    noisy_topk_init(&c, &cfg, 64, 113);
     tcase_forward(&c);
     CU_ASSERT(load_is_gate_count(&c));
     tcase_free(&c);
@@ -409,10 +409,10 @@ static void test_load_equals_the_gate_count_when_not_noisy(void) {
  * becomes the count; at std = 0 exactly, gradients stay finite. x[:, 0] = 1 and w_noise = -60 on that row only make
  * x Wn = -60 everywhere, std = softplus(-60) ~ 1e-26. */
 static void test_smooth_load_tends_to_the_gate_count_as_the_noise_vanishes(void) {
-    moe_config cfg = nk_cfg(8, 2, MOE_ACT_RELU);
+    moe_config cfg = noisy_topk_cfg(8, 2, MOE_ACT_RELU);
     cfg.noise_epsilon = 0.0f;
     tcase c;
-    nk_init(&c, &cfg, 64, 121);
+    noisy_topk_init(&c, &cfg, 64, 121);
     for (int32_t t = 0; t < c.T; t++) c.x[(size_t)t * cfg.d_model] = 1.0f;
     tcase_forward(&c);
     CU_ASSERT(!load_is_gate_count(&c)); /* softplus(x Wn) ~ 0.7: smooth */
@@ -434,11 +434,11 @@ static void test_smooth_load_tends_to_the_gate_count_as_the_noise_vanishes(void)
 }
 
 static void test_aux_loss_weights_the_population_cv2_of_importance_and_load(void) {
-    moe_config cfg = nk_cfg(6, 2, MOE_ACT_RELU);
+    moe_config cfg = noisy_topk_cfg(6, 2, MOE_ACT_RELU);
     cfg.w_importance = 0.3f;
     cfg.w_load = 0.7f;
     tcase c;
-    nk_init(&c, &cfg, 48, 131);
+    noisy_topk_init(&c, &cfg, 48, 131);
     tcase_forward(&c);
     const moe_aux *a = moe_layer_aux(c.L);
     moe_route r;
@@ -459,18 +459,18 @@ static void test_aux_loss_weights_the_population_cv2_of_importance_and_load(void
 /* ---------------------------------------------------- draws, threads */
 
 static void test_own_draws_equal_the_same_normals_supplied_by_the_caller(void) {
-    moe_config cfg = nk_cfg(8, 2, MOE_ACT_RELU);
+    moe_config cfg = noisy_topk_cfg(8, 2, MOE_ACT_RELU);
     tcase c;
-    nk_init(&c, &cfg, 32, 141);
+    noisy_topk_init(&c, &cfg, 32, 141);
     moe_layer_set_stream(c.L, 77);
     for (size_t i = 0; i < (size_t)c.T * cfg.n_expert; i++)
         c.draws[i] = (float)moe_rng_normal(cfg.seed, 77, MOE_DRAW_INDEX(MOE_DRAW_NOISY, i));
     const double with_draws = tcase_forward(&c);
-    const uint64_t sig = nk_sig(&c);
+    const uint64_t sig = noisy_topk_sig(&c);
     float *draws = c.draws;
     c.draws = NULL;
     CU_ASSERT(tcase_forward(&c) == with_draws);
-    CU_ASSERT(nk_sig(&c) == sig);
+    CU_ASSERT(noisy_topk_sig(&c) == sig);
     moe_layer_set_stream(c.L, 78); /* another step: other noise */
     CU_ASSERT(tcase_forward(&c) != with_draws);
     c.draws = draws;
@@ -486,7 +486,7 @@ static snapshot run_threads(const moe_config *cfg, int threads) {
     const int saved = moe_get_threads();
     moe_set_threads(threads);
     tcase c;
-    nk_init(&c, cfg, 96, 151);
+    noisy_topk_init(&c, cfg, 96, 151);
     free(c.draws);
     c.draws = NULL;
     moe_layer_set_stream(c.L, 5);
@@ -505,7 +505,7 @@ static snapshot run_threads(const moe_config *cfg, int threads) {
 }
 
 static void test_same_seed_is_bit_identical_with_one_and_two_threads(void) {
-    moe_config cfg = nk_cfg(8, 3, MOE_ACT_GELU);
+    moe_config cfg = noisy_topk_cfg(8, 3, MOE_ACT_GELU);
     cfg.bias = 1;
     snapshot a = run_threads(&cfg, 1), b = run_threads(&cfg, 2);
     const size_t Td = (size_t)96 * cfg.d_model;
@@ -517,10 +517,10 @@ static void test_same_seed_is_bit_identical_with_one_and_two_threads(void) {
 }
 
 static void test_layer_reuse_with_another_token_count_matches_a_fresh_layer(void) {
-    moe_config cfg = nk_cfg(8, 2, MOE_ACT_RELU);
+    moe_config cfg = noisy_topk_cfg(8, 2, MOE_ACT_RELU);
     tcase big, small;
-    nk_init(&big, &cfg, 200, 161);
-    nk_init(&small, &cfg, 30, 162);
+    noisy_topk_init(&big, &cfg, 200, 161);
+    noisy_topk_init(&small, &cfg, 30, 162);
     const double fresh = tcase_forward(&small);
     tcase_backward(&small);
     float *g0 = malloc(small.np * sizeof *g0);
@@ -548,11 +548,11 @@ static void expect_rejected(const moe_config *c, const char *field) {
 }
 
 static void test_k_above_the_expert_count_and_negative_noise_epsilon_are_rejected(void) {
-    moe_config c = nk_cfg(4, 5, MOE_ACT_RELU);
+    moe_config c = noisy_topk_cfg(4, 5, MOE_ACT_RELU);
     expect_rejected(&c, "top_n");
     c.top_n = 0;
     expect_rejected(&c, "top_n");
-    c = nk_cfg(4, 2, MOE_ACT_RELU);
+    c = noisy_topk_cfg(4, 2, MOE_ACT_RELU);
     c.noise_epsilon = -1e-3f;
     expect_rejected(&c, "noise_epsilon");
     c.noise_epsilon = 0.0f; /* allowed: the paper has none */

@@ -60,18 +60,18 @@ static void run_props(moe_config cfg, float cf) {
 static void test_no_expert_exceeds_capacity_and_positions_are_contiguous(void) {
     const float cfs[] = {0.25f, 0.5f, 1.0f, 1.25f, 2.0f};
     for (size_t i = 0; i < sizeof cfs / sizeof cfs[0]; i++) {
-        moe_config g = tcfg(MOE_TOP2_GSHARD, MOE_ACT_RELU, 8, 8, 8);
+        moe_config g = tcfg(MOE_FAMILY_TOP2_GSHARD, MOE_ACT_RELU, 8, 8, 8);
         for (int p = 0; p <= MOE_POLICY_RANDOM; p++) {
             g.policy = (moe_policy)p;
             run_props(g, cfs[i]);
         }
-        moe_config t = tcfg(MOE_TOPN_STMOE, MOE_ACT_RELU, 8, 8, 8);
+        moe_config t = tcfg(MOE_FAMILY_TOPN_STMOE, MOE_ACT_RELU, 8, 8, 8);
         t.top_n = 3;
         t.thresholds[1] = 0.2f, t.thresholds[2] = 0.05f;
         run_props(t, cfs[i]);
         t.priority = MOE_PRIORITY_BPR;
         run_props(t, cfs[i]);
-        moe_config s = tcfg(MOE_SWITCH_TOP1, MOE_ACT_RELU, 8, 8, 8);
+        moe_config s = tcfg(MOE_FAMILY_SWITCH_TOP1, MOE_ACT_RELU, 8, 8, 8);
         run_props(s, cfs[i]);
         s.priority = MOE_PRIORITY_BPR;
         run_props(s, cfs[i]);
@@ -79,7 +79,7 @@ static void test_no_expert_exceeds_capacity_and_positions_are_contiguous(void) {
 }
 
 static void test_dropped_tokens_get_zero_output_at_tiny_capacity(void) {
-    moe_config s = tcfg(MOE_SWITCH_TOP1, MOE_ACT_GELU, 8, 8, 4);
+    moe_config s = tcfg(MOE_FAMILY_SWITCH_TOP1, MOE_ACT_GELU, 8, 8, 4);
     s.capacity_factor_train = 0.1f; /* cap = 4 of 64 tokens: many drops */
     tcase c;
     tcase_init(&c, &s, 2, 64, 5, 3.0f);
@@ -90,7 +90,7 @@ static void test_dropped_tokens_get_zero_output_at_tiny_capacity(void) {
 }
 
 static void test_policy_none_never_routes_a_second_expert(void) {
-    moe_config g = tcfg(MOE_TOP2_GSHARD, MOE_ACT_RELU, 8, 8, 4);
+    moe_config g = tcfg(MOE_FAMILY_TOP2_GSHARD, MOE_ACT_RELU, 8, 8, 4);
     g.policy = MOE_POLICY_NONE;
     g.capacity_factor_train = 4.0f;
     tcase c;
@@ -106,9 +106,9 @@ static void test_policy_none_never_routes_a_second_expert(void) {
 }
 
 static void test_large_capacity_factor_drops_nothing(void) {
-    moe_config cfgs[3] = {tcfg(MOE_TOP2_GSHARD, MOE_ACT_RELU, 8, 8, 4),
-                          tcfg(MOE_TOPN_STMOE, MOE_ACT_RELU, 8, 8, 4),
-                          tcfg(MOE_SWITCH_TOP1, MOE_ACT_RELU, 8, 8, 4)};
+    moe_config cfgs[3] = {tcfg(MOE_FAMILY_TOP2_GSHARD, MOE_ACT_RELU, 8, 8, 4),
+                          tcfg(MOE_FAMILY_TOPN_STMOE, MOE_ACT_RELU, 8, 8, 4),
+                          tcfg(MOE_FAMILY_SWITCH_TOP1, MOE_ACT_RELU, 8, 8, 4)};
     cfgs[0].policy = MOE_POLICY_ALL;
     for (int i = 0; i < 3; i++) {
         cfgs[i].capacity_factor_train = (float)cfgs[i].n_expert; /* cap = n */
@@ -124,14 +124,14 @@ static void test_large_capacity_factor_drops_nothing(void) {
 static void test_expert_choice_gives_every_expert_exactly_k_tokens(void) {
     const float cfs[] = {0.5f, 1.0f, 2.0f, 16.0f};
     for (size_t i = 0; i < 4; i++) {
-        moe_config e = tcfg(MOE_EXPERT_CHOICE, MOE_ACT_RELU, 8, 8, 8);
+        moe_config e = tcfg(MOE_FAMILY_EXPERT_CHOICE, MOE_ACT_RELU, 8, 8, 8);
         e.capacity_factor_train = cfs[i];
         tcase c;
         tcase_init(&c, &e, 3, 24, 2, 2.0f);
         tcase_forward(&c);
         moe_route r;
         moe_layer_route(c.L, &r);
-        CU_ASSERT_EQUAL(r.k, moe_ec_capacity(24, 8, cfs[i]));
+        CU_ASSERT_EQUAL(r.k, moe_expert_choice_capacity(24, 8, cfs[i]));
         int bad = 0;
         for (int32_t b = 0; b < c.b; b++)
             for (int32_t x = 0; x < 8; x++) {
@@ -151,7 +151,7 @@ static void test_expert_choice_gives_every_expert_exactly_k_tokens(void) {
 /* BPR: in each (group, rank, expert), a kept token has a higher top-1
  * probability than every token dropped there, and positions follow it. */
 static void test_bpr_fills_slots_by_descending_top1_probability(void) {
-    moe_config s = tcfg(MOE_SWITCH_TOP1, MOE_ACT_RELU, 8, 8, 4);
+    moe_config s = tcfg(MOE_FAMILY_SWITCH_TOP1, MOE_ACT_RELU, 8, 8, 4);
     s.priority = MOE_PRIORITY_BPR;
     s.capacity_factor_train = 0.5f;
     tcase c;
@@ -177,7 +177,7 @@ static void test_bpr_fills_slots_by_descending_top1_probability(void) {
 /* top-n: rank r >= 2 is routed iff u < gate_r / threshold_r, and gates sum
  * to 1 over the n ranks before dropping. */
 static void test_topn_routes_rank_r_iff_draw_below_gate_over_threshold(void) {
-    moe_config t = tcfg(MOE_TOPN_STMOE, MOE_ACT_RELU, 8, 8, 6);
+    moe_config t = tcfg(MOE_FAMILY_TOPN_STMOE, MOE_ACT_RELU, 8, 8, 6);
     t.top_n = 3;
     t.thresholds[1] = 0.3f, t.thresholds[2] = 0.1f;
     t.capacity_factor_train = 6.0f;
@@ -212,7 +212,7 @@ static void test_softmax_rows_sum_to_one_and_lse_is_consistent(void) {
 static void test_router_noise_is_off_in_eval_mode(void) {
     moe_router_noise kinds[3] = {MOE_NOISE_JITTER, MOE_NOISE_GUMBEL, MOE_NOISE_DROPOUT};
     for (int i = 0; i < 3; i++) {
-        moe_config plain = tcfg(MOE_SWITCH_TOP1, MOE_ACT_GELU, 8, 8, 4);
+        moe_config plain = tcfg(MOE_FAMILY_SWITCH_TOP1, MOE_ACT_GELU, 8, 8, 4);
         moe_config noisy = plain;
         noisy.router_noise = kinds[i];
         noisy.noise_eps = 0.3f;
@@ -236,7 +236,7 @@ static void test_router_noise_is_off_in_eval_mode(void) {
  * Binomial(4096, p_j); we allow 5 standard deviations. The gate stays the
  * clean probability of the chosen expert. */
 static void test_gumbel_noise_samples_experts_with_softmax_probabilities(void) {
-    moe_config c = tcfg(MOE_SWITCH_TOP1, MOE_ACT_RELU, 4, 4, 4);
+    moe_config c = tcfg(MOE_FAMILY_SWITCH_TOP1, MOE_ACT_RELU, 4, 4, 4);
     c.router_noise = MOE_NOISE_GUMBEL;
     c.capacity_factor_train = 4.0f; /* cap = n: nothing dropped */
     tcase t;
@@ -261,7 +261,7 @@ static void test_gumbel_noise_samples_experts_with_softmax_probabilities(void) {
 }
 
 static void test_jitter_stays_within_its_band_and_moves_the_logits(void) {
-    moe_config c = tcfg(MOE_TOP2_GSHARD, MOE_ACT_RELU, 8, 8, 4);
+    moe_config c = tcfg(MOE_FAMILY_TOP2_GSHARD, MOE_ACT_RELU, 8, 8, 4);
     c.router_noise = MOE_NOISE_JITTER;
     c.noise_eps = 0.01f;
     tcase t;
@@ -294,7 +294,7 @@ static void test_jitter_stays_within_its_band_and_moves_the_logits(void) {
  * and every kept element is exactly x / (1 - eps) (float multiply by the
  * float 1 / (1 - eps), then a product with 1 and sums of exact zeros). */
 static void test_dropout_zeroes_a_noise_eps_fraction_of_the_router_input(void) {
-    moe_config c = tcfg(MOE_SWITCH_TOP1, MOE_ACT_RELU, 8, 4, 8);
+    moe_config c = tcfg(MOE_FAMILY_SWITCH_TOP1, MOE_ACT_RELU, 8, 4, 8);
     c.router_noise = MOE_NOISE_DROPOUT;
     c.noise_eps = 0.3f;
     tcase t;
@@ -329,7 +329,7 @@ static void test_dropout_zeroes_a_noise_eps_fraction_of_the_router_input(void) {
  * whatever the logits, so the output (and x's expert gradient) equal
  * those of a layer without noise, bit for bit. */
 static void test_dropout_leaves_the_experts_input_clean(void) {
-    moe_config plain = tcfg(MOE_SWITCH_TOP1, MOE_ACT_GELU, 8, 8, 1);
+    moe_config plain = tcfg(MOE_FAMILY_SWITCH_TOP1, MOE_ACT_GELU, 8, 8, 1);
     plain.capacity_factor_train = 1.0f; /* capacity n: nothing dropped */
     moe_config noisy = plain;
     noisy.router_noise = MOE_NOISE_DROPOUT;

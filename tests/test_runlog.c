@@ -20,7 +20,7 @@
 /* top-2 over 2 experts, 4 tokens, capacity 2: rank 1 = experts 0 0 0 1,
  * rank 2 = 1 1 1 0; slots as a token-order fill would give them. */
 static void test_top2_stats_count_drops_and_uniform_entropy_is_log_e(void) {
-    moe_config c = tcfg(MOE_TOP2_GSHARD, MOE_ACT_RELU, 4, 4, 2);
+    moe_config c = tcfg(MOE_FAMILY_TOP2_GSHARD, MOE_ACT_RELU, 4, 4, 2);
     const int32_t ex[8] = {0, 0, 0, 1, 1, 1, 1, 0}, pos[8] = {0, 1, -1, 0, 1, -1, -1, -1};
     const float gate[8] = {0.5f, 0.5f, 0, 0.5f, 0.5f, 0, 0, 0};
     float logits[8] = {0}, probs[8];
@@ -54,7 +54,7 @@ static void test_top2_stats_count_drops_and_uniform_entropy_is_log_e(void) {
 
 /* hash, 4 tokens on experts 0 0 0 1: load 3, 1 -> CV 0.5, max/mean 1.5. */
 static void test_hash_stats_cv_and_max_mean_by_hand_and_nan_entropy(void) {
-    moe_config c = tcfg(MOE_HASH, MOE_ACT_RELU, 4, 4, 2);
+    moe_config c = tcfg(MOE_FAMILY_HASH, MOE_ACT_RELU, 4, 4, 2);
     const int32_t ex[4] = {0, 0, 0, 1}, pos[4] = {0, 1, 2, 0};
     const float gate[4] = {1, 1, 1, 1};
     moe_route r = {.k = 1, .T = 4, .n_expert = 2, .expert = ex, .position = pos, .gate = gate};
@@ -74,12 +74,12 @@ static void test_hash_stats_cv_and_max_mean_by_hand_and_nan_entropy(void) {
 static void test_every_family_gives_consistent_stats_and_traces(void) {
     for (int f = 0; f < MOE_FAMILY_COUNT; f++) {
         moe_config c = tcfg((moe_family)f, MOE_ACT_RELU, 8, 8, 4);
-        if (f == MOE_SOFT_MOE) c.slots = 2;
-        if (f == MOE_DENSE_SOFTMAX) c.d_gate = 8;
-        if (f == MOE_HIERARCHICAL) c.n_expert_inner = 2;
-        if (f == MOE_EXPERT_CHOICE || f == MOE_SOFT_MOE || f == MOE_DENSE_SOFTMAX) c.top_n = 2;
+        if (f == MOE_FAMILY_SOFT_MOE) c.slots = 2;
+        if (f == MOE_FAMILY_DENSE_SOFTMAX) c.d_gate = 8;
+        if (f == MOE_FAMILY_HIERARCHICAL) c.n_expert_inner = 2;
+        if (f == MOE_FAMILY_EXPERT_CHOICE || f == MOE_FAMILY_SOFT_MOE || f == MOE_FAMILY_DENSE_SOFTMAX) c.top_n = 2;
         tcase t;
-        tcase_init(&t, &c, 2, 8, 7, f == MOE_DENSE_SOFTMAX ? 1.0f : 0.0f);
+        tcase_init(&t, &c, 2, 8, 7, f == MOE_FAMILY_DENSE_SOFTMAX ? 1.0f : 0.0f);
         free(t.draws); /* the layer's own draws, of every family's shape */
         t.draws = NULL;
         int32_t ids[16];
@@ -100,13 +100,13 @@ static void test_every_family_gives_consistent_stats_and_traces(void) {
             sb += before[j], sa += after[j];
             CU_ASSERT(after[j] <= before[j]);
         }
-        if (f != MOE_SOFT_MOE && f != MOE_DENSE_SOFTMAX && f != MOE_HIERARCHICAL) {
+        if (f != MOE_FAMILY_SOFT_MOE && f != MOE_FAMILY_DENSE_SOFTMAX && f != MOE_FAMILY_HIERARCHICAL) {
             CU_ASSERT_EQUAL(sb, a->n_choices);
             CU_ASSERT_EQUAL(sa, a->n_choices - a->n_dropped_capacity - a->n_dropped_policy);
         }
-        if (f != MOE_HASH && f != MOE_DENSE_SOFTMAX && f != MOE_SOFT_MOE && f != MOE_NOISY_TOPK)
+        if (f != MOE_FAMILY_HASH && f != MOE_FAMILY_DENSE_SOFTMAX && f != MOE_FAMILY_SOFT_MOE && f != MOE_FAMILY_NOISY_TOPK)
             CU_ASSERT_DOUBLE_EQUAL(s.entropy, log(4.0), 1e-5);
-        CU_ASSERT_EQUAL(isnan(s.entropy), f == MOE_HASH);
+        CU_ASSERT_EQUAL(isnan(s.entropy), f == MOE_FAMILY_HASH);
         CU_ASSERT_EQUAL_FATAL(moe_route_trace(&c, &r, 2, te, tg, tp, td), MOE_OK);
         int bad = 0;
         for (int i = 0; i < 16 * K; i++) bad += te[i] < -1 || te[i] >= c.n_expert || (td[i] && tg[i] != 0);

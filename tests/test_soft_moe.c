@@ -49,7 +49,7 @@ static void soft_init(tcase *c, const moe_config *cfg, int32_t b, int32_t n,
 
 static moe_config soft_cfg(moe_act act, int32_t d, int32_t h, int32_t e,
                            int32_t s, int normalize) {
-    moe_config c = tcfg(MOE_SOFT_MOE, act, d, h, e);
+    moe_config c = tcfg(MOE_FAMILY_SOFT_MOE, act, d, h, e);
     c.slots = s;
     c.normalize = normalize;
     return c;

@@ -152,15 +152,15 @@ static void check_case(moe_config cfg, int32_t b, int32_t n, const char *what) {
 }
 
 static void test_gradient_difference_equals_the_extra_gate_term(void) {
-    moe_config c = tcfg(MOE_TOP2_GSHARD, MOE_ACT_GELU, 6, 8, 4);
+    moe_config c = tcfg(MOE_FAMILY_TOP2_GSHARD, MOE_ACT_GELU, 6, 8, 4);
     c.capacity_factor_train = 0.5f; /* some choices dropped */
     c.balance_coef = 0.5f;
     check_case(c, 2, 16, "top2 random");
-    c = tcfg(MOE_TOPN_STMOE, MOE_ACT_GELU, 6, 8, 5);
+    c = tcfg(MOE_FAMILY_TOPN_STMOE, MOE_ACT_GELU, 6, 8, 5);
     c.top_n = 3;
     c.z_coef = 0.1f;
     check_case(c, 2, 12, "topn3");
-    c = tcfg(MOE_SWITCH_TOP1, MOE_ACT_GELU, 6, 8, 4);
+    c = tcfg(MOE_FAMILY_SWITCH_TOP1, MOE_ACT_GELU, 6, 8, 4);
     c.z_coef = 0.1f;
     c.capacity_factor_train = 0.5f;
     check_case(c, 2, 16, "switch");
@@ -172,18 +172,18 @@ static void test_gradient_difference_equals_the_extra_gate_term(void) {
 static void test_straight_through_is_off_by_default_and_only_for_token_choice(void) {
     for (int f = 0; f < MOE_FAMILY_COUNT; f++) {
         moe_config c = tcfg((moe_family)f, MOE_ACT_GELU, 6, 8, 4);
-        if (f == MOE_HIERARCHICAL) c.n_expert_inner = 2;
+        if (f == MOE_FAMILY_HIERARCHICAL) c.n_expert_inner = 2;
         CU_ASSERT_EQUAL(c.straight_through, 0);
         c.straight_through = 1;
         const moe_status st = moe_config_validate(&c);
-        if (f <= MOE_SWITCH_TOP1) {
+        if (f <= MOE_FAMILY_SWITCH_TOP1) {
             CU_ASSERT_EQUAL(st, MOE_OK);
         } else {
             CU_ASSERT_EQUAL(st, MOE_EINVAL);
             CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "straight_through = 1: only the token-choice"));
         }
     }
-    moe_config c = tcfg(MOE_TOP2_GSHARD, MOE_ACT_GELU, 6, 8, 4);
+    moe_config c = tcfg(MOE_FAMILY_TOP2_GSHARD, MOE_ACT_GELU, 6, 8, 4);
     c.straight_through = 2;
     CU_ASSERT_EQUAL(moe_config_validate(&c), MOE_EINVAL);
     CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "straight_through = 2: allowed 0 or 1"));

@@ -141,7 +141,7 @@ static void test_bad_data_and_config_are_reported(void) {
     CU_ASSERT_EQUAL(moe_train_run(&c, "b", &o, &r), MOE_EINVAL);
     CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "model.mode"));
     c = tiny(2, "bad.h5");
-    c.model.moe.family = MOE_EXPERT_CHOICE; /* looks ahead: not in a decoder */
+    c.model.moe.family = MOE_FAMILY_EXPERT_CHOICE; /* looks ahead: not in a decoder */
     CU_ASSERT_EQUAL(moe_train_run(&c, "b", &o, &r), MOE_EINVAL);
     CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "decoder"));
     size_t nk;

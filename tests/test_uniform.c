@@ -23,7 +23,7 @@
 #define FD_TOL 5e-4
 
 static moe_family uniform_family(void) {
-    moe_family f = MOE_TOP2_GSHARD;
+    moe_family f = MOE_FAMILY_TOP2_GSHARD;
     CU_ASSERT_EQUAL_FATAL(moe_family_parse("uniform", &f), MOE_OK);
     return f;
 }

@@ -13,9 +13,9 @@ static const moe_bench_shape shapes[] = {
 /* Every family; dense_softmax (each expert on every token: e / 2 times
  * top-2's products) only where that stays a few seconds (small). */
 static const moe_family families[] = {
-    MOE_TOP2_GSHARD, MOE_SWITCH_TOP1, MOE_TOPN_STMOE, MOE_NOISY_TOPK,
-    MOE_EXPERT_CHOICE, MOE_HASH, MOE_HIERARCHICAL, MOE_SOFT_MOE,
-    MOE_DENSE_SOFTMAX};
+    MOE_FAMILY_TOP2_GSHARD, MOE_FAMILY_SWITCH_TOP1, MOE_FAMILY_TOPN_STMOE, MOE_FAMILY_NOISY_TOPK,
+    MOE_FAMILY_EXPERT_CHOICE, MOE_FAMILY_HASH, MOE_FAMILY_HIERARCHICAL, MOE_FAMILY_SOFT_MOE,
+    MOE_FAMILY_DENSE_SOFTMAX};
 
 const moe_bench_shape *moe_bench_shape_get(const char *name) {
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
@@ -45,7 +45,7 @@ static moe_status bench_family(moe_bench_row *w, int reps) {
     w->flop_fwd = 4.0 * (double)w->rows * s->d * s->h;
     /* one N-thread sgemm per product against experts in parallel: measured
      * once per shape, on top2_gshard */
-    w->has_mt = w->family == MOE_TOP2_GSHARD;
+    w->has_mt = w->family == MOE_FAMILY_TOP2_GSHARD;
     st = moe_bench_limit_run(s->d, s->h, w->experts, m, reps, w->has_mt ? &w->mt : NULL,
                              &w->par);
     free(m);
@@ -68,7 +68,7 @@ moe_status moe_bench_shape_run(const moe_bench_shape *s, int reps,
     r->threads = moe_get_threads();
     r->reps = reps;
     for (size_t i = 0; i < sizeof families / sizeof families[0]; i++) {
-        if (families[i] == MOE_DENSE_SOFTMAX && strcmp(s->name, "small")) continue;
+        if (families[i] == MOE_FAMILY_DENSE_SOFTMAX && strcmp(s->name, "small")) continue;
         if (r->n_rows >= MOE_BENCH_MAX_ROWS)
             return moe_fail(MOE_EINVAL, "moe bench: more than %d rows", MOE_BENCH_MAX_ROWS);
         moe_bench_row *w = &r->rows[r->n_rows];

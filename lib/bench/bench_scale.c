@@ -22,7 +22,7 @@ static moe_status point(const char *axis, int32_t e, int32_t b, int reps,
     if (same) {
         p->rows = same->rows, p->fwdbwd = same->fwdbwd, p->gflops = same->gflops;
     } else {
-        moe_config cfg = moe_bench_config(MOE_TOP2_GSHARD, s->d, s->h, e, s->n);
+        moe_config cfg = moe_bench_config(MOE_FAMILY_TOP2_GSHARD, s->d, s->h, e, s->n);
         moe_bench_layer *B = NULL;
         moe_status st = moe_bench_layer_create(&cfg, b, s->n, &B);
         if (st != MOE_OK) return st;

@@ -112,7 +112,7 @@ static moe_status setup(train_ctx *c, moe_bench_train *t) {
     c->cfg = moe_train_config_default();
     moe_model_config *mc = &c->cfg.model;
     c->cfg.batch_size = 32;
-    mc->moe.family = MOE_TOP2_GSHARD, mc->moe.act = MOE_ACT_GELU;
+    mc->moe.family = MOE_FAMILY_TOP2_GSHARD, mc->moe.act = MOE_ACT_GELU;
     mc->moe.n_expert = 8, mc->moe.d_hidden = 512;
     mc->moe.capacity_factor_train = 1.25f;
     moe_status st = moe_train_config_finish(&c->cfg, 4098, 0, NULL, NULL);

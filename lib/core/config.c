@@ -121,7 +121,7 @@ int32_t moe_capacity(int32_t n, int32_t n_expert, double capacity_factor) {
     return (int32_t)(cap < 4 ? 4 : cap);
 }
 
-int32_t moe_ec_capacity(int32_t n, int32_t n_expert, double capacity_factor) {
+int32_t moe_expert_choice_capacity(int32_t n, int32_t n_expert, double capacity_factor) {
     double c = floor((double)n * capacity_factor / (double)n_expert);
     if (c < 1.0) return 1;
     return c > (double)n ? n : (int32_t)c;

@@ -11,14 +11,14 @@ const moe_family_ops *moe_family_ops_of(moe_family f);
 
 /* The token-choice router and its backward, for families that reuse them
  * (hierarchical): see token_choice.c. */
-moe_status moe_tc_route(moe_layer *L, const moe_params *p, const float *x,
+moe_status moe_token_choice_route(moe_layer *L, const moe_params *p, const float *x,
                         const float *draws);
-void moe_tc_route_backward(moe_layer *L, const moe_params *p,
+void moe_token_choice_route_backward(moe_layer *L, const moe_params *p,
                            const float *x, moe_params *g, float *dx);
 /* Gate rule of top2_gshard and hierarchical: the second-expert policy
  * (cfg's policy, threshold), gates renormalised over the kept ranks. */
-void moe_tc_rule_policy(moe_layer *L);
+void moe_token_choice_rule_policy(moe_layer *L);
 /* The check of policy and threshold shared by the same two families. */
-moe_status moe_tc_validate_policy(const moe_config *c);
+moe_status moe_token_choice_validate_policy(const moe_config *c);
 
 #endif

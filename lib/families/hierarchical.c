@@ -3,7 +3,7 @@
  * as a router of the layer core (layer_internal.h).
  *
  * Outer level: GShard top-2 gating of each group of n tokens over the eo
- * outer experts (moe_tc_route), which fills the outer slots (eo, G, c1)
+ * outer experts (moe_token_choice_route), which fills the outer slots (eo, G, c1)
  * with token rows; a slot holding a first choice has importance 1, a
  * second choice 0.5, an empty slot 0. Inner level: top-2 gating of each
  * (outer expert, group) block of c1 slots over the ei inner experts with
@@ -67,7 +67,7 @@ typedef struct {
 
 /* A token has at most one first-choice slot (up to 2 inner choices) and
  * one second-choice slot (at most 1): 3 rows, and >= the 2 outer choices
- * moe_tc_route writes first. */
+ * moe_token_choice_route writes first. */
 static size_t hier_max_choices(const moe_layer *L, int32_t G, int32_t n) {
     (void)L;
     return (size_t)3 * G * n;
@@ -245,7 +245,7 @@ static void hier_gate_backward(moe_layer *L) {
 }
 
 /* Losses, counts (both levels: proposals, policy and capacity drops) and
- * the route views. The outer ones come from moe_tc_route. */
+ * the route views. The outer ones come from moe_token_choice_route. */
 static void hier_aux(moe_layer *L, double z_inner) {
     hier_state *H = L->fam;
     const moe_config *c = &L->cfg;
@@ -288,7 +288,7 @@ static void hier_draws(moe_layer *L, const float *draws, const float **u_out,
     *u_in = H->u;
 }
 
-/* Backward of moe_tc_route (token_choice.c), the outer level: gating,
+/* Backward of moe_token_choice_route (token_choice.c), the outer level: gating,
  * balance (and z-loss) -> logits = x w_gate -> w_gate and x. */
 static void hier_outer_backward(moe_layer *L, const moe_params *p,
                                 const float *x, moe_params *g, float *dx) {
@@ -315,8 +315,8 @@ static moe_status hier_route(moe_layer *L, const moe_params *p, const float *x,
     H->c2 = moe_capacity(H->c1, c->n_expert_inner, cf);
     const float *u_out, *u_in;
     hier_draws(L, draws, &u_out, &u_in);
-    if ((st = moe_tc_route(L, p, x, u_out)) != MOE_OK) return st;
-    MOE_ASSERT(L->cap == H->c1); /* moe_tc_route's outer capacity */
+    if ((st = moe_token_choice_route(L, p, x, u_out)) != MOE_OK) return st;
+    MOE_ASSERT(L->cap == H->c1); /* moe_token_choice_route's outer capacity */
     hier_slots(L, x);
     const double z_inner = hier_inner_gating(L, p, u_in);
     hier_flatten(L);
@@ -342,7 +342,7 @@ static moe_status hier_validate(const moe_config *c) {
         return moe_fail(MOE_EINVAL, "n_expert_inner (ei) = %d: allowed 2..65536", c->n_expert_inner);
     if (c->top_n != 2)
         return moe_fail(MOE_EINVAL, "top_n = %d: hierarchical routes top-2 at both levels", c->top_n);
-    return moe_tc_validate_policy(c);
+    return moe_token_choice_validate_policy(c);
 }
 
 const moe_family_ops moe_family_hierarchical = {
@@ -352,7 +352,7 @@ const moe_family_ops moe_family_hierarchical = {
     .has_balance = true, /* both levels; not causal: inner slots by group */
     .has_z_loss = true,
     .ranked = true, /* the outer level */
-    .gate_rule = moe_tc_rule_policy,
+    .gate_rule = moe_token_choice_rule_policy,
     .max_choices = hier_max_choices,
     .route = hier_route,
     .route_backward = hier_route_backward,

@@ -52,10 +52,10 @@ typedef struct {
 #define NK_FIELD(type, name) type *name; size_t name##_cap;
     NK_BUFFERS(NK_FIELD)
 #undef NK_FIELD
-} nk_state;
+} noisy_topk_state;
 
-static void nk_free(moe_layer *L) {
-    nk_state *S = L->fam;
+static void noisy_topk_free(moe_layer *L) {
+    noisy_topk_state *S = L->fam;
     if (!S) return;
 #define NK_FREE(type, name) free(S->name);
     NK_BUFFERS(NK_FREE)
@@ -65,10 +65,10 @@ static void nk_free(moe_layer *L) {
 }
 
 /* Creates L->fam on first use and sizes it for T tokens (sets m). */
-static moe_status nk_ensure(moe_layer *L, int32_t T) {
-    if (!L->fam && !(L->fam = calloc(1, sizeof(nk_state))))
+static moe_status noisy_topk_ensure(moe_layer *L, int32_t T) {
+    if (!L->fam && !(L->fam = calloc(1, sizeof(noisy_topk_state))))
         return moe_fail(MOE_ENOMEM, "noisy_topk: out of memory");
-    nk_state *S = L->fam;
+    noisy_topk_state *S = L->fam;
     const int32_t k = L->cfg.top_n;
     S->m = k < L->cfg.n_expert ? k + 1 : k;
     const size_t Te = (size_t)T * L->cfg.n_expert, e = (size_t)L->cfg.n_expert;
@@ -85,7 +85,7 @@ static moe_status nk_ensure(moe_layer *L, int32_t T) {
     return MOE_OK;
 }
 
-static size_t nk_max_choices(const moe_layer *L, int32_t G, int32_t n) {
+static size_t noisy_topk_max_choices(const moe_layer *L, int32_t G, int32_t n) {
     return (size_t)L->cfg.top_n * G * n;
 }
 
@@ -155,7 +155,7 @@ static void cv2_backward(const float *v, int32_t n, double coef, double *dv) {
 static void noisy_logits(moe_layer *L, const moe_params *p, const float *x,
                          const float *draws) {
     const moe_config *c = &L->cfg;
-    nk_state *S = L->fam;
+    noisy_topk_state *S = L->fam;
     const int32_t T = L->T, d = c->d_model, e = c->n_expert;
     const size_t Te = (size_t)T * e;
     moe_matmul(x, p->w_gate, S->clean, T, d, e);
@@ -178,9 +178,9 @@ static void noisy_logits(moe_layer *L, const moe_params *p, const float *x,
  *   logits = clean + z * std, std = softplus(nraw) + noise_epsilon
  * dclean (+= the load's) += dlogits; dnraw = (dstd + dlogits z)
  * sigmoid(nraw), dstd the load's (in dnraw). The products x Wg, x Wn are
- * differentiated in nk_route_backward. */
+ * differentiated in noisy_topk_route_backward. */
 static void noisy_logits_backward(moe_layer *L, int32_t t) {
-    nk_state *S = L->fam;
+    noisy_topk_state *S = L->fam;
     const int32_t e = L->cfg.n_expert;
     const size_t row = (size_t)t * e;
     for (int32_t j = 0; j < e; j++) {
@@ -195,7 +195,7 @@ static void noisy_logits_backward(moe_layer *L, int32_t t) {
  * (row t) and its k choices (rank-major ids r * T + t); with the smooth
  * load, P(expert in top k) of every expert into pin (row t). */
 static void gate_token(moe_layer *L, int32_t t) {
-    nk_state *S = L->fam;
+    noisy_topk_state *S = L->fam;
     const int32_t T = L->T, e = L->cfg.n_expert, k = L->cfg.top_n;
     const size_t row = (size_t)t * e;
     const float *lg = L->logits + row;
@@ -225,7 +225,7 @@ static void gate_token(moe_layer *L, int32_t t) {
  * smooth load through the thresholds; dclean and dstd (in dnraw) of the
  * load's CDF terms. dgate (k, T), dimp and dload (e) are given. */
 static void gate_token_backward(moe_layer *L, int32_t t) {
-    nk_state *S = L->fam;
+    noisy_topk_state *S = L->fam;
     const int32_t T = L->T, e = L->cfg.n_expert, k = L->cfg.top_n;
     const size_t row = (size_t)t * e;
     const float *lg = L->logits + row;
@@ -263,7 +263,7 @@ static void gate_token_backward(moe_layer *L, int32_t t) {
  * order as in the token-choice families, without capacity (nothing is
  * dropped; groups play no other role here). */
 static void route_stats(moe_layer *L) {
-    nk_state *S = L->fam;
+    noisy_topk_state *S = L->fam;
     const int32_t T = L->T, e = L->cfg.n_expert, k = L->cfg.top_n;
 #pragma omp parallel for schedule(static)
     for (int32_t j = 0; j < e; j++) {
@@ -288,14 +288,14 @@ static void route_stats(moe_layer *L) {
 
 /* ------------------------------------------------------ the family */
 
-static moe_status nk_route(moe_layer *L, const moe_params *p, const float *x,
+static moe_status noisy_topk_route(moe_layer *L, const moe_params *p, const float *x,
                            const float *draws) {
     const moe_config *c = &L->cfg;
     MOE_ASSERT(p->w_gate && p->w_noise);
     const int32_t T = L->T, e = c->n_expert, k = c->top_n;
-    moe_status st = nk_ensure(L, T);
+    moe_status st = noisy_topk_ensure(L, T);
     if (st != MOE_OK) return st;
-    nk_state *S = L->fam;
+    noisy_topk_state *S = L->fam;
     S->noisy_on = c->noisy && L->train;
     S->smooth = S->noisy_on && k < e;
     noisy_logits(L, p, x, draws);
@@ -315,10 +315,10 @@ static moe_status nk_route(moe_layer *L, const moe_params *p, const float *x,
     return MOE_OK;
 }
 
-static void nk_route_backward(moe_layer *L, const moe_params *p, const float *x,
+static void noisy_topk_route_backward(moe_layer *L, const moe_params *p, const float *x,
                               moe_params *g, float *dx) {
     const moe_config *c = &L->cfg;
-    nk_state *S = L->fam;
+    noisy_topk_state *S = L->fam;
     const int32_t T = L->T, d = c->d_model, e = c->n_expert;
     const moe_plan *pl = &L->plan;
     memset(L->dgate, 0, (size_t)c->top_n * T * sizeof *L->dgate);
@@ -339,14 +339,14 @@ static void nk_route_backward(moe_layer *L, const moe_params *p, const float *x,
     moe_matmul_backward(x, p->w_noise, S->dnraw, dx, g->w_noise, T, d, e);
 }
 
-static void nk_defaults(moe_config *c) { /* tensor2tensor defaults */
+static void noisy_topk_defaults(moe_config *c) { /* tensor2tensor defaults */
     c->top_n = 2;
     c->balance_coef = 0.0f;
     c->noisy = 1;
     c->noise_epsilon = 1e-2f;
     c->w_importance = c->w_load = 1e-2f;
 }
-static moe_status nk_validate(const moe_config *c) {
+static moe_status noisy_topk_validate(const moe_config *c) {
     if (c->top_n < 1 || c->top_n > c->n_expert || c->top_n > MOE_MAX_TOPN)
         return moe_fail(MOE_EINVAL, "k (top_n) = %d: allowed 1..min(n_expert = %d, %d)",
                         c->top_n, c->n_expert, MOE_MAX_TOPN);
@@ -363,12 +363,12 @@ static moe_status nk_validate(const moe_config *c) {
 
 const moe_family_ops moe_family_noisy_topk = {
     .name = "noisy_topk",
-    .defaults = nk_defaults,
-    .validate = nk_validate,
+    .defaults = noisy_topk_defaults,
+    .validate = noisy_topk_validate,
     .causal_ok = true,
     .ranked = true,
-    .max_choices = nk_max_choices,
-    .route = nk_route,
-    .route_backward = nk_route_backward,
-    .free = nk_free,
+    .max_choices = noisy_topk_max_choices,
+    .route = noisy_topk_route,
+    .route_backward = noisy_topk_route_backward,
+    .free = noisy_topk_free,
 };

@@ -77,11 +77,11 @@ static int64_t count_choices(const moe_config *c, const moe_aux *a, const moe_ro
     const int32_t E = moe_n_experts(c);
     memset(before, 0, (size_t)E * sizeof *before);
     memset(after, 0, (size_t)E * sizeof *after);
-    if (c->family == MOE_HIERARCHICAL) return count_hier(c, r, G, a->capacity, before, after);
+    if (c->family == MOE_FAMILY_HIERARCHICAL) return count_hier(c, r, G, a->capacity, before, after);
     if (is_ranked(c->family)) return count_ranked(r, before, after);
-    if (c->family == MOE_EXPERT_CHOICE) return count_ec(r, G, before, after);
+    if (c->family == MOE_FAMILY_EXPERT_CHOICE) return count_ec(r, G, before, after);
     /* soft MoE: b * slots per expert; dense_softmax: every token */
-    const int32_t per = c->family == MOE_SOFT_MOE ? G * c->slots : r->T;
+    const int32_t per = c->family == MOE_FAMILY_SOFT_MOE ? G * c->slots : r->T;
     for (int32_t j = 0; j < E; j++) before[j] = after[j] = per;
     return E >= 2 ? r->T : 0;
 }
@@ -98,15 +98,15 @@ static double soft_weight(const moe_config *c, const moe_route *r, int32_t t, in
 static int router_dist(const moe_config *c, const moe_route *r, int32_t t, double *p,
                        double *lse) {
     const int32_t e = c->n_expert;
-    if (c->family == MOE_HASH || !r->logits) return 0;
-    const int32_t nl = c->family == MOE_SOFT_MOE ? e * c->slots : e;
+    if (c->family == MOE_FAMILY_HASH || !r->logits) return 0;
+    const int32_t nl = c->family == MOE_FAMILY_SOFT_MOE ? e * c->slots : e;
     const float *lg = r->logits + (size_t)t * nl;
     double mx = -INFINITY, s = 0.0;
     for (int32_t j = 0; j < nl; j++) mx = fmax(mx, lg[j]);
     for (int32_t j = 0; j < nl; j++) s += exp(lg[j] - mx);
     *lse = mx + log(s);
     for (int32_t j = 0; j < e; j++) {
-        if (c->family == MOE_SOFT_MOE) p[j] = soft_weight(c, r, t, j);
+        if (c->family == MOE_FAMILY_SOFT_MOE) p[j] = soft_weight(c, r, t, j);
         else p[j] = r->probs ? r->probs[(size_t)t * e + j] : exp(lg[j] - *lse);
     }
     return 1;
@@ -137,7 +137,7 @@ static moe_status router_stats(const moe_config *c, const moe_route *r, moe_rout
             if (p[j] > 0.0) H -= p[j] * log(p[j]);
         }
     }
-    if (c->family == MOE_NOISY_TOPK && r->importance)
+    if (c->family == MOE_FAMILY_NOISY_TOPK && r->importance)
         for (int32_t j = 0; j < e; j++) imp[j] = r->importance[j];
     o->cv_importance = ok ? cv_of(imp, e) : NAN;
     o->entropy = ok ? H / T : NAN;
@@ -155,7 +155,7 @@ static moe_status load_stats(const moe_config *c, const moe_route *r, const int3
     for (int32_t j = 0; j < E; j++) v[j] = before[j], mx = fmax(mx, v[j]), m += v[j];
     m /= E;
     o->max_mean_load = m > 0.0 ? mx / m : 0.0;
-    if (c->family == MOE_NOISY_TOPK && r->load)
+    if (c->family == MOE_FAMILY_NOISY_TOPK && r->load)
         for (int32_t j = 0; j < E; j++) v[j] = r->load[j];
     o->cv_load = cv_of(v, E);
     free(v);
@@ -185,12 +185,12 @@ moe_status moe_route_stats_compute(const moe_config *c, const moe_aux *a,
 
 int32_t moe_route_trace_k(const moe_config *c) {
     switch (c->family) {
-    case MOE_SWITCH_TOP1:
-    case MOE_HASH: return 1;
-    case MOE_HIERARCHICAL: return 2;
-    case MOE_EXPERT_CHOICE:
-    case MOE_SOFT_MOE:
-    case MOE_DENSE_SOFTMAX: return c->top_n < c->n_expert ? c->top_n : c->n_expert;
+    case MOE_FAMILY_SWITCH_TOP1:
+    case MOE_FAMILY_HASH: return 1;
+    case MOE_FAMILY_HIERARCHICAL: return 2;
+    case MOE_FAMILY_EXPERT_CHOICE:
+    case MOE_FAMILY_SOFT_MOE:
+    case MOE_FAMILY_DENSE_SOFTMAX: return c->top_n < c->n_expert ? c->top_n : c->n_expert;
     default: return c->top_n;
     }
 }
@@ -201,9 +201,9 @@ static void token_weights(const moe_config *c, const moe_route *r, int32_t G, in
     const int32_t e = c->n_expert, n = r->T / G, b = t / n, i = t % n;
     for (int32_t j = 0; j < e; j++) {
         w[j] = -INFINITY, slot[j] = -1;
-        if (c->family == MOE_DENSE_SOFTMAX) {
+        if (c->family == MOE_FAMILY_DENSE_SOFTMAX) {
             w[j] = r->gates[(size_t)t * e + j], slot[j] = i;
-        } else if (c->family == MOE_SOFT_MOE) {
+        } else if (c->family == MOE_FAMILY_SOFT_MOE) {
             w[j] = (float)soft_weight(c, r, t, j);
         } else { /* expert choice */
             for (int32_t q = 0; q < r->k; q++)

@@ -7,8 +7,8 @@
 #include <string.h>
 
 static int needs_draws(const moe_config *c) {
-    return c->family == MOE_TOPN_STMOE ||
-           ((c->family == MOE_TOP2_GSHARD || c->family == MOE_HIERARCHICAL) &&
+    return c->family == MOE_FAMILY_TOPN_STMOE ||
+           ((c->family == MOE_FAMILY_TOP2_GSHARD || c->family == MOE_FAMILY_HIERARCHICAL) &&
             c->policy == MOE_POLICY_RANDOM);
 }
 
@@ -89,7 +89,7 @@ static size_t tc_max_choices(const moe_layer *L, int32_t G, int32_t n) {
     return (size_t)L->cfg.top_n * G * n;
 }
 
-moe_status moe_tc_route(moe_layer *L, const moe_params *p, const float *x,
+moe_status moe_token_choice_route(moe_layer *L, const moe_params *p, const float *x,
                         const float *draws) {
     const moe_config *c = &L->cfg;
     const int32_t T = L->T;
@@ -130,7 +130,7 @@ moe_status moe_tc_route(moe_layer *L, const moe_params *p, const float *x,
     return MOE_OK;
 }
 
-void moe_tc_route_backward(moe_layer *L, const moe_params *p, const float *x,
+void moe_token_choice_route_backward(moe_layer *L, const moe_params *p, const float *x,
                            moe_params *g, float *dx) {
     const moe_config *c = &L->cfg;
     const int32_t T = L->T, e = c->n_expert;
@@ -151,13 +151,13 @@ void moe_tc_route_backward(moe_layer *L, const moe_params *p, const float *x,
 
 /* ------------------------------------------- the token-choice families */
 
-void moe_tc_rule_policy(moe_layer *L) {
+void moe_token_choice_rule_policy(moe_layer *L) {
     L->rule.norm = MOE_NORM_SUM_EPS;
     L->rule.policy = L->cfg.policy;
     L->rule.threshold = L->cfg.threshold;
 }
 
-moe_status moe_tc_validate_policy(const moe_config *c) {
+moe_status moe_token_choice_validate_policy(const moe_config *c) {
     if ((unsigned)c->policy > MOE_POLICY_RANDOM)
         return moe_fail(MOE_EINVAL, "policy: unknown value %d (allowed all|none|threshold|random)", (int)c->policy);
     if (!(c->threshold > 0.0f && c->threshold <= 1.0f))
@@ -169,7 +169,7 @@ static void top2_defaults(moe_config *c) { c->top_n = 2; }
 static moe_status top2_validate(const moe_config *c) {
     if (c->top_n != 2)
         return moe_fail(MOE_EINVAL, "top_n = %d: top2_gshard routes exactly 2", c->top_n);
-    moe_status st = moe_tc_validate_policy(c);
+    moe_status st = moe_token_choice_validate_policy(c);
     if (st != MOE_OK) return st;
     if (c->n_expert < 2)
         return moe_fail(MOE_EINVAL, "n_expert = %d: top2_gshard needs >= 2", c->n_expert);
@@ -204,11 +204,11 @@ static moe_status switch_validate(const moe_config *c) {
     return MOE_OK;
 }
 
-#define TC_FACTS                                                        .causal_ok = true, .has_balance = true, .has_z_loss = true,         .token_choice = true, .ranked = true, .max_choices = tc_max_choices,                .route = moe_tc_route, .route_backward = moe_tc_route_backward
+#define TC_FACTS                                                        .causal_ok = true, .has_balance = true, .has_z_loss = true,         .token_choice = true, .ranked = true, .max_choices = tc_max_choices,                .route = moe_token_choice_route, .route_backward = moe_token_choice_route_backward
 
 const moe_family_ops moe_family_top2_gshard = {
     .name = "top2_gshard", .defaults = top2_defaults, .validate = top2_validate,
-    .gate_rule = moe_tc_rule_policy, TC_FACTS};
+    .gate_rule = moe_token_choice_rule_policy, TC_FACTS};
 const moe_family_ops moe_family_topn_stmoe = {
     .name = "topn_stmoe", .defaults = topn_defaults, .validate = topn_validate,
     .gate_rule = topn_rule, .bpr_ok = true, TC_FACTS};
@@ -220,7 +220,7 @@ const moe_family_ops moe_family_switch_top1 = {
 
 static int32_t ec_k(const moe_layer *L, int32_t n) {
     const moe_config *c = &L->cfg;
-    return moe_ec_capacity(n, c->n_expert,
+    return moe_expert_choice_capacity(n, c->n_expert,
                            L->train ? c->capacity_factor_train : c->capacity_factor_eval);
 }
 

@@ -19,15 +19,15 @@ static moe_status read_config(gcase *c, moe_family fam, gcase_layer *lay) {
     GCASE_TRY(gcase_experts(c, cfg));
     GCASE_TRY(gcase_float(c, "capacity_factor", &cfg->capacity_factor_train));
     cfg->capacity_factor_eval = cfg->capacity_factor_train;
-    if (fam != MOE_EXPERT_CHOICE) GCASE_TRY(gcase_float(c, "balance_coef", &cfg->balance_coef));
-    if (fam == MOE_TOPN_STMOE || fam == MOE_SWITCH_TOP1) {
+    if (fam != MOE_FAMILY_EXPERT_CHOICE) GCASE_TRY(gcase_float(c, "balance_coef", &cfg->balance_coef));
+    if (fam == MOE_FAMILY_TOPN_STMOE || fam == MOE_FAMILY_SWITCH_TOP1) {
         GCASE_TRY(gcase_float(c, "z_coef", &cfg->z_coef));
         strcpy(s, "token");
         GCASE_TRY(gcase_opt_string(c, "priority", s, sizeof s));
         GCASE_TRY(gcase_parsed(c, moe_priority_parse(s, &cfg->priority)));
     }
-    if (fam == MOE_TOP2_GSHARD) GCASE_TRY(gcase_policy(c, cfg));
-    if (fam == MOE_TOPN_STMOE) {
+    if (fam == MOE_FAMILY_TOP2_GSHARD) GCASE_TRY(gcase_policy(c, cfg));
+    if (fam == MOE_FAMILY_TOPN_STMOE) {
         double thr[MOE_MAX_TOPN];
         int got = 0;
         GCASE_TRY(gcase_int(c, "top_n", 2, MOE_MAX_TOPN, &cfg->top_n));
@@ -54,7 +54,7 @@ static moe_status compare(gcase *c, const gcase_layer *lay, const moe_layer *L) 
     GCASE_TRY(gcase_cmp_scalar(c, "output/z_loss", aux->z_loss, 0));
     GCASE_TRY(gcase_cmp(c, "route/logits", r.logits, 3, b, n, e));
     GCASE_TRY(gcase_cmp_attr_int(c, "route", "capacity", aux->capacity));
-    if (cfg->family == MOE_EXPERT_CHOICE) {
+    if (cfg->family == MOE_FAMILY_EXPERT_CHOICE) {
         GCASE_TRY(gcase_cmp_ints(c, "route/token", r.ec_token, 3, b, e, k));
         return gcase_cmp(c, "route/gate", r.ec_gate, 3, b, e, k);
     }
@@ -67,12 +67,12 @@ static moe_status compare(gcase *c, const gcase_layer *lay, const moe_layer *L) 
 static moe_status read_draws(gcase *c, const gcase_layer *lay, float **draws) {
     const moe_config *cfg = &lay->cfg;
     const int64_t b = lay->b, n = lay->n;
-    if (cfg->family == MOE_TOP2_GSHARD) {
+    if (cfg->family == MOE_FAMILY_TOP2_GSHARD) {
         if (cfg->policy != MOE_POLICY_RANDOM && !moe_h5_has(c->g, "noise/u"))
             return MOE_OK;
         return gcase_f32(c, "noise/u", draws, 2, b, n);
     }
-    if (cfg->family == MOE_TOPN_STMOE) {
+    if (cfg->family == MOE_FAMILY_TOPN_STMOE) {
         float *u;
         moe_status st = gcase_f32(c, "noise/u", &u, 3, I64(cfg->top_n), b, n);
         if (st == MOE_OK) *draws = u + b * n; /* rank 1 needs none */

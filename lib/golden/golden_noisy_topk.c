@@ -9,7 +9,7 @@
 static moe_status read_config(gcase *c, gcase_layer *lay) {
     moe_config *cfg = &lay->cfg;
     moe_status st;
-    *cfg = moe_config_default(MOE_NOISY_TOPK);
+    *cfg = moe_config_default(MOE_FAMILY_NOISY_TOPK);
     lay->b = 1;
     GCASE_TRY(gcase_int(c, "T", 1, 1 << 24, &lay->n));
     GCASE_TRY(gcase_int(c, "d", 1, 1 << 20, &cfg->d_model));

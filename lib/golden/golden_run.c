@@ -58,7 +58,7 @@ static int param_shape(const moe_config *cfg, int i, const char **name,
                        int64_t *dims) {
     const int64_t d = cfg->d_model, e = cfg->n_expert, h = cfg->d_hidden;
     const int64_t ei = cfg->n_expert_inner, hin = moe_hin(cfg), g = cfg->d_gate;
-    const int hier = cfg->family == MOE_HIERARCHICAL, ne = hier ? 2 : 1;
+    const int hier = cfg->family == MOE_FAMILY_HIERARCHICAL, ne = hier ? 2 : 1;
     *name = i == 0 && hier ? "w_gate_outer" : moe_params_name(i);
     switch (i) {
     case 0: case 1: dims[0] = d, dims[1] = e; return 2;

@@ -10,7 +10,7 @@
 static moe_status read_config(gcase *c, gcase_layer *lay, double *scale) {
     moe_config *cfg = &lay->cfg;
     moe_status st;
-    *cfg = moe_config_default(MOE_SOFT_MOE);
+    *cfg = moe_config_default(MOE_FAMILY_SOFT_MOE);
     GCASE_TRY(gcase_groups(c, &lay->b, &lay->n, cfg));
     GCASE_TRY(gcase_int(c, "e", 1, 65536, &cfg->n_expert));
     GCASE_TRY(gcase_int(c, "s", 1, 65536, &cfg->slots));

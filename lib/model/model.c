@@ -23,7 +23,7 @@ moe_model_config moe_model_config_default(void) {
     c.norm = MOE_RMSNORM;
     c.norm_eps = 1e-6f;
     c.moe_every = 2;
-    c.moe = moe_config_default(MOE_TOP2_GSHARD);
+    c.moe = moe_config_default(MOE_FAMILY_TOP2_GSHARD);
     c.moe.n_expert = 8;
     c.moe.d_hidden = 512;
     c.moe.act = MOE_ACT_GELU;

@@ -5,7 +5,7 @@
 
 #include <string.h>
 
-moe_status moe_ep_create(MPI_Comm comm, moe_ep **out) {
+moe_status moe_expert_parallel_create(MPI_Comm comm, moe_ep **out) {
     *out = NULL;
     moe_ep *ep = calloc(1, sizeof *ep);
     if (!ep) return moe_fail(MOE_ENOMEM, "expert parallelism: out of memory");
@@ -16,33 +16,33 @@ moe_status moe_ep_create(MPI_Comm comm, moe_ep **out) {
     return MOE_OK;
 }
 
-void moe_ep_free(moe_ep *ep) {
+void moe_expert_parallel_free(moe_ep *ep) {
     if (!ep) return;
     MPI_Comm_free(&ep->comm);
     free(ep->gather), free(ep->pack);
     free(ep);
 }
 
-int moe_ep_rank(const moe_ep *ep) { return ep->rank; }
-int moe_ep_size(const moe_ep *ep) { return ep->size; }
-MPI_Comm moe_ep_comm(const moe_ep *ep) { return ep->comm; }
-moe_comm_stats *moe_ep_stats(moe_ep *ep) { return &ep->stats; }
-int moe_ep_failed(const moe_ep *ep) { return ep->failed; }
+int moe_expert_parallel_rank(const moe_ep *ep) { return ep->rank; }
+int moe_expert_parallel_size(const moe_ep *ep) { return ep->size; }
+MPI_Comm moe_expert_parallel_comm(const moe_ep *ep) { return ep->comm; }
+moe_comm_stats *moe_expert_parallel_stats(moe_ep *ep) { return &ep->stats; }
+int moe_expert_parallel_failed(const moe_ep *ep) { return ep->failed; }
 
-void moe_ep_experts(const moe_ep *ep, int32_t n_expert, int32_t *e0, int32_t *el) {
+void moe_expert_parallel_experts(const moe_ep *ep, int32_t n_expert, int32_t *e0, int32_t *el) {
     MOE_ASSERT(n_expert % ep->size == 0);
     *el = n_expert / ep->size;
     *e0 = ep->rank * *el;
 }
 
-void moe_ep_abort(const moe_ep *ep, const char *msg) {
+void moe_expert_parallel_abort(const moe_ep *ep, const char *msg) {
     fprintf(stderr, "moe: rank %d: %s\n", ep->rank, msg);
     fflush(stderr);
     MPI_Abort(ep->comm, 1);
     abort(); /* not reached */
 }
 
-moe_status moe_ep_agree(moe_ep *ep, moe_status st) {
+moe_status moe_expert_parallel_agree(moe_ep *ep, moe_status st) {
     MOE_ASSERT(!ep->failed);
     int bad = st != MOE_OK ? ep->rank : ep->size, first = ep->size;
     ep_time_begin(ep);
@@ -64,9 +64,9 @@ moe_status moe_ep_agree(moe_ep *ep, moe_status st) {
                     ep->rank, first);
 }
 
-void moe_ep_sum_f64(moe_ep *ep, double *v, int n) {
+void moe_expert_parallel_sum_f64(moe_ep *ep, double *v, int n) {
     double *all = malloc((size_t)ep->size * n * sizeof *all);
-    if (!all) moe_ep_abort(ep, "expert parallelism: out of memory for a reduction");
+    if (!all) moe_expert_parallel_abort(ep, "expert parallelism: out of memory for a reduction");
     ep_time_begin(ep);
     MPI_Allgather(v, n, MPI_DOUBLE, all, n, MPI_DOUBLE, ep->comm);
     ep_time_end(ep, 1, (int64_t)(ep->size - 1) * n * (int64_t)sizeof *v);
@@ -78,7 +78,7 @@ void moe_ep_sum_f64(moe_ep *ep, double *v, int n) {
     free(all);
 }
 
-moe_status moe_ep_sum_f32(moe_ep *ep, float *v, size_t n) {
+moe_status moe_expert_parallel_sum_f32(moe_ep *ep, float *v, size_t n) {
     if (n > INT32_MAX)
         return moe_fail(MOE_EINVAL, "expert parallelism: %zu floats in one reduction "
                         "(MPI counts are int)", n);
@@ -97,7 +97,7 @@ moe_status moe_ep_sum_f32(moe_ep *ep, float *v, size_t n) {
     return MOE_OK;
 }
 
-void moe_ep_share_slices(moe_ep *ep, float *v, size_t len) {
+void moe_expert_parallel_share_slices(moe_ep *ep, float *v, size_t len) {
     MOE_ASSERT(len <= INT32_MAX);
     ep_time_begin(ep);
     MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, v, (int)len, MPI_FLOAT, ep->comm);

@@ -15,7 +15,7 @@ struct moe_ep {
     float *pack;         /* non-expert gradients packed for one sum      */
     size_t pack_cap;
     double t_begin;      /* MPI_Wtime at ep_time_begin                   */
-    float *gather;       /* (size * n) scratch of moe_ep_sum_f32          */
+    float *gather;       /* (size * n) scratch of moe_expert_parallel_sum_f32          */
     size_t gather_cap;
 };
 
@@ -27,7 +27,7 @@ typedef struct {
     moe_config lcfg;            /* the config with n_expert = el          */
     int32_t e0, el;             /* this rank's experts e0 .. e0 + el - 1  */
     int64_t G_all;              /* groups of the whole batch             */
-    moe_aux total;              /* moe_ep_aux_total                      */
+    moe_aux total;              /* moe_expert_parallel_aux_total                      */
     int32_t *gb;                /* (R, 2) every rank's (b, n)             */
     int32_t *send_cnt, *recv_cnt; /* (R, el)                             */
     int32_t *xpos;              /* (R, el) rows of expert j from ranks < q */

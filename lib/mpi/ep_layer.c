@@ -64,13 +64,13 @@ static moe_status gather_groups(moe_layer *L, ep_layer *s) {
 }
 
 /* The whole batch's aux: losses weighted by each rank's share, counts
- * summed, in rank order (moe_ep_sum_f64). L->aux keeps the local counts. */
+ * summed, in rank order (moe_expert_parallel_sum_f64). L->aux keeps the local counts. */
 static void total_aux(moe_layer *L, ep_layer *s) {
     moe_aux *a = &L->aux;
     double v[7] = {(double)L->G, a->balance_loss * L->G, a->z_loss * L->T,
                    (double)a->n_choices, (double)a->n_dropped_policy,
                    (double)a->n_dropped_capacity, (double)a->n_tokens_unrouted};
-    moe_ep_sum_f64(s->ep, v, 7);
+    moe_expert_parallel_sum_f64(s->ep, v, 7);
     const double G = v[0], T = G * L->n;
     a->balance_loss = v[1] / G;
     a->z_loss = v[2] / T;
@@ -162,12 +162,12 @@ static moe_status ep_forward(moe_layer *L, const moe_params *p, const float *x,
     const int32_t d = c->d_model;
     moe_status st = gather_groups(L, s); /* same outcome on every rank */
     if (st != MOE_OK) return st;
-    if ((st = moe_layer_ensure(L, L->G, L->n)) != MOE_OK) moe_ep_abort(s->ep, moe_errmsg());
-    if ((st = s->orig->route(L, p, x, draws)) != MOE_OK) moe_ep_abort(s->ep, moe_errmsg());
+    if ((st = moe_layer_ensure(L, L->G, L->n)) != MOE_OK) moe_expert_parallel_abort(s->ep, moe_errmsg());
+    if ((st = s->orig->route(L, p, x, draws)) != MOE_OK) moe_expert_parallel_abort(s->ep, moe_errmsg());
     moe_layer_plan(L);
     total_aux(L, s);
     moe_dispatch(&L->plan, x, L->xe, d);
-    if ((st = exchange_counts(L, s)) != MOE_OK) moe_ep_abort(s->ep, moe_errmsg());
+    if ((st = exchange_counts(L, s)) != MOE_OK) moe_expert_parallel_abort(s->ep, moe_errmsg());
     exchange_rows(s, L->xe, s->rx, 0);
     regroup(s, s->rx, s->xin, d, 1);
     const moe_params lp = local_params(s, p);
@@ -213,12 +213,12 @@ static const moe_family_ops ep_ops = {
     .free = ep_free,
 };
 
-moe_status moe_ep_attach(moe_ep *ep, moe_layer *L) {
+moe_status moe_expert_parallel_attach(moe_ep *ep, moe_layer *L) {
     MOE_ASSERT(ep && L && L->ops != &ep_ops);
     const moe_config *c = &L->cfg;
     const moe_family f = c->family;
-    if (f != MOE_TOP2_GSHARD && f != MOE_TOPN_STMOE && f != MOE_SWITCH_TOP1 &&
-        f != MOE_EXPERT_CHOICE)
+    if (f != MOE_FAMILY_TOP2_GSHARD && f != MOE_FAMILY_TOPN_STMOE && f != MOE_FAMILY_SWITCH_TOP1 &&
+        f != MOE_FAMILY_EXPERT_CHOICE)
         return moe_fail(MOE_EUNSUPPORTED, "expert parallelism: moe.family = %s: allowed "
                         "top2_gshard, topn_stmoe, switch_top1, expert_choice",
                         moe_family_name(f));
@@ -255,7 +255,7 @@ moe_status moe_ep_attach(moe_ep *ep, moe_layer *L) {
     return MOE_OK;
 }
 
-const moe_aux *moe_ep_aux_total(const moe_layer *L) {
+const moe_aux *moe_expert_parallel_aux_total(const moe_layer *L) {
     MOE_ASSERT(L->ops == &ep_ops);
     return &((const ep_layer *)L->fam)->total;
 }

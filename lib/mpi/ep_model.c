@@ -7,10 +7,10 @@
 
 #include <string.h>
 
-moe_status moe_ep_model_attach(moe_ep *ep, moe_model *M) {
+moe_status moe_expert_parallel_model_attach(moe_ep *ep, moe_model *M) {
     for (int32_t l = 0; l < moe_model_config_of(M)->n_layer; l++) {
         moe_layer *L = moe_model_moe_layer(M, l);
-        moe_status st = L ? moe_ep_attach(ep, L) : MOE_OK;
+        moe_status st = L ? moe_expert_parallel_attach(ep, L) : MOE_OK;
         if (st != MOE_OK) return st;
     }
     return MOE_OK;
@@ -29,7 +29,7 @@ static int is_expert_tensor(const char *name) {
     return 0;
 }
 
-void moe_ep_model_owned(const moe_ep *ep, const moe_model *M, size_t *lo, size_t *hi,
+void moe_expert_parallel_model_owned(const moe_ep *ep, const moe_model *M, size_t *lo, size_t *hi,
                         uint8_t *split) {
     for (int32_t i = 0; i < moe_model_n_tensors(M); i++) {
         const char *name;
@@ -58,20 +58,20 @@ static size_t copy_dense(const moe_model *M, float *g, float *pack, int to_pack)
     return at;
 }
 
-moe_status moe_ep_model_sync_grads(moe_ep *ep, moe_model *M) {
+moe_status moe_expert_parallel_model_sync_grads(moe_ep *ep, moe_model *M) {
     float *g = moe_model_grads(M);
     const size_t n_dense = copy_dense(M, g, NULL, 1);
     if (MOE_GROW(ep->pack, n_dense))
         return moe_fail(MOE_ENOMEM, "expert parallelism: out of memory for %zu gradients",
                         n_dense);
     copy_dense(M, g, ep->pack, 1);
-    moe_status st = moe_ep_sum_f32(ep, ep->pack, n_dense);
+    moe_status st = moe_expert_parallel_sum_f32(ep, ep->pack, n_dense);
     if (st != MOE_OK) return st;
     copy_dense(M, g, ep->pack, 0);
     return MOE_OK;
 }
 
-void moe_ep_model_gather(moe_ep *ep, const moe_model *M, float *v) {
+void moe_expert_parallel_model_gather(moe_ep *ep, const moe_model *M, float *v) {
     for (int32_t i = 0; i < moe_model_n_tensors(M); i++) {
         const char *name;
         size_t off, len;
@@ -87,7 +87,7 @@ void moe_ep_model_gather(moe_ep *ep, const moe_model *M, float *v) {
 
 /* ------------------------------------------------ moe_train_dist hooks */
 
-static moe_status cb_agree(void *ctx, moe_status st) { return moe_ep_agree(ctx, st); }
+static moe_status cb_agree(void *ctx, moe_status st) { return moe_expert_parallel_agree(ctx, st); }
 
 /* FNV-1a of the text. */
 static uint64_t text_hash(const char *t) {
@@ -99,7 +99,7 @@ static uint64_t text_hash(const char *t) {
 static moe_status cb_same_text(void *ctx, const char *text) {
     moe_ep *ep = ctx;
     uint64_t h = text_hash(text), *all = malloc((size_t)ep->size * sizeof *all);
-    if (!all) moe_ep_abort(ep, "expert parallelism: out of memory");
+    if (!all) moe_expert_parallel_abort(ep, "expert parallelism: out of memory");
     MPI_Allgather(&h, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, ep->comm);
     int bad = -1;
     for (int q = 1; q < ep->size && bad < 0; q++)
@@ -111,13 +111,13 @@ static moe_status cb_same_text(void *ctx, const char *text) {
                     "(every rank must train the same config)", ep->rank, bad);
 }
 
-static moe_status cb_attach(void *ctx, moe_model *M) { return moe_ep_model_attach(ctx, M); }
-static void cb_sum(void *ctx, double *v, int n) { moe_ep_sum_f64(ctx, v, n); }
-static moe_status cb_sync(void *ctx, moe_model *M) { return moe_ep_model_sync_grads(ctx, M); }
+static moe_status cb_attach(void *ctx, moe_model *M) { return moe_expert_parallel_model_attach(ctx, M); }
+static void cb_sum(void *ctx, double *v, int n) { moe_expert_parallel_sum_f64(ctx, v, n); }
+static moe_status cb_sync(void *ctx, moe_model *M) { return moe_expert_parallel_model_sync_grads(ctx, M); }
 static void cb_owned(void *ctx, const moe_model *M, size_t *lo, size_t *hi, uint8_t *split) {
-    moe_ep_model_owned(ctx, M, lo, hi, split);
+    moe_expert_parallel_model_owned(ctx, M, lo, hi, split);
 }
-static void cb_gather(void *ctx, const moe_model *M, float *v) { moe_ep_model_gather(ctx, M, v); }
+static void cb_gather(void *ctx, const moe_model *M, float *v) { moe_expert_parallel_model_gather(ctx, M, v); }
 
 /* This step's counters of every rank (the gather itself not counted). */
 static void cb_comm(void *ctx, double *a2a_b, double *a2a_s, double *red_b, double *red_s) {
@@ -127,7 +127,7 @@ static void cb_comm(void *ctx, double *a2a_b, double *a2a_s, double *red_b, doub
                       (double)(c->reduce_bytes - o->reduce_bytes), c->reduce_s - o->reduce_s};
     ep->stats_last = ep->stats;
     double *all = malloc(4 * (size_t)ep->size * sizeof *all);
-    if (!all) moe_ep_abort(ep, "expert parallelism: out of memory");
+    if (!all) moe_expert_parallel_abort(ep, "expert parallelism: out of memory");
     MPI_Allgather(mine, 4, MPI_DOUBLE, all, 4, MPI_DOUBLE, ep->comm);
     for (int q = 0; q < ep->size; q++) {
         a2a_b[q] = all[4 * q], a2a_s[q] = all[4 * q + 1];
@@ -136,7 +136,7 @@ static void cb_comm(void *ctx, double *a2a_b, double *a2a_s, double *red_b, doub
     free(all);
 }
 
-void moe_ep_train_dist(moe_ep *ep, moe_train_dist *d) {
+void moe_expert_parallel_train_dist(moe_ep *ep, moe_train_dist *d) {
     *d = (moe_train_dist){.rank = ep->rank, .size = ep->size, .ctx = ep,
                           .agree = cb_agree, .same_text = cb_same_text, .attach = cb_attach,
                           .sum = cb_sum, .owned = cb_owned, .sync_grads = cb_sync,

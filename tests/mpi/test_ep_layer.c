@@ -41,8 +41,8 @@ static void sync(const moe_config *c, moe_params *g) {
         const size_t len = moe_params_len(c, i);
         float *v = *moe_params_view(g, i);
         if (!len) continue;
-        if (i >= 9) moe_ep_share_slices(test_ep, v, len / (size_t)moe_ep_size(test_ep));
-        else CU_ASSERT_FATAL(moe_ep_sum_f32(test_ep, v, len) == MOE_OK);
+        if (i >= 9) moe_expert_parallel_share_slices(test_ep, v, len / (size_t)moe_expert_parallel_size(test_ep));
+        else CU_ASSERT_FATAL(moe_expert_parallel_sum_f32(test_ep, v, len) == MOE_OK);
     }
 }
 
@@ -51,7 +51,7 @@ static void check_routes(const moe_config *c, moe_layer *ref, moe_layer *L, int3
     moe_route a, b;
     moe_layer_route(L, &a);
     moe_layer_route(ref, &b);
-    if (c->family == MOE_EXPERT_CHOICE) {
+    if (c->family == MOE_FAMILY_EXPERT_CHOICE) {
         const size_t per = (size_t)c->n_expert * a.k, off = (size_t)g0 * per;
         CU_ASSERT(a.k == b.k);
         const size_t len = (size_t)gl * per;
@@ -72,7 +72,7 @@ static void check_routes(const moe_config *c, moe_layer *ref, moe_layer *L, int3
 
 static void run_case(const ep_case *k) {
     const moe_config *c = &k->cfg;
-    const int R = moe_ep_size(test_ep), r = moe_ep_rank(test_ep);
+    const int R = moe_expert_parallel_size(test_ep), r = moe_expert_parallel_rank(test_ep);
     const int32_t d = c->d_model, n = k->n;
     tcase ref;
     tcase_init(&ref, c, k->B, n, 42, 2.0f);
@@ -89,7 +89,7 @@ static void run_case(const ep_case *k) {
     const int32_t t0 = g0 * n, Tl = gl * n;
     moe_layer *L;
     CU_ASSERT_FATAL(moe_layer_create(c, &L) == MOE_OK);
-    CU_ASSERT_FATAL(moe_ep_attach(test_ep, L) == MOE_OK);
+    CU_ASSERT_FATAL(moe_expert_parallel_attach(test_ep, L) == MOE_OK);
     moe_layer_set_train(L, k->train);
     moe_layer_set_stream(L, 11);
     float *g = calloc(ref.np, sizeof *g), *y = calloc((size_t)Tl * d, sizeof *y);
@@ -107,7 +107,7 @@ static void run_case(const ep_case *k) {
     const double edx = rel_diff(dx, ref.dx + o, Td, &dx_same);
     CU_ASSERT(ey <= TOL && y_same);
     CU_ASSERT(edx <= TOL);
-    const moe_aux *la = moe_layer_aux(L), *ta = moe_ep_aux_total(L);
+    const moe_aux *la = moe_layer_aux(L), *ta = moe_expert_parallel_aux_total(L);
     const double eaux = fmax(rel_d(la->aux_loss, ra.aux_loss),
                              fmax(rel_d(la->balance_loss, ra.balance_loss),
                                   rel_d(la->z_loss, ra.z_loss)));
@@ -148,17 +148,17 @@ static moe_config base(moe_family f, float cf) {
 }
 
 static void test_top2_gshard_with_dropped_tokens_matches_one_process(void) {
-    ep_case k = {"top2 random cf 0.5", base(MOE_TOP2_GSHARD, 0.5f), 4, 32, 1};
+    ep_case k = {"top2 random cf 0.5", base(MOE_FAMILY_TOP2_GSHARD, 0.5f), 4, 32, 1};
     run_case(&k);
     k.name = "top2 all cf 2 jitter uneven";
-    k.cfg = base(MOE_TOP2_GSHARD, 2.0f);
+    k.cfg = base(MOE_FAMILY_TOP2_GSHARD, 2.0f);
     k.cfg.policy = MOE_POLICY_ALL;
     k.cfg.router_noise = MOE_NOISE_JITTER;
     k.cfg.noise_eps = 0.1f;
     k.B = 5;
     run_case(&k);
     k.name = "top2 causal gumbel cf 1";
-    k.cfg = base(MOE_TOP2_GSHARD, 1.0f);
+    k.cfg = base(MOE_FAMILY_TOP2_GSHARD, 1.0f);
     k.cfg.causal = 1;
     k.cfg.router_noise = MOE_NOISE_GUMBEL;
     k.B = 4;
@@ -166,7 +166,7 @@ static void test_top2_gshard_with_dropped_tokens_matches_one_process(void) {
 }
 
 static void test_topn_stmoe_with_dropped_tokens_matches_one_process(void) {
-    ep_case k = {"top3 bpr z cf 0.5", base(MOE_TOPN_STMOE, 0.5f), 4, 32, 1};
+    ep_case k = {"top3 bpr z cf 0.5", base(MOE_FAMILY_TOPN_STMOE, 0.5f), 4, 32, 1};
     k.cfg.top_n = 3;
     k.cfg.priority = MOE_PRIORITY_BPR;
     k.cfg.z_coef = 1e-2f;
@@ -174,7 +174,7 @@ static void test_topn_stmoe_with_dropped_tokens_matches_one_process(void) {
 }
 
 static void test_switch_with_dropped_tokens_matches_one_process(void) {
-    ep_case k = {"switch geglu dropout cf 0.5", base(MOE_SWITCH_TOP1, 0.5f), 5, 32, 1};
+    ep_case k = {"switch geglu dropout cf 0.5", base(MOE_FAMILY_SWITCH_TOP1, 0.5f), 5, 32, 1};
     k.cfg.act = MOE_ACT_GEGLU;
     k.cfg.bias = 1;
     k.cfg.mult_bias = 1;
@@ -182,38 +182,38 @@ static void test_switch_with_dropped_tokens_matches_one_process(void) {
     k.cfg.noise_eps = 0.2f;
     run_case(&k);
     k.name = "switch eval cf 1";
-    k.cfg = base(MOE_SWITCH_TOP1, 1.0f);
+    k.cfg = base(MOE_FAMILY_SWITCH_TOP1, 1.0f);
     k.train = 0;
     k.B = 4;
     run_case(&k);
 }
 
 static void test_expert_choice_matches_one_process(void) {
-    ep_case k = {"expert choice cf 1", base(MOE_EXPERT_CHOICE, 1.0f), 4, 32, 1};
+    ep_case k = {"expert choice cf 1", base(MOE_FAMILY_EXPERT_CHOICE, 1.0f), 4, 32, 1};
     k.cfg.z_coef = 1e-2f;
     run_case(&k);
 }
 
 static void test_attach_refuses_indivisible_experts_and_other_families(void) {
-    const int R = moe_ep_size(test_ep);
+    const int R = moe_expert_parallel_size(test_ep);
     moe_layer *L;
-    moe_config c = tcfg(MOE_TOP2_GSHARD, MOE_ACT_GELU, 8, 8, 3);
+    moe_config c = tcfg(MOE_FAMILY_TOP2_GSHARD, MOE_ACT_GELU, 8, 8, 3);
     CU_ASSERT_FATAL(moe_layer_create(&c, &L) == MOE_OK);
-    CU_ASSERT(moe_ep_attach(test_ep, L) == (3 % R ? MOE_EINVAL : MOE_OK));
+    CU_ASSERT(moe_expert_parallel_attach(test_ep, L) == (3 % R ? MOE_EINVAL : MOE_OK));
     if (3 % R) CU_ASSERT(strstr(moe_errmsg(), "not divisible") != NULL);
     moe_layer_free(L);
-    c = tcfg(MOE_NOISY_TOPK, MOE_ACT_GELU, 8, 8, 4);
+    c = tcfg(MOE_FAMILY_NOISY_TOPK, MOE_ACT_GELU, 8, 8, 4);
     CU_ASSERT_FATAL(moe_layer_create(&c, &L) == MOE_OK);
-    CU_ASSERT(moe_ep_attach(test_ep, L) == MOE_EUNSUPPORTED);
+    CU_ASSERT(moe_expert_parallel_attach(test_ep, L) == MOE_EUNSUPPORTED);
     moe_layer_free(L);
 }
 
 static void test_group_size_mismatch_fails_on_every_rank(void) {
-    const int R = moe_ep_size(test_ep), r = moe_ep_rank(test_ep);
-    moe_config c = base(MOE_SWITCH_TOP1, 1.0f);
+    const int R = moe_expert_parallel_size(test_ep), r = moe_expert_parallel_rank(test_ep);
+    moe_config c = base(MOE_FAMILY_SWITCH_TOP1, 1.0f);
     tcase t;
     tcase_init(&t, &c, 1, 8, 3, 1.0f);
-    CU_ASSERT_FATAL(moe_ep_attach(test_ep, t.L) == MOE_OK);
+    CU_ASSERT_FATAL(moe_expert_parallel_attach(test_ep, t.L) == MOE_OK);
     const int32_t n = R > 1 && r == R - 1 ? 4 : 8; /* the last rank differs */
     const moe_status st = moe_layer_forward(t.L, &t.p, t.x, 1, n, NULL, t.y);
     CU_ASSERT(st == (R > 1 ? MOE_EINVAL : MOE_OK));

@@ -25,12 +25,12 @@
 
 #define CKPT_TOL 1e-5 /* relative, per tensor: see the head comment */
 
-static void sum_cb(void *ctx, double *v, int n) { moe_ep_sum_f64(ctx, v, n); }
+static void sum_cb(void *ctx, double *v, int n) { moe_expert_parallel_sum_f64(ctx, v, n); }
 
 /* One config of the sharded AdamW check: 3 steps on 3 tensors (whole,
  * split over the ranks, whole). */
 static void check_shard(double clip_norm, double update_clip) {
-    const int R = moe_ep_size(test_ep), r = moe_ep_rank(test_ep);
+    const int R = moe_expert_parallel_size(test_ep), r = moe_expert_parallel_rank(test_ep);
     const size_t len[3] = {37, 40 * (size_t)R, 5}, n = len[0] + len[1] + len[2];
     const size_t part = len[1] / (size_t)R;
     moe_optim_tensor t[3] = {{len[0], 1}, {len[1], 1}, {len[2], 0}};
@@ -143,18 +143,18 @@ static moe_status run(moe_train_config c, const char *file, int dist, int64_t st
     moe_status st = MOE_OK;
     if (dist) {
         moe_train_dist d;
-        moe_ep_train_dist(test_ep, &d);
+        moe_expert_parallel_train_dist(test_ep, &d);
         st = moe_train_run_dist(&c, "ep_train", &o, &d, &res);
-    } else if (moe_ep_rank(test_ep) == 0) {
+    } else if (moe_expert_parallel_rank(test_ep) == 0) {
         st = moe_train_run(&c, "ep_train", &o, &res);
     }
     int bad = st != MOE_OK, any = 0;
-    MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, moe_ep_comm(test_ep));
+    MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, moe_expert_parallel_comm(test_ep));
     return any ? (st != MOE_OK ? st : MOE_EINVAL) : MOE_OK;
 }
 
 static void check_checkpoints(const char *name, moe_train_config c) {
-    const int R = moe_ep_size(test_ep);
+    const int R = moe_expert_parallel_size(test_ep);
     case_no++;
     CU_ASSERT_FATAL(run(c, path("one.h5"), 0, 0, NULL) == MOE_OK);
     CU_ASSERT_FATAL(run(c, path("ranks.h5"), 1, 0, NULL) == MOE_OK);
@@ -173,7 +173,7 @@ static void check_checkpoints(const char *name, moe_train_config c) {
     ckpt_compare(M, path("half.h5"), path("ranks.h5"), wr, &same_r);
     for (int e = 0; e < 3; e++) CU_ASSERT(w[e] <= CKPT_TOL && wc[e] <= CKPT_TOL);
     CU_ASSERT(same_r);
-    if (moe_ep_rank(test_ep) == 0)
+    if (moe_expert_parallel_rank(test_ep) == 0)
         printf("\n    %-22s R=%d params %.1e adam_m %.1e adam_v %.1e (R ranks vs one process); "
                "resumed on R ranks: %s; one-process checkpoint resumed on R: %.1e %.1e %.1e",
                name, R, w[0], w[1], w[2], same_r ? "bitwise" : "DIFFERS", wc[0], wc[1], wc[2]);
@@ -181,20 +181,20 @@ static void check_checkpoints(const char *name, moe_train_config c) {
 }
 
 static void test_checkpoint_equals_one_process_and_resumes(void) {
-    if (moe_ep_rank(test_ep) == 0) {
+    if (moe_expert_parallel_rank(test_ep) == 0) {
         CU_ASSERT_FATAL(tmpdir_make() == 0);
         snprintf(dir, sizeof dir, "%s", tmpdir_root());
     }
-    MPI_Bcast(dir, sizeof dir, MPI_CHAR, 0, moe_ep_comm(test_ep));
+    MPI_Bcast(dir, sizeof dir, MPI_CHAR, 0, moe_expert_parallel_comm(test_ep));
     moe_train_config c = tiny_train_config(20);
     c.eval_every = 10, c.checkpoint_every = 5;
     check_checkpoints("top2", c);
-    c.model.moe = moe_config_default(MOE_SWITCH_TOP1);
+    c.model.moe = moe_config_default(MOE_FAMILY_SWITCH_TOP1);
     c.model.moe.n_expert = 4, c.model.moe.d_hidden = 16;
     c.optim.clip_norm = 0.1, c.optim.update_clip = 0.5; /* the sums over ranks */
     check_checkpoints("switch, both clips", c);
-    MPI_Barrier(moe_ep_comm(test_ep));
-    if (moe_ep_rank(test_ep) == 0) CU_ASSERT(tmpdir_remove() == 0);
+    MPI_Barrier(moe_expert_parallel_comm(test_ep));
+    if (moe_expert_parallel_rank(test_ep) == 0) CU_ASSERT(tmpdir_remove() == 0);
 }
 
 void suite_ep_train(void) {

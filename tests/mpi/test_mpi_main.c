@@ -23,8 +23,8 @@ double rel_diff(const float *a, const float *b, size_t n, int *same) {
 
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
-    if (moe_ep_create(MPI_COMM_WORLD, &test_ep) != MOE_OK) MPI_Abort(MPI_COMM_WORLD, 2);
-    const int rank = moe_ep_rank(test_ep);
+    if (moe_expert_parallel_create(MPI_COMM_WORLD, &test_ep) != MOE_OK) MPI_Abort(MPI_COMM_WORLD, 2);
+    const int rank = moe_expert_parallel_rank(test_ep);
     if (CU_initialize_registry() != CUE_SUCCESS) MPI_Abort(MPI_COMM_WORLD, 2);
     suite_ep_layer();
     suite_ep_train();
@@ -54,9 +54,9 @@ int main(int argc, char **argv) {
     }
     int any = 0;
     MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    if (rank == 0) printf("\n%d ranks: %s\n", moe_ep_size(test_ep), any ? "FAILED" : "all passed");
+    if (rank == 0) printf("\n%d ranks: %s\n", moe_expert_parallel_size(test_ep), any ? "FAILED" : "all passed");
     CU_cleanup_registry();
-    moe_ep_free(test_ep);
+    moe_expert_parallel_free(test_ep);
     MPI_Finalize();
     return any ? 1 : 0;
 }
