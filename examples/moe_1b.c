@@ -62,7 +62,7 @@ int main(int argc, char **argv) {
     }
     moe_config cfg = moe_config_default(MOE_FAMILY_HIERARCHICAL);
     cfg.n_expert = eo;
-    cfg.n_expert_inner = ei;
+    cfg.hierarchical.n_expert_inner = ei;
     cfg.d_model = d;
     cfg.d_hidden = h;
     cfg.act = MOE_ACT_GELU;

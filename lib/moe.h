@@ -13,6 +13,7 @@
 #ifndef MOE_H
 #define MOE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -111,56 +112,67 @@ typedef enum {
 typedef struct moe_expert_ops moe_expert_ops;
 
 typedef struct {
+    /* ------------------------------------------- every family */
     moe_family family;
     int32_t d_model;     /* d: token width                               */
     int32_t d_hidden;    /* h: expert hidden width (geglu: value width)  */
-    int32_t n_expert;    /* e                                            */
-    int32_t top_n;       /* ranks per token: top2 = 2, switch = 1        */
+    int32_t n_expert;    /* e (hierarchical: the outer count)            */
+    int32_t top_n;       /* ranks per token: top2 = 2, switch = 1,
+                            noisy_topk and uniform: k                    */
     moe_act act;
-    int32_t bias;        /* 1: experts have b1, b2                       */
-    moe_policy policy;   /* top2_gshard only                             */
-    float threshold;     /* top2_gshard threshold / random policy        */
-    float thresholds[MOE_MAX_TOPN]; /* topn: [r] for rank r+1 >= 2 (r >= 1);
-                                       [0] is unused (rank 1 always)     */
+    bool bias;           /* experts have b1, b2                          */
+    bool mult_bias;      /* geglu experts: multiplicative bias (e, h)    */
     float capacity_factor_train;
     float capacity_factor_eval;
-    moe_priority priority; /* topn_stmoe and switch_top1 only            */
     float balance_coef;  /* GShard/Switch balance loss (token choice,
                             hierarchical: both levels)                   */
     float z_coef;        /* router z-loss (any softmax-router family)    */
     uint64_t seed;       /* key of the layer's random draws              */
-    int32_t causal;      /* decoder use: a token's output never depends
+    bool causal;         /* decoder use: a token's output never depends
                             on later tokens. Capacity slots are filled
                             token by token (every rank of token t before
                             token t+1) instead of rank by rank; expert
                             choice, soft_moe, hierarchical and BPR are
                             refused (their routing looks ahead)         */
-    moe_router_noise router_noise; /* token-choice families, training  */
-    float noise_eps;     /* jitter half-width in (0, 1) (router_noise =
-                            jitter); drop probability in [0, 1)
-                            (router_noise = dropout)                    */
-    int32_t mult_bias;   /* geglu experts: multiplicative bias (e, h)    */
-    /* noisy_topk (top_n is k) */
-    int32_t noisy;       /* learned noise std at training time           */
-    float noise_epsilon; /* added to softplus(x w_noise)                 */
-    float w_importance, w_load;
-    /* soft_moe */
-    int32_t slots;       /* per expert                                   */
-    int32_t normalize;   /* l2-normalise tokens and phi, learned scale   */
-    /* dense_softmax */
-    int32_t d_gate;      /* hidden width of the gate MLP                 */
-    /* hierarchical: n_expert is the outer count */
-    int32_t n_expert_inner;
-    /* token-choice families (top2_gshard, topn_stmoe, switch_top1):
-     * straight-through dispatch (st-moe-pytorch's default). An expert
-     * input row is x_t * (1 + g - stopgrad(g)) for the row's combine
-     * weight g: the same value as x_t, but dL/dg gains <dL/dxe_row, x_t>.
-     * 0 (default): the dispatch carries no gradient (mesh_tensorflow). */
-    int32_t straight_through;
     /* The experts' network: NULL = the built-in FFN (act, bias, mult_bias,
      * d_hidden above); otherwise user ops, kept by pointer (they must
      * outlive every layer and parameter view made with this config). */
     const moe_expert_ops *expert;
+    /* ------------- token-choice families (top2, topn, switch) */
+    moe_priority priority; /* topn_stmoe and switch_top1 only            */
+    moe_router_noise router_noise; /* training only                    */
+    float router_noise_eps; /* jitter half-width in (0, 1) (router_noise
+                            = jitter); drop probability in [0, 1)
+                            (router_noise = dropout)                    */
+    /* Straight-through dispatch (st-moe-pytorch's default). An expert
+     * input row is x_t * (1 + g - stopgrad(g)) for the row's combine
+     * weight g: the same value as x_t, but dL/dg gains <dL/dxe_row, x_t>.
+     * false (default): the dispatch carries no gradient (mesh_tensorflow). */
+    bool straight_through;
+    /* ------------------------------------- each family's own */
+    struct {             /* top2_gshard and hierarchical                 */
+        moe_policy policy;   /* second-expert policy                     */
+        float threshold;     /* threshold / random policy                */
+    } gshard;
+    struct {             /* topn_stmoe                                   */
+        float thresholds[MOE_MAX_TOPN]; /* [r] for rank r+1 >= 2 (r >= 1);
+                                           [0] is unused (rank 1 always) */
+    } stmoe;
+    struct {             /* noisy_topk (top_n is k)                      */
+        bool noisy;          /* learned noise std at training time       */
+        float noise_epsilon; /* added to softplus(x w_noise)             */
+        float w_importance, w_load;
+    } noisy_topk;
+    struct {             /* soft_moe                                     */
+        int32_t slots;       /* per expert                               */
+        bool normalize;      /* l2-normalise tokens and phi, learned scale */
+    } soft_moe;
+    struct {             /* dense_softmax                                */
+        int32_t d_gate;      /* hidden width of the gate MLP             */
+    } dense_softmax;
+    struct {             /* hierarchical                                 */
+        int32_t n_expert_inner;
+    } hierarchical;
 } moe_config;
 
 /* Defaults for a family: d=0 etc. must still be set by the caller.

@@ -148,7 +148,7 @@ static moe_block_config bcfg(moe_family f, int before, int after) {
 
 static void test_block_gradients_match_with_dense_ffn_before_and_after(void) {
     moe_block_config c = bcfg(MOE_FAMILY_TOP2_GSHARD, 1, 1);
-    c.moe.policy = MOE_POLICY_ALL;
+    c.moe.gshard.policy = MOE_POLICY_ALL;
     check_block(&c, "top2 before+after");
 }
 

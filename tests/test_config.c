@@ -40,14 +40,14 @@ static void test_nonpositive_capacity_factor_is_rejected(void) {
 
 static void test_threshold_outside_zero_one_is_rejected(void) {
     moe_config c = tcfg(MOE_FAMILY_TOP2_GSHARD, MOE_ACT_RELU, 8, 16, 4);
-    c.threshold = 0.0f;
+    c.gshard.threshold = 0.0f;
     expect_rejected(&c, "threshold");
-    c.threshold = 1.5f;
+    c.gshard.threshold = 1.5f;
     expect_rejected(&c, "threshold");
-    c.threshold = 1.0f;
+    c.gshard.threshold = 1.0f;
     CU_ASSERT_EQUAL(moe_config_validate(&c), MOE_OK);
     moe_config t = tcfg(MOE_FAMILY_TOPN_STMOE, MOE_ACT_RELU, 8, 16, 4);
-    t.thresholds[1] = -0.1f;
+    t.stmoe.thresholds[1] = -0.1f;
     expect_rejected(&t, "thresholds");
 }
 
@@ -56,7 +56,7 @@ static void test_unknown_policy_and_family_names_are_rejected(void) {
     CU_ASSERT_EQUAL(moe_policy_parse("sometimes", &p), MOE_EINVAL);
     CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "all|none|threshold|random"));
     moe_config c = tcfg(MOE_FAMILY_TOP2_GSHARD, MOE_ACT_RELU, 8, 16, 4);
-    c.policy = (moe_policy)9;
+    c.gshard.policy = (moe_policy)9;
     expect_rejected(&c, "policy");
     moe_family f;
     CU_ASSERT_EQUAL(moe_family_parse("top3", &f), MOE_EINVAL);
@@ -86,19 +86,19 @@ static void test_router_noise_and_family_only_options_are_checked(void) {
     expect_rejected(&c, "router_noise");
     c = tcfg(MOE_FAMILY_SWITCH_TOP1, MOE_ACT_RELU, 8, 16, 4);
     c.router_noise = MOE_NOISE_JITTER;
-    c.noise_eps = 0.0f;
+    c.router_noise_eps = 0.0f;
     expect_rejected(&c, "noise_eps");
-    c.noise_eps = 1.0f;
+    c.router_noise_eps = 1.0f;
     expect_rejected(&c, "noise_eps");
     c.router_noise = MOE_NOISE_DROPOUT; /* drop probability in [0, 1) */
     expect_rejected(&c, "noise_eps");
-    c.noise_eps = -0.1f;
+    c.router_noise_eps = -0.1f;
     expect_rejected(&c, "noise_eps");
-    c.noise_eps = 0.0f;
+    c.router_noise_eps = 0.0f;
     CU_ASSERT_EQUAL(moe_config_validate(&c), MOE_OK);
-    c.noise_eps = 0.5f;
+    c.router_noise_eps = 0.5f;
     CU_ASSERT_EQUAL(moe_config_validate(&c), MOE_OK);
-    c.family = MOE_FAMILY_HIERARCHICAL, c.top_n = 2, c.n_expert_inner = 2;
+    c.family = MOE_FAMILY_HIERARCHICAL, c.top_n = 2, c.hierarchical.n_expert_inner = 2;
     expect_rejected(&c, "router_noise");
     c = tcfg(MOE_FAMILY_SWITCH_TOP1, MOE_ACT_RELU, 8, 16, 4);
     c.router_noise = (moe_router_noise)(MOE_NOISE_DROPOUT + 1);
@@ -113,7 +113,7 @@ static void test_router_noise_and_family_only_options_are_checked(void) {
     c.top_n = 5;
     expect_rejected(&c, "k (top_n)");
     c = tcfg(MOE_FAMILY_HIERARCHICAL, MOE_ACT_RELU, 8, 16, 4);
-    c.n_expert_inner = 1;
+    c.hierarchical.n_expert_inner = 1;
     expect_rejected(&c, "n_expert_inner");
 }
 

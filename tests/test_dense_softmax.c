@@ -44,7 +44,7 @@ static void ds_init(tcase *c, const moe_config *cfg, int32_t b, int32_t n,
 /* A small dense config: d = 6, h = 8, e = 4 experts, gate width 5. */
 static moe_config dcfg(moe_act act, int bias) {
     moe_config c = tcfg(MOE_FAMILY_DENSE_SOFTMAX, act, 6, 8, 4);
-    c.d_gate = 5;
+    c.dense_softmax.d_gate = 5;
     c.bias = bias;
     return c;
 }
@@ -104,7 +104,7 @@ static void test_z_loss_gradient_alone_matches_finite_differences(void) {
  * g_b1) g_w2 + g_b2), written straight from the definition. */
 static void gates_ref(const tcase *c, int32_t t, double *out) {
     const moe_config *k = &c->cfg;
-    const int32_t d = k->d_model, g = k->d_gate, e = k->n_expert;
+    const int32_t d = k->d_model, g = k->dense_softmax.d_gate, e = k->n_expert;
     double hid[64], mx = -INFINITY, s = 0.0;
     CU_ASSERT_FATAL(g <= 64);
     for (int32_t a = 0; a < g; a++) {
@@ -196,7 +196,7 @@ static void run_threads(const moe_config *cfg, int threads, float *out) {
 
 static void test_same_seed_is_bit_identical_with_one_and_two_threads(void) {
     moe_config cfg = tcfg(MOE_FAMILY_DENSE_SOFTMAX, MOE_ACT_GELU, 16, 32, 8);
-    cfg.d_gate = 24;
+    cfg.dense_softmax.d_gate = 24;
     cfg.bias = 1;
     cfg.z_coef = 1e-2f;
     const size_t n = 2 * (size_t)4 * 37 * 16 + moe_params_count(&cfg);
@@ -257,9 +257,9 @@ static void expect_invalid(const moe_config *cfg, const char *field) {
 static void test_bad_configurations_are_rejected_naming_the_field(void) {
     moe_config c = dcfg(MOE_ACT_GELU, 0);
     CU_ASSERT_EQUAL(moe_config_validate(&c), MOE_OK);
-    c.d_gate = 0;
+    c.dense_softmax.d_gate = 0;
     expect_invalid(&c, "d_gate");
-    c.d_gate = (1 << 20) + 1;
+    c.dense_softmax.d_gate = (1 << 20) + 1;
     expect_invalid(&c, "d_gate");
     c = dcfg(MOE_ACT_GELU, 0);
     c.balance_coef = 1e-2f; /* no balance loss in a dense mixture */
@@ -269,7 +269,7 @@ static void test_bad_configurations_are_rejected_naming_the_field(void) {
     expect_invalid(&c, "priority");
     c = dcfg(MOE_ACT_GELU, 0);
     c.router_noise = MOE_NOISE_JITTER;
-    c.noise_eps = 0.1f;
+    c.router_noise_eps = 0.1f;
     expect_invalid(&c, "router_noise");
     c = dcfg(MOE_ACT_GELU, 0);
     c.z_coef = -1.0f;

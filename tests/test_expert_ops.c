@@ -110,9 +110,9 @@ static moe_config family_cfg(moe_family f) {
     moe_config c = tcfg(f, MOE_ACT_RELU, 8, 12, 4);
     c.bias = 1;
     if (f == MOE_FAMILY_TOPN_STMOE) c.top_n = 3;
-    if (f == MOE_FAMILY_SOFT_MOE) c.slots = 2;
-    if (f == MOE_FAMILY_DENSE_SOFTMAX) c.d_gate = 6;
-    if (f == MOE_FAMILY_HIERARCHICAL) c.n_expert = 2, c.n_expert_inner = 3;
+    if (f == MOE_FAMILY_SOFT_MOE) c.soft_moe.slots = 2;
+    if (f == MOE_FAMILY_DENSE_SOFTMAX) c.dense_softmax.d_gate = 6;
+    if (f == MOE_FAMILY_HIERARCHICAL) c.n_expert = 2, c.hierarchical.n_expert_inner = 3;
     return c;
 }
 
@@ -241,20 +241,20 @@ static void fd_mlp3(moe_config c, float eps, const char *what) {
 
 static void test_mlp3_expert_matches_finite_differences_inside_top2_gshard(void) {
     moe_config c = tcfg(MOE_FAMILY_TOP2_GSHARD, MOE_ACT_RELU, 6, 24, 4);
-    c.policy = MOE_POLICY_ALL;
+    c.gshard.policy = MOE_POLICY_ALL;
     c.balance_coef = 0.5f;
     fd_mlp3(c, 1e-3f, "top2 mlp3");
 }
 
 static void test_mlp3_expert_matches_finite_differences_inside_soft_moe(void) {
     moe_config c = tcfg(MOE_FAMILY_SOFT_MOE, MOE_ACT_RELU, 6, 24, 3);
-    c.slots = 2;
-    c.normalize = 0;
+    c.soft_moe.slots = 2;
+    c.soft_moe.normalize = 0;
     fd_mlp3(c, 1e-3f, "soft_moe mlp3");
     /* normalised: the slots mix unit-norm tokens, so the hidden units sit
      * near LeakyReLU's kink and eps = 1e-3 crosses many (scale 0.39 at
      * 1e-3, falling as eps does: kinks, not a wrong gradient) */
-    c.normalize = 1;
+    c.soft_moe.normalize = 1;
     fd_mlp3(c, 3e-4f, "soft_moe normalised mlp3");
 }
 

@@ -73,20 +73,20 @@ static int64_t check(moe_config cfg, int32_t b, int32_t n, double tol, const cha
 static void test_top2_gradients_match_finite_differences_for_every_policy(void) {
     for (int p = 0; p <= MOE_POLICY_RANDOM; p++) {
         moe_config c = tcfg(MOE_FAMILY_TOP2_GSHARD, MOE_ACT_GELU, 6, 8, 4);
-        c.policy = (moe_policy)p;
-        c.threshold = 0.45f;   /* second gates straddle it: some dropped */
+        c.gshard.policy = (moe_policy)p;
+        c.gshard.threshold = 0.45f;   /* second gates straddle it: some dropped */
         c.balance_coef = 0.5f; /* large, so its gradient is visible */
-        int64_t dropped = check(c, 2, 12, 3e-3, moe_policy_name(c.policy));
+        int64_t dropped = check(c, 2, 12, 3e-3, moe_policy_name(c.gshard.policy));
         int64_t lo = 1, hi = 23; /* threshold, random: some, not all */
-        if (c.policy == MOE_POLICY_ALL) lo = hi = 0;
-        if (c.policy == MOE_POLICY_NONE) lo = hi = 24;
+        if (c.gshard.policy == MOE_POLICY_ALL) lo = hi = 0;
+        if (c.gshard.policy == MOE_POLICY_NONE) lo = hi = 24;
         CU_ASSERT(dropped >= lo && dropped <= hi);
     }
 }
 
 static void test_top2_gradients_match_with_capacity_drops(void) {
     moe_config c = tcfg(MOE_FAMILY_TOP2_GSHARD, MOE_ACT_GELU, 6, 8, 4);
-    c.policy = MOE_POLICY_ALL;
+    c.gshard.policy = MOE_POLICY_ALL;
     c.capacity_factor_train = 0.5f; /* cap 4 of 32 tokens x 2 ranks */
     c.balance_coef = 0.5f;
     check(c, 2, 32, 3e-3, "top2 drops");
@@ -95,7 +95,7 @@ static void test_top2_gradients_match_with_capacity_drops(void) {
 static void test_topn_gradients_match_with_geglu_bias_and_z_loss(void) {
     moe_config c = tcfg(MOE_FAMILY_TOPN_STMOE, MOE_ACT_GEGLU, 6, 5, 5);
     c.top_n = 3;
-    c.thresholds[1] = 0.2f, c.thresholds[2] = 0.1f;
+    c.stmoe.thresholds[1] = 0.2f, c.stmoe.thresholds[2] = 0.1f;
     c.bias = 1;
     c.balance_coef = 0.5f;
     c.z_coef = 0.1f;
@@ -135,7 +135,7 @@ static void test_gradients_match_with_input_jitter_and_gumbel_noise(void) {
     c.balance_coef = 0.5f;
     c.z_coef = 0.1f;
     c.router_noise = MOE_NOISE_JITTER;
-    c.noise_eps = 0.2f;
+    c.router_noise_eps = 0.2f;
     check(c, 2, 12, 3e-3, "switch jitter");
     c = tcfg(MOE_FAMILY_TOPN_STMOE, MOE_ACT_GELU, 6, 8, 4);
     c.balance_coef = 0.5f;
@@ -150,18 +150,18 @@ static void test_gradients_match_with_input_jitter_and_gumbel_noise(void) {
  * (top2) and 0.32 (switch) on x. Tolerance as above (3e-3). */
 static void test_gradients_match_with_router_input_dropout(void) {
     moe_config c = tcfg(MOE_FAMILY_TOP2_GSHARD, MOE_ACT_GELU, 6, 8, 4);
-    c.policy = MOE_POLICY_ALL;
+    c.gshard.policy = MOE_POLICY_ALL;
     c.balance_coef = 0.5f;
     c.z_coef = 0.1f;
     c.router_noise = MOE_NOISE_DROPOUT;
-    c.noise_eps = 0.3f;
+    c.router_noise_eps = 0.3f;
     check(c, 2, 12, 3e-3, "top2 dropout");
     c = tcfg(MOE_FAMILY_SWITCH_TOP1, MOE_ACT_GELU, 6, 8, 4);
     c.balance_coef = 0.5f;
     c.z_coef = 0.1f;
     c.capacity_factor_train = 0.5f; /* with capacity drops */
     c.router_noise = MOE_NOISE_DROPOUT;
-    c.noise_eps = 0.3f;
+    c.router_noise_eps = 0.3f;
     check(c, 2, 24, 3e-3, "switch dropout");
 }
 

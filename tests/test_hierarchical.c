@@ -44,7 +44,7 @@ static int32_t outer_capacity(const moe_config *cfg, int32_t n) {
 static void hcase_init(tcase *c, const moe_config *cfg, int32_t b, int32_t n,
                        uint64_t seed, float router_scale) {
     tcase_init(c, cfg, b, n, seed, router_scale);
-    const size_t wi = (size_t)cfg->n_expert * cfg->d_model * cfg->n_expert_inner;
+    const size_t wi = (size_t)cfg->n_expert * cfg->d_model * cfg->hierarchical.n_expert_inner;
     for (size_t i = 0; i < wi; i++) c->p.w_gate_inner[i] *= router_scale;
     const size_t E = (size_t)moe_n_experts(cfg), hin = (size_t)moe_hin(cfg);
     for (size_t i = 0; c->p.b1 && i < E * hin; i++)
@@ -117,9 +117,9 @@ static void check_tensors(tcase *c, const char *what) {
 
 static moe_config hcfg(moe_policy policy, float cf) {
     moe_config c = tcfg(MOE_FAMILY_HIERARCHICAL, MOE_ACT_GELU, 6, 8, 2);
-    c.n_expert_inner = 3;
-    c.policy = policy;
-    c.threshold = 0.3f; /* second gates straddle it: some dropped */
+    c.hierarchical.n_expert_inner = 3;
+    c.gshard.policy = policy;
+    c.gshard.threshold = 0.3f; /* second gates straddle it: some dropped */
     c.capacity_factor_train = cf;
     c.balance_coef = 0.5f; /* large, so its gradient is visible */
     return c;
@@ -150,7 +150,7 @@ static void test_gradients_match_with_policy_and_capacity_drops_at_both_levels(v
         moe_config cfg = hcfg((moe_policy)p, 1.0f); /* c1 = 6 of 12, c2 = 4 */
         tcase c;
         hcase_init(&c, &cfg, 2, 12, 33, 2.0f);
-        check_tensors(&c, moe_policy_name(cfg.policy));
+        check_tensors(&c, moe_policy_name(cfg.gshard.policy));
         const moe_aux *a = moe_layer_aux(c.L);
         CU_ASSERT(a->n_dropped_policy > 0);
         CU_ASSERT(a->n_dropped_capacity > 0);
@@ -277,8 +277,8 @@ static void check_unrouted(const tcase *c, const moe_route *r, int32_t c1) {
 
 static void run_props(moe_policy policy, float cf) {
     moe_config cfg = tcfg(MOE_FAMILY_HIERARCHICAL, MOE_ACT_RELU, 8, 8, 4);
-    cfg.n_expert_inner = 3;
-    cfg.policy = policy;
+    cfg.hierarchical.n_expert_inner = 3;
+    cfg.gshard.policy = policy;
     cfg.capacity_factor_train = cf;
     tcase c;
     hcase_init(&c, &cfg, 3, 32, 99, 3.0f);
@@ -288,11 +288,11 @@ static void run_props(moe_policy policy, float cf) {
     const moe_aux *a = moe_layer_aux(c.L);
     const int32_t c1 = a->capacity, c2 = r.inner_capacity, eo = cfg.n_expert;
     CU_ASSERT_EQUAL(c1, outer_capacity(&cfg, c.n));
-    CU_ASSERT_EQUAL(c2, moe_capacity(c1, cfg.n_expert_inner, cf));
+    CU_ASSERT_EQUAL(c2, moe_capacity(c1, cfg.hierarchical.n_expert_inner, cf));
     CU_ASSERT_EQUAL(r.k, 2);
     CU_ASSERT_EQUAL(position_violations(r.expert, r.position, c.b, c.n, eo, c1), 0);
     CU_ASSERT_EQUAL(position_violations(r.inner_expert, r.inner_position, eo * c.b, c1,
-                                        cfg.n_expert_inner, c2), 0);
+                                        cfg.hierarchical.n_expert_inner, c2), 0);
     CU_ASSERT_EQUAL(importance_violations(&c, &r, c1), 0);
     check_unrouted(&c, &r, c1);
     /* kept choices of both levels = proposals - drops */
@@ -347,8 +347,8 @@ static double balance_of(const bal_acc *acc, int32_t groups, int32_t m, int32_t 
 
 static void test_balance_losses_match_an_independent_computation(void) {
     moe_config cfg = tcfg(MOE_FAMILY_HIERARCHICAL, MOE_ACT_RELU, 8, 8, 3);
-    cfg.n_expert_inner = 4;
-    cfg.policy = MOE_POLICY_ALL;
+    cfg.hierarchical.n_expert_inner = 4;
+    cfg.gshard.policy = MOE_POLICY_ALL;
     cfg.capacity_factor_train = 2.0f;
     cfg.balance_coef = 0.3f;
     tcase c;
@@ -357,7 +357,7 @@ static void test_balance_losses_match_an_independent_computation(void) {
     moe_route r;
     moe_layer_route(c.L, &r);
     const moe_aux *a = moe_layer_aux(c.L);
-    const int32_t d = cfg.d_model, eo = cfg.n_expert, ei = cfg.n_expert_inner;
+    const int32_t d = cfg.d_model, eo = cfg.n_expert, ei = cfg.hierarchical.n_expert_inner;
     const int32_t c1 = a->capacity, T = c.T;
     bal_acc outer[2], inner[6], with_half[6];
     memset(outer, 0, sizeof outer);
@@ -424,19 +424,19 @@ static void test_bad_configurations_are_rejected_naming_the_field(void) {
     CU_ASSERT_EQUAL(moe_config_validate(&ok), MOE_OK);
     c = ok, c.n_expert = 1;
     expect_rejected(c, "n_expert (eo)");
-    c = ok, c.n_expert_inner = 1;
+    c = ok, c.hierarchical.n_expert_inner = 1;
     expect_rejected(c, "n_expert_inner");
-    c = ok, c.n_expert_inner = 0;
+    c = ok, c.hierarchical.n_expert_inner = 0;
     expect_rejected(c, "n_expert_inner");
     c = ok, c.top_n = 3;
     expect_rejected(c, "top_n");
-    c = ok, c.threshold = 0.0f;
+    c = ok, c.gshard.threshold = 0.0f;
     expect_rejected(c, "threshold");
-    c = ok, c.policy = (moe_policy)7;
+    c = ok, c.gshard.policy = (moe_policy)7;
     expect_rejected(c, "policy");
     c = ok, c.priority = MOE_PRIORITY_BPR;
     expect_rejected(c, "priority");
-    c = ok, c.router_noise = MOE_NOISE_JITTER, c.noise_eps = 0.1f;
+    c = ok, c.router_noise = MOE_NOISE_JITTER, c.router_noise_eps = 0.1f;
     expect_rejected(c, "router_noise");
     c = ok, c.capacity_factor_train = 0.0f;
     expect_rejected(c, "capacity_factor_train");
@@ -493,7 +493,7 @@ static snapshot run_with_threads(const moe_config *cfg, int threads) {
 
 static void test_same_seed_is_bit_identical_with_one_and_two_threads(void) {
     moe_config cfg = tcfg(MOE_FAMILY_HIERARCHICAL, MOE_ACT_GELU, 16, 32, 4);
-    cfg.n_expert_inner = 3;
+    cfg.hierarchical.n_expert_inner = 3;
     cfg.z_coef = 1e-2f;
     snapshot a = run_with_threads(&cfg, 1), b = run_with_threads(&cfg, 2);
     const size_t Td = (size_t)4 * 48 * cfg.d_model;

@@ -43,14 +43,14 @@ static void test_same_seed_is_bit_identical_with_one_and_two_threads(void) {
                           tcfg(MOE_FAMILY_TOP2_GSHARD, MOE_ACT_GEGLU, 16, 32, 8),
                           tcfg(MOE_FAMILY_SWITCH_TOP1, MOE_ACT_GELU, 16, 32, 8)};
     cfgs[5].router_noise = MOE_NOISE_JITTER; /* own draws, with noise */
-    cfgs[5].noise_eps = 0.1f;
+    cfgs[5].router_noise_eps = 0.1f;
     cfgs[5].mult_bias = 1;
     cfgs[6].router_noise = MOE_NOISE_DROPOUT; /* own mask, with drops */
-    cfgs[6].noise_eps = 0.2f;
+    cfgs[6].router_noise_eps = 0.2f;
     cfgs[6].capacity_factor_train = 0.5f;
     cfgs[1].bias = 1;
     cfgs[1].top_n = 3;
-    cfgs[1].thresholds[2] = 0.1f;
+    cfgs[1].stmoe.thresholds[2] = 0.1f;
     cfgs[4].priority = MOE_PRIORITY_BPR;
     cfgs[4].capacity_factor_train = 0.5f;
     for (int i = 0; i < 7; i++) {
@@ -185,7 +185,7 @@ static void test_causal_layers_never_look_at_later_tokens(void) {
         moe_config c = tcfg(fams[i], MOE_ACT_GELU, 6, 8, 4);
         c.causal = 1;
         c.capacity_factor_train = 0.5f;
-        if (fams[i] == MOE_FAMILY_TOP2_GSHARD) c.policy = MOE_POLICY_ALL;
+        if (fams[i] == MOE_FAMILY_TOP2_GSHARD) c.gshard.policy = MOE_POLICY_ALL;
         if (fams[i] == MOE_FAMILY_TOPN_STMOE) c.top_n = 3;
         CU_ASSERT_EQUAL(lookahead_count(&c, 24), 0);
     }
@@ -195,7 +195,7 @@ static void test_causal_layers_never_look_at_later_tokens(void) {
  * first choice take the slot of an earlier token's second choice. */
 static void test_rank_major_slots_are_not_causal_under_dropping(void) {
     moe_config c = tcfg(MOE_FAMILY_TOP2_GSHARD, MOE_ACT_GELU, 6, 8, 4);
-    c.policy = MOE_POLICY_ALL;
+    c.gshard.policy = MOE_POLICY_ALL;
     c.capacity_factor_train = 0.5f;
     CU_ASSERT(lookahead_count(&c, 24) > 0);
     c.causal = 1;

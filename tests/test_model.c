@@ -313,7 +313,7 @@ static void test_decoder_logits_ignore_later_tokens_for_every_allowed_router(voi
         c.moe_every = fams[f] < 0 ? 0 : 1; /* every layer MoE */
         c.seq_len = 16;                      /* 16 tokens, capacity 4: drops */
         c.moe.capacity_factor_train = 0.5f;
-        if (fams[f] == MOE_FAMILY_TOP2_GSHARD) c.moe.policy = MOE_POLICY_ALL;
+        if (fams[f] == MOE_FAMILY_TOP2_GSHARD) c.moe.gshard.policy = MOE_POLICY_ALL;
         mcase m;
         mcase_init(&m, &c, 1, 3);
         const size_t C = (size_t)c.n_class, N = (size_t)m.N;
@@ -392,7 +392,7 @@ static void test_model_is_bit_identical_with_one_and_two_threads(void) {
     c.seq_len = 16, c.d_model = 16, c.n_head = 4, c.moe_every = 1;
     model_threads(c);
     c.ff_before_moe = c.ff_after_moe = 1; /* with the FFN sub-blocks */
-    c.moe.router_noise = MOE_NOISE_DROPOUT, c.moe.noise_eps = 0.1f;
+    c.moe.router_noise = MOE_NOISE_DROPOUT, c.moe.router_noise_eps = 0.1f;
     model_threads(c);
 }
 

@@ -47,7 +47,7 @@
 static moe_config noisy_topk_cfg(int32_t e, int32_t k, moe_act act) {
     moe_config c = tcfg(MOE_FAMILY_NOISY_TOPK, act, 6, 8, e);
     c.top_n = k;
-    c.w_importance = c.w_load = 0.5f; /* large, so their gradients show */
+    c.noisy_topk.w_importance = c.noisy_topk.w_load = 0.5f; /* large, so their gradients show */
     return c;
 }
 
@@ -207,8 +207,8 @@ static void test_load_estimator_gradient_alone_matches_finite_differences(void) 
     const int32_t ks[2] = {1, 3};
     for (int i = 0; i < 2; i++) {
         moe_config cfg = noisy_topk_cfg(6, ks[i], MOE_ACT_GELU);
-        cfg.w_importance = 0.0f;
-        cfg.w_load = 1.0f;
+        cfg.noisy_topk.w_importance = 0.0f;
+        cfg.noisy_topk.w_load = 1.0f;
         tcase c;
         noisy_topk_init(&c, &cfg, 32, 61 + (uint64_t)i);
         memset(c.dy, 0, (size_t)c.T * cfg.d_model * sizeof *c.dy);
@@ -223,8 +223,8 @@ static void test_load_estimator_gradient_alone_matches_finite_differences(void) 
  * softmax and the noisy logits (so w_noise gets gradient too). */
 static void test_importance_loss_gradient_alone_matches_finite_differences(void) {
     moe_config cfg = noisy_topk_cfg(6, 2, MOE_ACT_GELU);
-    cfg.w_importance = 1.0f;
-    cfg.w_load = 0.0f;
+    cfg.noisy_topk.w_importance = 1.0f;
+    cfg.noisy_topk.w_load = 0.0f;
     tcase c;
     noisy_topk_init(&c, &cfg, 32, 71);
     memset(c.dy, 0, (size_t)c.T * cfg.d_model * sizeof *c.dy);
@@ -245,7 +245,7 @@ static void test_gradients_match_in_eval_without_noise_and_with_k_equal_e(void) 
     CU_ASSERT(all_zero(c.g.w_noise, moe_params_len(&cfg, 1)));
     tcase_free(&c);
     cfg = noisy_topk_cfg(4, 1, MOE_ACT_GELU);
-    cfg.noisy = 0;
+    cfg.noisy_topk.noisy = 0;
     noisy_topk_init(&c, &cfg, 24, 82);
     fd_check(&c, 0, "clean k=1");
     CU_ASSERT(all_zero(c.g.w_noise, moe_params_len(&cfg, 1)));
@@ -383,13 +383,13 @@ static int load_is_gate_count(const tcase *c) {
 
 static void test_load_equals_the_gate_count_when_not_noisy(void) {
     moe_config cfg = noisy_topk_cfg(8, 2, MOE_ACT_RELU);
-    cfg.noisy = 0;
+    cfg.noisy_topk.noisy = 0;
     tcase c;
     noisy_topk_init(&c, &cfg, 64, 111);
     tcase_forward(&c);
     CU_ASSERT(load_is_gate_count(&c));
     tcase_free(&c);
-    cfg.noisy = 1; /* eval: no noise */
+    cfg.noisy_topk.noisy = 1; /* eval: no noise */
     noisy_topk_init(&c, &cfg, 64, 112);
     tcase_forward(&c);
     CU_ASSERT(!load_is_gate_count(&c)); /* training: the smooth estimator */
@@ -410,7 +410,7 @@ static void test_load_equals_the_gate_count_when_not_noisy(void) {
  * x Wn = -60 everywhere, std = softplus(-60) ~ 1e-26. */
 static void test_smooth_load_tends_to_the_gate_count_as_the_noise_vanishes(void) {
     moe_config cfg = noisy_topk_cfg(8, 2, MOE_ACT_RELU);
-    cfg.noise_epsilon = 0.0f;
+    cfg.noisy_topk.noise_epsilon = 0.0f;
     tcase c;
     noisy_topk_init(&c, &cfg, 64, 121);
     for (int32_t t = 0; t < c.T; t++) c.x[(size_t)t * cfg.d_model] = 1.0f;
@@ -435,8 +435,8 @@ static void test_smooth_load_tends_to_the_gate_count_as_the_noise_vanishes(void)
 
 static void test_aux_loss_weights_the_population_cv2_of_importance_and_load(void) {
     moe_config cfg = noisy_topk_cfg(6, 2, MOE_ACT_RELU);
-    cfg.w_importance = 0.3f;
-    cfg.w_load = 0.7f;
+    cfg.noisy_topk.w_importance = 0.3f;
+    cfg.noisy_topk.w_load = 0.7f;
     tcase c;
     noisy_topk_init(&c, &cfg, 48, 131);
     tcase_forward(&c);
@@ -553,19 +553,17 @@ static void test_k_above_the_expert_count_and_negative_noise_epsilon_are_rejecte
     c.top_n = 0;
     expect_rejected(&c, "top_n");
     c = noisy_topk_cfg(4, 2, MOE_ACT_RELU);
-    c.noise_epsilon = -1e-3f;
+    c.noisy_topk.noise_epsilon = -1e-3f;
     expect_rejected(&c, "noise_epsilon");
-    c.noise_epsilon = 0.0f; /* allowed: the paper has none */
+    c.noisy_topk.noise_epsilon = 0.0f; /* allowed: the paper has none */
     CU_ASSERT_EQUAL(moe_config_validate(&c), MOE_OK);
-    c.w_load = -0.1f;
+    c.noisy_topk.w_load = -0.1f;
     expect_rejected(&c, "w_load");
-    c.w_load = 0.1f;
-    c.w_importance = NAN;
+    c.noisy_topk.w_load = 0.1f;
+    c.noisy_topk.w_importance = NAN;
     expect_rejected(&c, "w_importance");
-    c.w_importance = 0.1f;
-    c.noisy = 2;
-    expect_rejected(&c, "noisy");
-    c.noisy = 1;
+    c.noisy_topk.w_importance = 0.1f;
+    c.noisy_topk.noisy = true; /* a bool: no other value to reject */
     c.z_coef = 1e-3f; /* no softmax over every expert: no z-loss */
     expect_rejected(&c, "z_coef");
     c.z_coef = 0.0f;

@@ -62,12 +62,12 @@ static void test_no_expert_exceeds_capacity_and_positions_are_contiguous(void) {
     for (size_t i = 0; i < sizeof cfs / sizeof cfs[0]; i++) {
         moe_config g = tcfg(MOE_FAMILY_TOP2_GSHARD, MOE_ACT_RELU, 8, 8, 8);
         for (int p = 0; p <= MOE_POLICY_RANDOM; p++) {
-            g.policy = (moe_policy)p;
+            g.gshard.policy = (moe_policy)p;
             run_props(g, cfs[i]);
         }
         moe_config t = tcfg(MOE_FAMILY_TOPN_STMOE, MOE_ACT_RELU, 8, 8, 8);
         t.top_n = 3;
-        t.thresholds[1] = 0.2f, t.thresholds[2] = 0.05f;
+        t.stmoe.thresholds[1] = 0.2f, t.stmoe.thresholds[2] = 0.05f;
         run_props(t, cfs[i]);
         t.priority = MOE_PRIORITY_BPR;
         run_props(t, cfs[i]);
@@ -91,7 +91,7 @@ static void test_dropped_tokens_get_zero_output_at_tiny_capacity(void) {
 
 static void test_policy_none_never_routes_a_second_expert(void) {
     moe_config g = tcfg(MOE_FAMILY_TOP2_GSHARD, MOE_ACT_RELU, 8, 8, 4);
-    g.policy = MOE_POLICY_NONE;
+    g.gshard.policy = MOE_POLICY_NONE;
     g.capacity_factor_train = 4.0f;
     tcase c;
     tcase_init(&c, &g, 2, 32, 3, 1.0f);
@@ -109,7 +109,7 @@ static void test_large_capacity_factor_drops_nothing(void) {
     moe_config cfgs[3] = {tcfg(MOE_FAMILY_TOP2_GSHARD, MOE_ACT_RELU, 8, 8, 4),
                           tcfg(MOE_FAMILY_TOPN_STMOE, MOE_ACT_RELU, 8, 8, 4),
                           tcfg(MOE_FAMILY_SWITCH_TOP1, MOE_ACT_RELU, 8, 8, 4)};
-    cfgs[0].policy = MOE_POLICY_ALL;
+    cfgs[0].gshard.policy = MOE_POLICY_ALL;
     for (int i = 0; i < 3; i++) {
         cfgs[i].capacity_factor_train = (float)cfgs[i].n_expert; /* cap = n */
         tcase c;
@@ -179,7 +179,7 @@ static void test_bpr_fills_slots_by_descending_top1_probability(void) {
 static void test_topn_routes_rank_r_iff_draw_below_gate_over_threshold(void) {
     moe_config t = tcfg(MOE_FAMILY_TOPN_STMOE, MOE_ACT_RELU, 8, 8, 6);
     t.top_n = 3;
-    t.thresholds[1] = 0.3f, t.thresholds[2] = 0.1f;
+    t.stmoe.thresholds[1] = 0.3f, t.stmoe.thresholds[2] = 0.1f;
     t.capacity_factor_train = 6.0f;
     tcase c;
     tcase_init(&c, &t, 2, 32, 4, 2.0f);
@@ -192,7 +192,7 @@ static void test_topn_routes_rank_r_iff_draw_below_gate_over_threshold(void) {
             double p[3], s = 0;
             for (int32_t z = 0; z < 3; z++) s += p[z] = r.probs[(size_t)i * 6 + r.expert[(size_t)z * c.T + i]];
             float gate = (float)(p[q] / s);
-            int want = c.draws[(size_t)(q - 1) * c.T + i] < gate / t.thresholds[q];
+            int want = c.draws[(size_t)(q - 1) * c.T + i] < gate / t.stmoe.thresholds[q];
             bad += want != (r.position[(size_t)q * c.T + i] >= 0);
         }
     CU_ASSERT_EQUAL(bad, 0);
@@ -215,7 +215,7 @@ static void test_router_noise_is_off_in_eval_mode(void) {
         moe_config plain = tcfg(MOE_FAMILY_SWITCH_TOP1, MOE_ACT_GELU, 8, 8, 4);
         moe_config noisy = plain;
         noisy.router_noise = kinds[i];
-        noisy.noise_eps = 0.3f;
+        noisy.router_noise_eps = 0.3f;
         tcase a, b;
         tcase_init(&a, &plain, 2, 32, 12, 2.0f);
         tcase_init(&b, &noisy, 2, 32, 12, 2.0f);
@@ -263,7 +263,7 @@ static void test_gumbel_noise_samples_experts_with_softmax_probabilities(void) {
 static void test_jitter_stays_within_its_band_and_moves_the_logits(void) {
     moe_config c = tcfg(MOE_FAMILY_TOP2_GSHARD, MOE_ACT_RELU, 8, 8, 4);
     c.router_noise = MOE_NOISE_JITTER;
-    c.noise_eps = 0.01f;
+    c.router_noise_eps = 0.01f;
     tcase t;
     tcase_init(&t, &c, 2, 16, 3, 1.0f);
     tcase_forward(&t);
@@ -296,7 +296,7 @@ static void test_jitter_stays_within_its_band_and_moves_the_logits(void) {
 static void test_dropout_zeroes_a_noise_eps_fraction_of_the_router_input(void) {
     moe_config c = tcfg(MOE_FAMILY_SWITCH_TOP1, MOE_ACT_RELU, 8, 4, 8);
     c.router_noise = MOE_NOISE_DROPOUT;
-    c.noise_eps = 0.3f;
+    c.router_noise_eps = 0.3f;
     tcase t;
     tcase_init(&t, &c, 4, 1024, 5, 1.0f);
     for (int q = 0; q < 8; q++)
@@ -306,7 +306,7 @@ static void test_dropout_zeroes_a_noise_eps_fraction_of_the_router_input(void) {
     moe_route r;
     moe_layer_route(t.L, &r);
     const size_t n = (size_t)t.T * 8;
-    const float keep = 1.0f / (1.0f - c.noise_eps);
+    const float keep = 1.0f / (1.0f - c.router_noise_eps);
     size_t zeros = 0, bad = 0;
     for (size_t i = 0; i < n; i++) {
         if (r.logits[i] == 0.0f) zeros++;
@@ -333,7 +333,7 @@ static void test_dropout_leaves_the_experts_input_clean(void) {
     plain.capacity_factor_train = 1.0f; /* capacity n: nothing dropped */
     moe_config noisy = plain;
     noisy.router_noise = MOE_NOISE_DROPOUT;
-    noisy.noise_eps = 0.5f;
+    noisy.router_noise_eps = 0.5f;
     tcase a, b;
     tcase_init(&a, &plain, 2, 16, 4, 1.0f);
     tcase_init(&b, &noisy, 2, 16, 4, 1.0f);

@@ -74,9 +74,9 @@ static void test_hash_stats_cv_and_max_mean_by_hand_and_nan_entropy(void) {
 static void test_every_family_gives_consistent_stats_and_traces(void) {
     for (int f = 0; f < MOE_FAMILY_COUNT; f++) {
         moe_config c = tcfg((moe_family)f, MOE_ACT_RELU, 8, 8, 4);
-        if (f == MOE_FAMILY_SOFT_MOE) c.slots = 2;
-        if (f == MOE_FAMILY_DENSE_SOFTMAX) c.d_gate = 8;
-        if (f == MOE_FAMILY_HIERARCHICAL) c.n_expert_inner = 2;
+        if (f == MOE_FAMILY_SOFT_MOE) c.soft_moe.slots = 2;
+        if (f == MOE_FAMILY_DENSE_SOFTMAX) c.dense_softmax.d_gate = 8;
+        if (f == MOE_FAMILY_HIERARCHICAL) c.hierarchical.n_expert_inner = 2;
         if (f == MOE_FAMILY_EXPERT_CHOICE || f == MOE_FAMILY_SOFT_MOE || f == MOE_FAMILY_DENSE_SOFTMAX) c.top_n = 2;
         tcase t;
         tcase_init(&t, &c, 2, 8, 7, f == MOE_FAMILY_DENSE_SOFTMAX ? 1.0f : 0.0f);

@@ -50,8 +50,8 @@ static void soft_init(tcase *c, const moe_config *cfg, int32_t b, int32_t n,
 static moe_config soft_cfg(moe_act act, int32_t d, int32_t h, int32_t e,
                            int32_t s, int normalize) {
     moe_config c = tcfg(MOE_FAMILY_SOFT_MOE, act, d, h, e);
-    c.slots = s;
-    c.normalize = normalize;
+    c.soft_moe.slots = s;
+    c.soft_moe.normalize = normalize;
     return c;
 }
 
@@ -70,7 +70,7 @@ static void fd_all(tcase *c, float eps, double tol, const char *what, double err
         float *g = i == 0 ? c->dx : *moe_params_view(&c->g, view[i]);
         size_t n = i == 0 ? (size_t)c->T * c->cfg.d_model : moe_params_len(&c->cfg, view[i]);
         err[i] = -1.0;
-        if (!p || !n || (i == 2 && !c->cfg.normalize)) continue;
+        if (!p || !n || (i == 2 && !c->cfg.soft_moe.normalize)) continue;
         int skipped = 0;
         err[i] = tcase_fd(c, p, g, n, eps, &skipped);
         CU_ASSERT_EQUAL(skipped, 0); /* nothing discrete to flip */
@@ -122,7 +122,7 @@ static void test_soft_moe_gradients_match_with_relu_experts(void) {
 /* The logits recomputed in double from x, phi and the scale. */
 static void naive_logits(const tcase *c, double *l) {
     const moe_config *cfg = &c->cfg;
-    const int32_t d = cfg->d_model, S = cfg->n_expert * cfg->slots;
+    const int32_t d = cfg->d_model, S = cfg->n_expert * cfg->soft_moe.slots;
     for (int32_t t = 0; t < c->T; t++)
         for (int32_t j = 0; j < S; j++) {
             double xx = 0, pp = 0, xp = 0;
@@ -130,7 +130,7 @@ static void naive_logits(const tcase *c, double *l) {
                 double xv = c->x[(size_t)t * d + k], pv = c->p.phi[(size_t)k * S + j];
                 xx += xv * xv, pp += pv * pv, xp += xv * pv;
             }
-            l[(size_t)t * S + j] = cfg->normalize
+            l[(size_t)t * S + j] = cfg->soft_moe.normalize
                 ? c->p.scale[0] * xp / ((sqrt(xx) + 1e-6) * (sqrt(pp) + 1e-6)) : xp;
         }
 }
@@ -260,16 +260,14 @@ static void expect_rejected(const moe_config *c, const char *field) {
 static void test_bad_soft_moe_configurations_are_rejected_naming_the_field(void) {
     moe_config c = soft_cfg(MOE_ACT_GELU, 8, 8, 4, 1, 1);
     CU_ASSERT_EQUAL(moe_config_validate(&c), MOE_OK);
-    c.slots = 0;
+    c.soft_moe.slots = 0;
     expect_rejected(&c, "slots");
-    c.slots = -3;
+    c.soft_moe.slots = -3;
     expect_rejected(&c, "slots");
-    c.slots = 65537;
+    c.soft_moe.slots = 65537;
     expect_rejected(&c, "slots");
-    c.slots = 1;
-    c.normalize = 2;
-    expect_rejected(&c, "normalize");
-    c.normalize = 1;
+    c.soft_moe.slots = 1;
+    c.soft_moe.normalize = true; /* a bool: no other value to reject */
     c.z_coef = 1e-3f; /* no router z-loss in Soft MoE */
     expect_rejected(&c, "z_coef");
     c.z_coef = 0.0f;

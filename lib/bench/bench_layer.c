@@ -22,14 +22,14 @@ moe_config moe_bench_config(moe_family f, int32_t d, int32_t h, int32_t e,
     moe_config c = moe_config_default(f);
     c.d_model = d, c.d_hidden = h, c.n_expert = e;
     c.act = MOE_ACT_GELU;
-    c.policy = MOE_POLICY_RANDOM;
+    c.gshard.policy = MOE_POLICY_RANDOM;
     c.capacity_factor_train = 1.25f;
     if (f == MOE_FAMILY_HIERARCHICAL) { /* e = eo x ei with eo = ei or 2 ei */
         int32_t ei = 1;
         while (ei * ei * 4 <= e) ei *= 2;
-        c.n_expert = e / ei, c.n_expert_inner = ei;
+        c.n_expert = e / ei, c.hierarchical.n_expert_inner = ei;
     }
-    if (f == MOE_FAMILY_SOFT_MOE) c.slots = n / e > 0 ? n / e : 1; /* slots = tokens */
+    if (f == MOE_FAMILY_SOFT_MOE) c.soft_moe.slots = n / e > 0 ? n / e : 1; /* slots = tokens */
     return c;
 }
 
@@ -95,7 +95,7 @@ int64_t moe_bench_layer_rows(const moe_bench_layer *B, int32_t *m) {
     const moe_config *c = &B->cfg;
     if (c->family != MOE_FAMILY_SOFT_MOE) return moe_bench_plan_rows(B->L, m);
     /* Soft MoE: every expert gets its s slots of each group */
-    const int32_t E = moe_n_experts(c), rows = B->b * c->slots;
+    const int32_t E = moe_n_experts(c), rows = B->b * c->soft_moe.slots;
     for (int32_t j = 0; m && j < E; j++) m[j] = rows;
     return (int64_t)E * rows;
 }

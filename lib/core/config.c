@@ -59,8 +59,8 @@ moe_config moe_config_base(moe_family family) {
     memset(&c, 0, sizeof c);
     c.family = family;
     c.act = MOE_ACT_RELU;
-    c.policy = MOE_POLICY_RANDOM;
-    c.threshold = 0.2f;
+    c.gshard.policy = MOE_POLICY_RANDOM;
+    c.gshard.threshold = 0.2f;
     c.capacity_factor_train = 1.25f;
     c.capacity_factor_eval = 2.0f;
     c.balance_coef = 1e-2f;
@@ -79,8 +79,6 @@ moe_status moe_config_validate_shared(const moe_config *c) {
         return moe_fail(MOE_EINVAL, "n_expert = %d: allowed 1..65536", c->n_expert);
     if ((unsigned)c->act > MOE_ACT_GEGLU)
         return moe_fail(MOE_EINVAL, "activation: unknown value %d (allowed relu|gelu|geglu)", (int)c->act);
-    if (c->bias != 0 && c->bias != 1)
-        return moe_fail(MOE_EINVAL, "bias = %d: allowed 0 or 1", c->bias);
     if (!finite_pos(c->capacity_factor_train))
         return moe_fail(MOE_EINVAL, "capacity_factor_train = %g: must be > 0",
                         (double)c->capacity_factor_train);
@@ -93,25 +91,19 @@ moe_status moe_config_validate_shared(const moe_config *c) {
         return moe_fail(MOE_EINVAL, "z_coef = %g: must be >= 0", (double)c->z_coef);
     if ((unsigned)c->priority > MOE_PRIORITY_BPR)
         return moe_fail(MOE_EINVAL, "priority: unknown value %d (allowed token|bpr)", (int)c->priority);
-    if (c->causal != 0 && c->causal != 1)
-        return moe_fail(MOE_EINVAL, "causal = %d: allowed 0 or 1", c->causal);
     if (c->causal && c->priority == MOE_PRIORITY_BPR)
         return moe_fail(MOE_EINVAL, "causal = 1: priority = bpr orders a group by later "
                         "tokens' probabilities (use priority = token in a decoder)");
     if ((unsigned)c->router_noise > MOE_NOISE_DROPOUT)
         return moe_fail(MOE_EINVAL, "router_noise: unknown value %d (allowed none|jitter|gumbel|dropout)",
                         (int)c->router_noise);
-    if (c->router_noise == MOE_NOISE_JITTER && !(c->noise_eps > 0.0f && c->noise_eps < 1.0f))
-        return moe_fail(MOE_EINVAL, "noise_eps = %g: allowed (0, 1) for input jitter", (double)c->noise_eps);
-    if (c->router_noise == MOE_NOISE_DROPOUT && !(c->noise_eps >= 0.0f && c->noise_eps < 1.0f))
+    if (c->router_noise == MOE_NOISE_JITTER && !(c->router_noise_eps > 0.0f && c->router_noise_eps < 1.0f))
+        return moe_fail(MOE_EINVAL, "noise_eps = %g: allowed (0, 1) for input jitter", (double)c->router_noise_eps);
+    if (c->router_noise == MOE_NOISE_DROPOUT && !(c->router_noise_eps >= 0.0f && c->router_noise_eps < 1.0f))
         return moe_fail(MOE_EINVAL, "noise_eps = %g: allowed [0, 1) for router input dropout (the drop probability)",
-                        (double)c->noise_eps);
-    if (c->mult_bias != 0 && c->mult_bias != 1)
-        return moe_fail(MOE_EINVAL, "mult_bias = %d: allowed 0 or 1", c->mult_bias);
+                        (double)c->router_noise_eps);
     if (c->mult_bias && c->act != MOE_ACT_GEGLU)
         return moe_fail(MOE_EINVAL, "mult_bias = 1: only geglu experts have a multiplicative bias");
-    if (c->straight_through != 0 && c->straight_through != 1)
-        return moe_fail(MOE_EINVAL, "straight_through = %d: allowed 0 or 1", c->straight_through);
     return MOE_OK;
 }
 

@@ -7,7 +7,7 @@
 #include <math.h>
 
 int32_t moe_n_experts(const moe_config *c) {
-    return c->family == MOE_FAMILY_HIERARCHICAL ? c->n_expert * c->n_expert_inner
+    return c->family == MOE_FAMILY_HIERARCHICAL ? c->n_expert * c->hierarchical.n_expert_inner
                                          : c->n_expert;
 }
 
@@ -39,17 +39,17 @@ static size_t len_noise(const void *c, const moe_tensor_desc *t) {
 }
 static size_t len_inner(const void *c, const moe_tensor_desc *t) {
     (void)t;
-    return IS(c, MOE_FAMILY_HIERARCHICAL) ? E(c) * D(c) * (size_t)CFG(c)->n_expert_inner : 0;
+    return IS(c, MOE_FAMILY_HIERARCHICAL) ? E(c) * D(c) * (size_t)CFG(c)->hierarchical.n_expert_inner : 0;
 }
 /* dense_softmax's gate MLP: w1 (d, g), b1 (g), w2 (g, e), b2 (e) by arg */
 static size_t len_gate_mlp(const void *c, const moe_tensor_desc *t) {
-    const size_t g = (size_t)CFG(c)->d_gate;
+    const size_t g = (size_t)CFG(c)->dense_softmax.d_gate;
     const size_t len[4] = {D(c) * g, g, g * E(c), E(c)};
     return IS(c, MOE_FAMILY_DENSE_SOFTMAX) ? len[t->arg] : 0;
 }
 static size_t len_phi(const void *c, const moe_tensor_desc *t) {
     (void)t;
-    return IS(c, MOE_FAMILY_SOFT_MOE) ? D(c) * E(c) * (size_t)CFG(c)->slots : 0;
+    return IS(c, MOE_FAMILY_SOFT_MOE) ? D(c) * E(c) * (size_t)CFG(c)->soft_moe.slots : 0;
 }
 static size_t len_scale(const void *c, const moe_tensor_desc *t) {
     (void)t;
@@ -61,7 +61,7 @@ static double fan_d(const void *c, const moe_tensor_desc *t) {
 }
 static double fan_g(const void *c, const moe_tensor_desc *t) {
     (void)t;
-    return CFG(c)->d_gate;
+    return CFG(c)->dense_softmax.d_gate;
 }
 
 /* The experts' tensors come from their ops (moe_expert_tensors): view t

@@ -41,7 +41,7 @@ static moe_status ds_state_get(moe_layer *L, ds_state **out) {
     if (!L->fam && !(L->fam = calloc(1, sizeof(ds_state))))
         return moe_fail(MOE_ENOMEM, "dense_softmax: out of memory");
     ds_state *s = L->fam;
-    const size_t n = (size_t)L->T * L->cfg.d_gate;
+    const size_t n = (size_t)L->T * L->cfg.dense_softmax.d_gate;
     if (MOE_GROW(s->pre, n) || MOE_GROW(s->hid, n) || MOE_GROW(s->dhid, n))
         return moe_fail(MOE_ENOMEM, "dense_softmax: out of memory for %d tokens", L->T);
     *out = s;
@@ -67,7 +67,7 @@ static void elu_backward(const float *pre, float *dh, size_t n) {
 static void gate_forward(const moe_config *c, const moe_params *p,
                          const float *x, int32_t T, ds_state *s,
                          float *logits) {
-    const int32_t d = c->d_model, g = c->d_gate, e = c->n_expert;
+    const int32_t d = c->d_model, g = c->dense_softmax.d_gate, e = c->n_expert;
     moe_matmul(x, p->g_w1, s->pre, T, d, g);         /* pre = x g_w1 + g_b1 */
     moe_add_rows(s->pre, p->g_b1, T, g);
     elu_forward(s->pre, s->hid, (size_t)T * g);      /* hid = ELU(pre)      */
@@ -80,7 +80,7 @@ static void gate_forward(const moe_config *c, const moe_params *p,
 static void gate_backward(const moe_config *c, const moe_params *p,
                           const float *x, int32_t T, ds_state *s,
                           const float *dlogits, moe_params *g, float *dx) {
-    const int32_t d = c->d_model, gd = c->d_gate, e = c->n_expert;
+    const int32_t d = c->d_model, gd = c->dense_softmax.d_gate, e = c->n_expert;
     const size_t Tg = (size_t)T * gd;
     /* logit = hid g_w2 + g_b2 */
     memset(s->dhid, 0, Tg * sizeof *s->dhid);
@@ -152,11 +152,11 @@ static void ds_route_backward(moe_layer *L, const moe_params *p,
 static void ds_defaults(moe_config *c) {
     c->top_n = 1;
     c->balance_coef = 0.0f;
-    c->d_gate = 64;
+    c->dense_softmax.d_gate = 64;
 }
 static moe_status ds_validate(const moe_config *c) {
-    if (c->d_gate < 1 || c->d_gate > (1 << 20))
-        return moe_fail(MOE_EINVAL, "d_gate = %d: allowed 1..1048576", c->d_gate);
+    if (c->dense_softmax.d_gate < 1 || c->dense_softmax.d_gate > (1 << 20))
+        return moe_fail(MOE_EINVAL, "d_gate = %d: allowed 1..1048576", c->dense_softmax.d_gate);
     return MOE_OK;
 }
 

@@ -89,7 +89,7 @@ static moe_status hier_ensure(moe_layer *L, int32_t c1) {
     if (!L->fam && !(L->fam = calloc(1, sizeof(hier_state))))
         return moe_fail(MOE_ENOMEM, "moe_layer_forward: out of memory (hierarchical)");
     hier_state *H = L->fam;
-    const size_t eo = (size_t)c->n_expert, ei = (size_t)c->n_expert_inner;
+    const size_t eo = (size_t)c->n_expert, ei = (size_t)c->hierarchical.n_expert_inner;
     const size_t S = eo * (size_t)L->G * (size_t)c1, T = (size_t)L->T;
     const size_t d = (size_t)c->d_model;
     if (S > INT32_MAX / 4) /* inner choice ids r * S + s are int32 */
@@ -147,7 +147,7 @@ static double hier_inner_gating(moe_layer *L, const moe_params *p,
                                 const float *u_in) {
     hier_state *H = L->fam;
     const moe_config *c = &L->cfg;
-    const int32_t d = c->d_model, ei = c->n_expert_inner, S = H->S;
+    const int32_t d = c->d_model, ei = c->hierarchical.n_expert_inner, S = H->S;
     const int32_t rows = L->G * H->c1; /* slots of one outer expert */
     for (int32_t o = 0; o < c->n_expert; o++)
         moe_matmul(H->xo + (size_t)o * rows * d, p->w_gate_inner + (size_t)o * d * ei,
@@ -174,7 +174,7 @@ static void hier_inner_backward(moe_layer *L, const moe_params *p,
                                 moe_params *g, float *dx) {
     hier_state *H = L->fam;
     const moe_config *c = &L->cfg;
-    const int32_t d = c->d_model, ei = c->n_expert_inner, S = H->S, T = L->T;
+    const int32_t d = c->d_model, ei = c->hierarchical.n_expert_inner, S = H->S, T = L->T;
     const int32_t rows = L->G * H->c1;
     memset(H->dprobs, 0, (size_t)S * ei * sizeof *H->dprobs);
     moe_gating_backward(&H->in, &L->rule, H->dgate, H->imp, H->dprobs);
@@ -212,7 +212,7 @@ static void hier_inner_backward(moe_layer *L, const moe_params *p,
  * route views of the inner level. */
 static void hier_flatten(moe_layer *L) {
     hier_state *H = L->fam;
-    const int32_t T = L->T, S = H->S, ei = L->cfg.n_expert_inner;
+    const int32_t T = L->T, S = H->S, ei = L->cfg.hierarchical.n_expert_inner;
     const int32_t rows = L->G * H->c1;
     MOE_ASSERT(H->in.n_choice <= 3 * (int64_t)T);
     for (int64_t q = 0; q < H->in.n_choice; q++) {
@@ -274,7 +274,7 @@ static void hier_draws(moe_layer *L, const float *draws, const float **u_out,
     const moe_config *c = &L->cfg;
     hier_state *H = L->fam;
     *u_out = *u_in = NULL;
-    if (c->policy != MOE_POLICY_RANDOM) return;
+    if (c->gshard.policy != MOE_POLICY_RANDOM) return;
     if (draws) {
         *u_out = draws;
         *u_in = draws + L->T;
@@ -312,7 +312,7 @@ static moe_status hier_route(moe_layer *L, const moe_params *p, const float *x,
     moe_status st = hier_ensure(L, moe_capacity(L->n, c->n_expert, cf));
     if (st != MOE_OK) return st;
     hier_state *H = L->fam;
-    H->c2 = moe_capacity(H->c1, c->n_expert_inner, cf);
+    H->c2 = moe_capacity(H->c1, c->hierarchical.n_expert_inner, cf);
     const float *u_out, *u_in;
     hier_draws(L, draws, &u_out, &u_in);
     if ((st = moe_token_choice_route(L, p, x, u_out)) != MOE_OK) return st;
@@ -333,13 +333,13 @@ static void hier_route_backward(moe_layer *L, const moe_params *p,
 
 static void hier_defaults(moe_config *c) {
     c->top_n = 2;
-    c->n_expert_inner = 2;
+    c->hierarchical.n_expert_inner = 2;
 }
 static moe_status hier_validate(const moe_config *c) {
     if (c->n_expert < 2)
         return moe_fail(MOE_EINVAL, "n_expert (eo) = %d: hierarchical needs >= 2 outer experts", c->n_expert);
-    if (c->n_expert_inner < 2 || c->n_expert_inner > 65536)
-        return moe_fail(MOE_EINVAL, "n_expert_inner (ei) = %d: allowed 2..65536", c->n_expert_inner);
+    if (c->hierarchical.n_expert_inner < 2 || c->hierarchical.n_expert_inner > 65536)
+        return moe_fail(MOE_EINVAL, "n_expert_inner (ei) = %d: allowed 2..65536", c->hierarchical.n_expert_inner);
     if (c->top_n != 2)
         return moe_fail(MOE_EINVAL, "top_n = %d: hierarchical routes top-2 at both levels", c->top_n);
     return moe_token_choice_validate_policy(c);

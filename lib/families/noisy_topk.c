@@ -169,7 +169,7 @@ static void noisy_logits(moe_layer *L, const moe_params *p, const float *x,
     for (size_t i = 0; i < Te; i++) {
         if (!draws)
             S->z[i] = (float)moe_rng_normal(c->seed, L->stream, MOE_DRAW_INDEX(MOE_DRAW_NOISY, i));
-        S->std[i] = (float)(softplus(S->nraw[i]) + c->noise_epsilon);
+        S->std[i] = (float)(softplus(S->nraw[i]) + c->noisy_topk.noise_epsilon);
         L->logits[i] = S->clean[i] + S->z[i] * S->std[i];
     }
 }
@@ -296,7 +296,7 @@ static moe_status noisy_topk_route(moe_layer *L, const moe_params *p, const floa
     moe_status st = noisy_topk_ensure(L, T);
     if (st != MOE_OK) return st;
     noisy_topk_state *S = L->fam;
-    S->noisy_on = c->noisy && L->train;
+    S->noisy_on = c->noisy_topk.noisy && L->train;
     S->smooth = S->noisy_on && k < e;
     noisy_logits(L, p, x, draws);
 #pragma omp parallel for schedule(static)
@@ -306,7 +306,7 @@ static moe_status noisy_topk_route(moe_layer *L, const moe_params *p, const floa
     moe_aux *a = &L->aux;
     a->cv_importance = cv2(S->importance, e);
     a->cv_load = cv2(S->load, e);
-    a->aux_loss = c->w_importance * a->cv_importance + c->w_load * a->cv_load;
+    a->aux_loss = c->noisy_topk.w_importance * a->cv_importance + c->noisy_topk.w_load * a->cv_load;
     a->n_choices = L->n_choice;
     L->route = (moe_route){.k = k, .T = T, .n_expert = e, .logits = L->logits,
                            .expert = L->expert, .position = L->pos,
@@ -323,8 +323,8 @@ static void noisy_topk_route_backward(moe_layer *L, const moe_params *p, const f
     const moe_plan *pl = &L->plan;
     memset(L->dgate, 0, (size_t)c->top_n * T * sizeof *L->dgate);
     for (int32_t r = 0; r < pl->R; r++) L->dgate[pl->row_id[r]] = L->dgate_row[r];
-    cv2_backward(S->importance, e, c->w_importance, S->dimp);
-    if (S->smooth) cv2_backward(S->load, e, c->w_load, S->dload);
+    cv2_backward(S->importance, e, c->noisy_topk.w_importance, S->dimp);
+    if (S->smooth) cv2_backward(S->load, e, c->noisy_topk.w_load, S->dload);
     /* the count load is piecewise constant: no gradient */
 #pragma omp parallel for schedule(static)
     for (int32_t t = 0; t < T; t++) {
@@ -342,22 +342,20 @@ static void noisy_topk_route_backward(moe_layer *L, const moe_params *p, const f
 static void noisy_topk_defaults(moe_config *c) { /* tensor2tensor defaults */
     c->top_n = 2;
     c->balance_coef = 0.0f;
-    c->noisy = 1;
-    c->noise_epsilon = 1e-2f;
-    c->w_importance = c->w_load = 1e-2f;
+    c->noisy_topk.noisy = 1;
+    c->noisy_topk.noise_epsilon = 1e-2f;
+    c->noisy_topk.w_importance = c->noisy_topk.w_load = 1e-2f;
 }
 static moe_status noisy_topk_validate(const moe_config *c) {
     if (c->top_n < 1 || c->top_n > c->n_expert || c->top_n > MOE_MAX_TOPN)
         return moe_fail(MOE_EINVAL, "k (top_n) = %d: allowed 1..min(n_expert = %d, %d)",
                         c->top_n, c->n_expert, MOE_MAX_TOPN);
-    if (!(c->noise_epsilon >= 0.0f) || !isfinite(c->noise_epsilon))
-        return moe_fail(MOE_EINVAL, "noise_epsilon = %g: must be >= 0", (double)c->noise_epsilon);
-    if (!(c->w_importance >= 0.0f) || !isfinite(c->w_importance))
-        return moe_fail(MOE_EINVAL, "w_importance = %g: must be >= 0", (double)c->w_importance);
-    if (!(c->w_load >= 0.0f) || !isfinite(c->w_load))
-        return moe_fail(MOE_EINVAL, "w_load = %g: must be >= 0", (double)c->w_load);
-    if (c->noisy != 0 && c->noisy != 1)
-        return moe_fail(MOE_EINVAL, "noisy = %d: allowed 0 or 1", c->noisy);
+    if (!(c->noisy_topk.noise_epsilon >= 0.0f) || !isfinite(c->noisy_topk.noise_epsilon))
+        return moe_fail(MOE_EINVAL, "noise_epsilon = %g: must be >= 0", (double)c->noisy_topk.noise_epsilon);
+    if (!(c->noisy_topk.w_importance >= 0.0f) || !isfinite(c->noisy_topk.w_importance))
+        return moe_fail(MOE_EINVAL, "w_importance = %g: must be >= 0", (double)c->noisy_topk.w_importance);
+    if (!(c->noisy_topk.w_load >= 0.0f) || !isfinite(c->noisy_topk.w_load))
+        return moe_fail(MOE_EINVAL, "w_load = %g: must be >= 0", (double)c->noisy_topk.w_load);
     return MOE_OK;
 }
 

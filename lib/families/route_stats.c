@@ -50,7 +50,7 @@ static int64_t count_ec(const moe_route *r, int32_t G, int32_t *before, int32_t 
  * arrays (2, eo, G, c1) with c1 = the outer capacity. */
 static int64_t count_hier(const moe_config *c, const moe_route *r, int32_t G, int32_t c1,
                           int32_t *before, int32_t *after) {
-    const int32_t T = r->T, n = T / G, eo = c->n_expert, ei = c->n_expert_inner;
+    const int32_t T = r->T, n = T / G, eo = c->n_expert, ei = c->hierarchical.n_expert_inner;
     int64_t multi = 0;
     for (int32_t t = 0; t < T; t++) {
         int kept = 0;
@@ -81,7 +81,7 @@ static int64_t count_choices(const moe_config *c, const moe_aux *a, const moe_ro
     if (is_ranked(c->family)) return count_ranked(r, before, after);
     if (c->family == MOE_FAMILY_EXPERT_CHOICE) return count_ec(r, G, before, after);
     /* soft MoE: b * slots per expert; dense_softmax: every token */
-    const int32_t per = c->family == MOE_FAMILY_SOFT_MOE ? G * c->slots : r->T;
+    const int32_t per = c->family == MOE_FAMILY_SOFT_MOE ? G * c->soft_moe.slots : r->T;
     for (int32_t j = 0; j < E; j++) before[j] = after[j] = per;
     return E >= 2 ? r->T : 0;
 }
@@ -89,7 +89,7 @@ static int64_t count_choices(const moe_config *c, const moe_aux *a, const moe_ro
 /* Soft MoE: token t's combine weight on expert j, summed over its slots. */
 static double soft_weight(const moe_config *c, const moe_route *r, int32_t t, int32_t j) {
     double w = 0.0;
-    for (int32_t q = 0; q < c->slots; q++) w += r->combine[((size_t)t * c->n_expert + j) * c->slots + q];
+    for (int32_t q = 0; q < c->soft_moe.slots; q++) w += r->combine[((size_t)t * c->n_expert + j) * c->soft_moe.slots + q];
     return w;
 }
 
@@ -99,7 +99,7 @@ static int router_dist(const moe_config *c, const moe_route *r, int32_t t, doubl
                        double *lse) {
     const int32_t e = c->n_expert;
     if (c->family == MOE_FAMILY_HASH || !r->logits) return 0;
-    const int32_t nl = c->family == MOE_FAMILY_SOFT_MOE ? e * c->slots : e;
+    const int32_t nl = c->family == MOE_FAMILY_SOFT_MOE ? e * c->soft_moe.slots : e;
     const float *lg = r->logits + (size_t)t * nl;
     double mx = -INFINITY, s = 0.0;
     for (int32_t j = 0; j < nl; j++) mx = fmax(mx, lg[j]);

@@ -67,8 +67,8 @@ typedef struct {
 
 static soft_dims dims_of(const moe_layer *L) {
     const moe_config *c = &L->cfg;
-    soft_dims m = {L->G, L->n, L->T, c->d_model, c->n_expert, c->slots,
-                   c->n_expert * c->slots, 0, c->normalize};
+    soft_dims m = {L->G, L->n, L->T, c->d_model, c->n_expert, c->soft_moe.slots,
+                   c->n_expert * c->soft_moe.slots, 0, c->soft_moe.normalize};
     m.R = m.b * m.S;
     return m;
 }
@@ -353,11 +353,11 @@ static moe_status soft_forward(moe_layer *L, const moe_params *p,
     (void)draws; /* Soft MoE draws nothing */
     MOE_ASSERT(p->phi && p->scale);
     const moe_config *c = &L->cfg;
-    const int64_t rows = (int64_t)L->G * c->n_expert * c->slots; /* b * S */
+    const int64_t rows = (int64_t)L->G * c->n_expert * c->soft_moe.slots; /* b * S */
     if (rows > INT32_MAX / 4)
         return moe_fail(MOE_EINVAL, "moe_layer_forward: soft_moe with b = %d groups, "
                         "n_expert = %d, slots = %d: %lld slot rows is too many",
-                        L->G, c->n_expert, c->slots, (long long)rows);
+                        L->G, c->n_expert, c->soft_moe.slots, (long long)rows);
     const soft_dims m = dims_of(L); /* every product below fits int32 */
     moe_status status = soft_ensure(L, &m);
     if (status != MOE_OK) return status;
@@ -395,13 +395,11 @@ static moe_status soft_backward(moe_layer *L, const moe_params *p,
 }
 
 static void soft_defaults(moe_config *c) {
-    c->top_n = 1, c->balance_coef = 0.0f, c->slots = 1, c->normalize = 1;
+    c->top_n = 1, c->balance_coef = 0.0f, c->soft_moe.slots = 1, c->soft_moe.normalize = 1;
 }
 static moe_status soft_validate(const moe_config *c) {
-    if (c->slots < 1 || c->slots > 65536)
-        return moe_fail(MOE_EINVAL, "slots = %d: allowed 1..65536 (slots per expert)", c->slots);
-    if (c->normalize != 0 && c->normalize != 1)
-        return moe_fail(MOE_EINVAL, "normalize = %d: allowed 0 or 1", c->normalize);
+    if (c->soft_moe.slots < 1 || c->soft_moe.slots > 65536)
+        return moe_fail(MOE_EINVAL, "slots = %d: allowed 1..65536 (slots per expert)", c->soft_moe.slots);
     return MOE_OK;
 }
 

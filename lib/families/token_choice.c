@@ -9,7 +9,7 @@
 static int needs_draws(const moe_config *c) {
     return c->family == MOE_FAMILY_TOPN_STMOE ||
            ((c->family == MOE_FAMILY_TOP2_GSHARD || c->family == MOE_FAMILY_HIERARCHICAL) &&
-            c->policy == MOE_POLICY_RANDOM);
+            c->gshard.policy == MOE_POLICY_RANDOM);
 }
 
 /* Multiplicative router-input noise (training): m (T*d) and
@@ -21,7 +21,7 @@ static void input_noise_forward(const moe_layer *L, int noise, const float *x,
                                 float *m, float *xr) {
     const moe_config *c = &L->cfg;
     const size_t n = (size_t)L->T * c->d_model;
-    const float eps = c->noise_eps;
+    const float eps = c->router_noise_eps;
     if (noise == MOE_NOISE_JITTER) {
         moe_rng_fill_uniform(m, n, c->seed, L->stream,
                              MOE_DRAW_INDEX(MOE_DRAW_JITTER, (uint64_t)L->draw_t0 * c->d_model));
@@ -153,15 +153,15 @@ void moe_token_choice_route_backward(moe_layer *L, const moe_params *p, const fl
 
 void moe_token_choice_rule_policy(moe_layer *L) {
     L->rule.norm = MOE_NORM_SUM_EPS;
-    L->rule.policy = L->cfg.policy;
-    L->rule.threshold = L->cfg.threshold;
+    L->rule.policy = L->cfg.gshard.policy;
+    L->rule.threshold = L->cfg.gshard.threshold;
 }
 
 moe_status moe_token_choice_validate_policy(const moe_config *c) {
-    if ((unsigned)c->policy > MOE_POLICY_RANDOM)
-        return moe_fail(MOE_EINVAL, "policy: unknown value %d (allowed all|none|threshold|random)", (int)c->policy);
-    if (!(c->threshold > 0.0f && c->threshold <= 1.0f))
-        return moe_fail(MOE_EINVAL, "threshold = %g: allowed (0, 1]", (double)c->threshold);
+    if ((unsigned)c->gshard.policy > MOE_POLICY_RANDOM)
+        return moe_fail(MOE_EINVAL, "policy: unknown value %d (allowed all|none|threshold|random)", (int)c->gshard.policy);
+    if (!(c->gshard.threshold > 0.0f && c->gshard.threshold <= 1.0f))
+        return moe_fail(MOE_EINVAL, "threshold = %g: allowed (0, 1]", (double)c->gshard.threshold);
     return MOE_OK;
 }
 
@@ -179,7 +179,7 @@ static moe_status top2_validate(const moe_config *c) {
 static void topn_defaults(moe_config *c) {
     c->top_n = 2;
     c->z_coef = 1e-3f;
-    for (int r = 1; r < MOE_MAX_TOPN; r++) c->thresholds[r] = 0.2f;
+    for (int r = 1; r < MOE_MAX_TOPN; r++) c->stmoe.thresholds[r] = 0.2f;
 }
 static moe_status topn_validate(const moe_config *c) {
     if (c->top_n < 2 || c->top_n > MOE_MAX_TOPN)
@@ -187,14 +187,14 @@ static moe_status topn_validate(const moe_config *c) {
     if (c->top_n > c->n_expert)
         return moe_fail(MOE_EINVAL, "top_n = %d > n_expert = %d", c->top_n, c->n_expert);
     for (int r = 1; r < c->top_n; r++)
-        if (!(c->thresholds[r] > 0.0f && c->thresholds[r] <= 1.0f))
+        if (!(c->stmoe.thresholds[r] > 0.0f && c->stmoe.thresholds[r] <= 1.0f))
             return moe_fail(MOE_EINVAL, "thresholds[%d] (threshold of rank %d) = %g: allowed (0, 1]",
-                            r, r + 1, (double)c->thresholds[r]);
+                            r, r + 1, (double)c->stmoe.thresholds[r]);
     return MOE_OK;
 }
 static void topn_rule(moe_layer *L) {
     L->rule.norm = MOE_NORM_SUM_CLAMP;
-    L->rule.thresholds = L->cfg.thresholds;
+    L->rule.thresholds = L->cfg.stmoe.thresholds;
 }
 
 static void switch_defaults(moe_config *c) { c->top_n = 1; } /* no z-loss */

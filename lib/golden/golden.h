@@ -35,12 +35,15 @@ float *gcase_floats(gcase *c, size_t n);
  * missing, not numeric, not integral, or outside [lo, hi]. */
 moe_status gcase_int(gcase *c, const char *name, int64_t lo, int64_t hi,
                      int32_t *out);
+/* A flag: the integer 0 or 1. */
+moe_status gcase_bool(gcase *c, const char *name, bool *out);
 moe_status gcase_double(gcase *c, const char *name, double *out);
 moe_status gcase_float(gcase *c, const char *name, float *out);
 moe_status gcase_string(gcase *c, const char *name, char *out, size_t cap);
 /* Optional ones: *out keeps its value when absent. */
 moe_status gcase_opt_int(gcase *c, const char *name, int64_t lo, int64_t hi,
                          int32_t *out);
+moe_status gcase_opt_bool(gcase *c, const char *name, bool *out);
 moe_status gcase_opt_float(gcase *c, const char *name, float *out);
 moe_status gcase_opt_string(gcase *c, const char *name, char *out, size_t cap);
 /* The status of a name lookup (moe_act_parse, ...) of an attribute's

@@ -14,7 +14,7 @@ static moe_status read_config(gcase *c, gcase_layer *lay) {
     GCASE_TRY(gcase_groups(c, &lay->b, &lay->n, cfg));
     GCASE_TRY(gcase_int(c, "e", 1, 65536, &cfg->n_expert));
     GCASE_TRY(gcase_int(c, "h", 1, 1 << 22, &cfg->d_hidden));
-    GCASE_TRY(gcase_int(c, "g", 1, 1 << 20, &cfg->d_gate));
+    GCASE_TRY(gcase_int(c, "g", 1, 1 << 20, &cfg->dense_softmax.d_gate));
     GCASE_TRY(gcase_experts(c, cfg));
     if (moe_h5_has(c->g, "param/b1")) cfg->bias = 1;
     GCASE_TRY(gcase_opt_float(c, "z_coef", &cfg->z_coef));
@@ -22,7 +22,7 @@ static moe_status read_config(gcase *c, gcase_layer *lay) {
     /* every expert runs on every token: the core keeps (T e, hin) rows */
     const double T = (double)lay->b * lay->n, hin = moe_hin(cfg);
     lay->work[0].what = "tokens x gate width";
-    lay->work[0].floats = T * cfg->d_gate;
+    lay->work[0].floats = T * cfg->dense_softmax.d_gate;
     lay->work[1].what = "tokens x experts x width";
     lay->work[1].floats = T * cfg->n_expert * (cfg->d_model > hin ? cfg->d_model : hin);
     return MOE_OK;

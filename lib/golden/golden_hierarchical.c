@@ -13,7 +13,7 @@ static moe_status read_config(gcase *c, gcase_layer *lay) {
     *cfg = moe_config_default(MOE_FAMILY_HIERARCHICAL);
     GCASE_TRY(gcase_groups(c, &lay->b, &lay->n, cfg));
     GCASE_TRY(gcase_int(c, "eo", 1, 65536, &cfg->n_expert));
-    GCASE_TRY(gcase_int(c, "ei", 1, 65536, &cfg->n_expert_inner));
+    GCASE_TRY(gcase_int(c, "ei", 1, 65536, &cfg->hierarchical.n_expert_inner));
     GCASE_TRY(gcase_int(c, "h", 1, 1 << 22, &cfg->d_hidden));
     GCASE_TRY(gcase_experts(c, cfg));
     GCASE_TRY(gcase_policy(c, cfg));
@@ -33,21 +33,21 @@ static int32_t outer_capacity(const gcase_layer *lay) {
 static void set_work(gcase_layer *lay) {
     const moe_config *cfg = &lay->cfg;
     const int32_t c1 = outer_capacity(lay);
-    const int32_t c2 = moe_capacity(c1, cfg->n_expert_inner, cfg->capacity_factor_train);
+    const int32_t c2 = moe_capacity(c1, cfg->hierarchical.n_expert_inner, cfg->capacity_factor_train);
     const double T = (double)lay->b * lay->n, S = (double)cfg->n_expert * lay->b * c1;
     lay->work[0].what = "outer slots x d";
     lay->work[0].floats = S * cfg->d_model;
     lay->work[1].what = "route/outer/combine";
     lay->work[1].floats = T * cfg->n_expert * c1;
     lay->work[2].what = "route/inner/combine";
-    lay->work[2].floats = S * cfg->n_expert_inner * c2;
+    lay->work[2].floats = S * cfg->hierarchical.n_expert_inner * c2;
 }
 
 /* The uniforms u_outer [b, n] then u_inner [eo, b, c1] in one buffer (the
  * layer's draws layout), or NULL when the policy uses none. */
 static moe_status read_draws(gcase *c, const gcase_layer *lay, float **draws) {
     const moe_config *cfg = &lay->cfg;
-    if (cfg->policy != MOE_POLICY_RANDOM) return MOE_OK;
+    if (cfg->gshard.policy != MOE_POLICY_RANDOM) return MOE_OK;
     const int64_t b = lay->b, n = lay->n, eo = cfg->n_expert, c1 = outer_capacity(lay);
     const size_t T = (size_t)(b * n), S = (size_t)(eo * b * c1);
     float *u, *u_in;
@@ -85,7 +85,7 @@ static void dense_combine(const moe_route *r, int32_t ei, int32_t c1, int32_t S,
 static moe_status compare(gcase *c, const gcase_layer *lay, const moe_layer *L) {
     const moe_aux *aux = moe_layer_aux(L);
     const int64_t b = lay->b, n = lay->n;
-    const int64_t eo = lay->cfg.n_expert, ei = lay->cfg.n_expert_inner;
+    const int64_t eo = lay->cfg.n_expert, ei = lay->cfg.hierarchical.n_expert_inner;
     moe_route r;
     moe_layer_route(L, &r);
     const int64_t c1 = aux->capacity, c2 = r.inner_capacity, two = 2;

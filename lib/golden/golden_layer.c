@@ -35,7 +35,7 @@ static moe_status read_config(gcase *c, moe_family fam, gcase_layer *lay) {
         if (got != cfg->top_n - 1)
             return moe_fail(MOE_EFORMAT, "%s: attribute 'thresholds' has %d values, top_n - 1 = %d expected",
                             c->where, got, cfg->top_n - 1);
-        for (int r = 1; r < cfg->top_n; r++) cfg->thresholds[r] = (float)thr[r - 1];
+        for (int r = 1; r < cfg->top_n; r++) cfg->stmoe.thresholds[r] = (float)thr[r - 1];
     }
     return gcase_validate(c, cfg);
 }
@@ -68,7 +68,7 @@ static moe_status read_draws(gcase *c, const gcase_layer *lay, float **draws) {
     const moe_config *cfg = &lay->cfg;
     const int64_t b = lay->b, n = lay->n;
     if (cfg->family == MOE_FAMILY_TOP2_GSHARD) {
-        if (cfg->policy != MOE_POLICY_RANDOM && !moe_h5_has(c->g, "noise/u"))
+        if (cfg->gshard.policy != MOE_POLICY_RANDOM && !moe_h5_has(c->g, "noise/u"))
             return MOE_OK;
         return gcase_f32(c, "noise/u", draws, 2, b, n);
     }

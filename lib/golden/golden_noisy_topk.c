@@ -16,18 +16,18 @@ static moe_status read_config(gcase *c, gcase_layer *lay) {
     GCASE_TRY(gcase_int(c, "e", 1, 65536, &cfg->n_expert));
     GCASE_TRY(gcase_int(c, "h", 1, 1 << 22, &cfg->d_hidden));
     GCASE_TRY(gcase_int(c, "k", 1, MOE_MAX_TOPN, &cfg->top_n));
-    GCASE_TRY(gcase_int(c, "noisy", 0, 1, &cfg->noisy));
+    GCASE_TRY(gcase_bool(c, "noisy", &cfg->noisy_topk.noisy));
     GCASE_TRY(gcase_int(c, "train", 0, 1, &lay->train));
     GCASE_TRY(gcase_experts(c, cfg));
-    GCASE_TRY(gcase_float(c, "noise_epsilon", &cfg->noise_epsilon));
-    GCASE_TRY(gcase_float(c, "w_importance", &cfg->w_importance));
-    GCASE_TRY(gcase_float(c, "w_load", &cfg->w_load));
+    GCASE_TRY(gcase_float(c, "noise_epsilon", &cfg->noisy_topk.noise_epsilon));
+    GCASE_TRY(gcase_float(c, "w_importance", &cfg->noisy_topk.w_importance));
+    GCASE_TRY(gcase_float(c, "w_load", &cfg->noisy_topk.w_load));
     return gcase_validate(c, cfg);
 }
 
 /* The standard normals noise/z [T, e] when the noise is on. */
 static moe_status read_draws(gcase *c, const gcase_layer *lay, float **z) {
-    if (!lay->cfg.noisy || !lay->train) return MOE_OK;
+    if (!lay->cfg.noisy_topk.noisy || !lay->train) return MOE_OK;
     return gcase_f32(c, "noise/z", z, 2, I64(lay->n), I64(lay->cfg.n_expert));
 }
 

@@ -20,15 +20,15 @@ moe_status gcase_experts(gcase *c, moe_config *cfg) {
     moe_status st;
     GCASE_TRY(gcase_string(c, "activation", s, sizeof s));
     GCASE_TRY(gcase_parsed(c, moe_act_parse(s, &cfg->act)));
-    return gcase_opt_int(c, "bias", 0, 1, &cfg->bias);
+    return gcase_opt_bool(c, "bias", &cfg->bias);
 }
 
 moe_status gcase_policy(gcase *c, moe_config *cfg) {
     char s[32];
     moe_status st;
     GCASE_TRY(gcase_string(c, "policy", s, sizeof s));
-    GCASE_TRY(gcase_parsed(c, moe_policy_parse(s, &cfg->policy)));
-    return gcase_float(c, "threshold", &cfg->threshold);
+    GCASE_TRY(gcase_parsed(c, moe_policy_parse(s, &cfg->gshard.policy)));
+    return gcase_float(c, "threshold", &cfg->gshard.threshold);
 }
 
 moe_status gcase_validate(gcase *c, const moe_config *cfg) {
@@ -47,8 +47,8 @@ static const int golden_order[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 10, 12};
  * depends on the family and flags only (the real sizes may overflow). */
 static int param_present(const moe_config *cfg, int i) {
     moe_config one = *cfg;
-    one.d_model = one.n_expert = one.n_expert_inner = 1;
-    one.d_hidden = one.d_gate = one.slots = 1;
+    one.d_model = one.n_expert = one.hierarchical.n_expert_inner = 1;
+    one.d_hidden = one.dense_softmax.d_gate = one.soft_moe.slots = 1;
     return moe_params_len(&one, i) > 0;
 }
 
@@ -57,7 +57,7 @@ static int param_present(const moe_config *cfg, int i) {
 static int param_shape(const moe_config *cfg, int i, const char **name,
                        int64_t *dims) {
     const int64_t d = cfg->d_model, e = cfg->n_expert, h = cfg->d_hidden;
-    const int64_t ei = cfg->n_expert_inner, hin = moe_hin(cfg), g = cfg->d_gate;
+    const int64_t ei = cfg->hierarchical.n_expert_inner, hin = moe_hin(cfg), g = cfg->dense_softmax.d_gate;
     const int hier = cfg->family == MOE_FAMILY_HIERARCHICAL, ne = hier ? 2 : 1;
     *name = i == 0 && hier ? "w_gate_outer" : moe_params_name(i);
     switch (i) {
@@ -67,7 +67,7 @@ static int param_shape(const moe_config *cfg, int i, const char **name,
     case 4: dims[0] = g; return 1;
     case 5: dims[0] = g, dims[1] = e; return 2;
     case 6: dims[0] = e; return 1;
-    case 7: dims[0] = d, dims[1] = e, dims[2] = cfg->slots; return 3;
+    case 7: dims[0] = d, dims[1] = e, dims[2] = cfg->soft_moe.slots; return 3;
     case 8: return 0;
     }
     dims[0] = e, dims[1] = ei; /* the expert axes, then the tensor's own */

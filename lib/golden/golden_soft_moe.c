@@ -13,15 +13,15 @@ static moe_status read_config(gcase *c, gcase_layer *lay, double *scale) {
     *cfg = moe_config_default(MOE_FAMILY_SOFT_MOE);
     GCASE_TRY(gcase_groups(c, &lay->b, &lay->n, cfg));
     GCASE_TRY(gcase_int(c, "e", 1, 65536, &cfg->n_expert));
-    GCASE_TRY(gcase_int(c, "s", 1, 65536, &cfg->slots));
+    GCASE_TRY(gcase_int(c, "s", 1, 65536, &cfg->soft_moe.slots));
     GCASE_TRY(gcase_int(c, "h", 1, 1 << 22, &cfg->d_hidden));
-    GCASE_TRY(gcase_int(c, "normalize", 0, 1, &cfg->normalize));
+    GCASE_TRY(gcase_bool(c, "normalize", &cfg->soft_moe.normalize));
     GCASE_TRY(gcase_double(c, "scale", scale));
     GCASE_TRY(gcase_experts(c, cfg));
     GCASE_TRY(gcase_validate(c, cfg));
     /* the logits, dispatch and combine weights [b, n, e, s]; the slots'
      * hidden activations [b, e, s, hin] */
-    const double T = (double)lay->b * lay->n, S = (double)cfg->n_expert * cfg->slots;
+    const double T = (double)lay->b * lay->n, S = (double)cfg->n_expert * cfg->soft_moe.slots;
     lay->work[0].what = "tokens x slots";
     lay->work[0].floats = T * S;
     lay->work[1].what = "slots x hidden";
@@ -39,7 +39,7 @@ static moe_status check_scale(gcase *c, const gcase_layer *lay, const moe_params
 
 /* Routing weights against the file. */
 static moe_status compare(gcase *c, const gcase_layer *lay, const moe_layer *L) {
-    const int64_t b = lay->b, n = lay->n, e = lay->cfg.n_expert, s = lay->cfg.slots;
+    const int64_t b = lay->b, n = lay->n, e = lay->cfg.n_expert, s = lay->cfg.soft_moe.slots;
     moe_route r;
     moe_layer_route(L, &r);
     moe_status st;

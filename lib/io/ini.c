@@ -50,6 +50,7 @@ moe_status ini_set(const ini_key *keys, size_t n_keys, void *target,
     errno = 0;
     switch (k->type) {
     case INI_INT:
+    case INI_BOOL:
     case INI_I64:
     case INI_U64: {
         double v = strtod(value, &end);
@@ -57,6 +58,7 @@ moe_status ini_set(const ini_key *keys, size_t n_keys, void *target,
             return moe_fail(MOE_EINVAL, "%s: %s = '%s': allowed integers %.17g..%.17g", where,
                             key, value, k->lo, k->hi);
         if (k->type == INI_INT) *(int32_t *)field = (int32_t)v;
+        else if (k->type == INI_BOOL) *(bool *)field = v != 0;
         else if (k->type == INI_I64) *(int64_t *)field = strtoll(value, NULL, 10);
         else *(uint64_t *)field = strtoull(value, NULL, 10);
         return MOE_OK;
@@ -167,6 +169,7 @@ int ini_dump(const ini_key *keys, size_t n_keys, const void *target,
         char val[256];
         switch (k->type) {
         case INI_INT: snprintf(val, sizeof val, "%d", *(const int32_t *)field); break;
+        case INI_BOOL: snprintf(val, sizeof val, "%d", *(const bool *)field ? 1 : 0); break;
         case INI_I64: snprintf(val, sizeof val, "%lld", (long long)*(const int64_t *)field); break;
         case INI_U64: snprintf(val, sizeof val, "%llu", (unsigned long long)*(const uint64_t *)field); break;
         case INI_FLOAT: { /* the shortest text that reads back exactly */

@@ -8,6 +8,7 @@
 
 typedef enum {
     INI_INT,    /* int32_t  */
+    INI_BOOL,   /* bool, written 0 or 1 */
     INI_I64,    /* int64_t  */
     INI_U64,    /* uint64_t */
     INI_FLOAT,  /* float    */

@@ -63,7 +63,7 @@ moe_status moe_train_config_finish(moe_train_config *c, int32_t vocab, int32_t n
     m->n_class = c->task == MOE_TASK_LM ? vocab : n_tags;
     m->moe.d_model = m->d_model;
     m->moe.seed = c->seed;
-    for (int r = 1; r < MOE_MAX_TOPN; r++) m->moe.thresholds[r] = c->topn_threshold;
+    for (int r = 1; r < MOE_MAX_TOPN; r++) m->moe.stmoe.thresholds[r] = c->topn_threshold;
     c->optim.total_steps = c->steps;
     if (c->optim.schedule == MOE_SCHED_COSINE && c->steps <= c->optim.warmup_steps)
         return moe_fail(MOE_EINVAL, "run.steps = %lld: the cosine schedule decays after the "

@@ -48,6 +48,7 @@ static const char *const tasks[] = {"lm", "tag", NULL};
 
 #define OFF(f) offsetof(moe_train_config, f)
 #define I(k, f, lo, hi, h) {k, INI_INT, OFF(f), lo, hi, NULL, 0, h}
+#define B(k, f, h) {k, INI_BOOL, OFF(f), 0, 1, NULL, 0, h}
 #define L(k, f, lo, hi, h) {k, INI_I64, OFF(f), lo, hi, NULL, 0, h}
 #define U(k, f, h) {k, INI_U64, OFF(f), 0, 1.8e19, NULL, 0, h}
 #define F(k, f, lo, hi, h) {k, INI_FLOAT, OFF(f), lo, hi, NULL, 0, h}
@@ -69,14 +70,14 @@ static const ini_key keys[] = {
     I("model.ff_after_moe", model.ff_after_moe, 0, 1, "dense FFN sub-block after each MoE one"),
     C("moe.family", model.moe.family, families, "routing family"),
     I("moe.n_expert", model.moe.n_expert, 1, 65536, "experts (hierarchical: outer)"),
-    I("moe.n_expert_inner", model.moe.n_expert_inner, 0, 65536, "hierarchical inner experts"),
+    I("moe.n_expert_inner", model.moe.hierarchical.n_expert_inner, 0, 65536, "hierarchical inner experts"),
     I("moe.d_hidden", model.moe.d_hidden, 1, 1 << 22, "expert hidden width"),
     C("moe.activation", model.moe.act, acts, "expert (and dense FFN) activation"),
-    I("moe.bias", model.moe.bias, 0, 1, "expert biases"),
-    I("moe.mult_bias", model.moe.mult_bias, 0, 1, "geglu multiplicative bias"),
+    B("moe.bias", model.moe.bias, "expert biases"),
+    B("moe.mult_bias", model.moe.mult_bias, "geglu multiplicative bias"),
     I("moe.top_n", model.moe.top_n, 1, MOE_MAX_TOPN, "experts per token (top2: 2, switch: 1, noisy: k)"),
-    C("moe.policy", model.moe.policy, policies, "second-expert policy (top2, hierarchical)"),
-    F("moe.threshold", model.moe.threshold, 0, 1, "policy threshold (top2, hierarchical)"),
+    C("moe.policy", model.moe.gshard.policy, policies, "second-expert policy (top2, hierarchical)"),
+    F("moe.threshold", model.moe.gshard.threshold, 0, 1, "policy threshold (top2, hierarchical)"),
     F("moe.topn_threshold", topn_threshold, 0, 1, "threshold of ranks >= 2 (topn_stmoe)"),
     F("moe.capacity_factor", model.moe.capacity_factor_train, 0, 1e6, "training capacity factor"),
     F("moe.capacity_factor_eval", model.moe.capacity_factor_eval, 0, 1e6, "evaluation capacity factor"),
@@ -84,15 +85,15 @@ static const ini_key keys[] = {
     F("moe.balance_coef", model.moe.balance_coef, 0, 1e6, "balance loss weight"),
     F("moe.z_coef", model.moe.z_coef, 0, 1e6, "router z-loss weight"),
     C("moe.router_noise", model.moe.router_noise, noises, "router exploration noise (training)"),
-    F("moe.noise_eps", model.moe.noise_eps, 0, 1, "jitter half-width / dropout probability"),
-    I("moe.straight_through", model.moe.straight_through, 0, 1, "dispatch carries the gates' gradient (token choice)"),
-    I("moe.noisy", model.moe.noisy, 0, 1, "noisy_topk learned noise"),
-    F("moe.noise_epsilon", model.moe.noise_epsilon, 0, 1e6, "noisy_topk std floor"),
-    F("moe.w_importance", model.moe.w_importance, 0, 1e6, "noisy_topk importance loss weight"),
-    F("moe.w_load", model.moe.w_load, 0, 1e6, "noisy_topk load loss weight"),
-    I("moe.slots", model.moe.slots, 1, 65536, "soft_moe slots per expert"),
-    I("moe.normalize", model.moe.normalize, 0, 1, "soft_moe l2 normalisation"),
-    I("moe.d_gate", model.moe.d_gate, 1, 1 << 20, "dense_softmax gate MLP width"),
+    F("moe.noise_eps", model.moe.router_noise_eps, 0, 1, "jitter half-width / dropout probability"),
+    B("moe.straight_through", model.moe.straight_through, "dispatch carries the gates' gradient (token choice)"),
+    B("moe.noisy", model.moe.noisy_topk.noisy, "noisy_topk learned noise"),
+    F("moe.noise_epsilon", model.moe.noisy_topk.noise_epsilon, 0, 1e6, "noisy_topk std floor"),
+    F("moe.w_importance", model.moe.noisy_topk.w_importance, 0, 1e6, "noisy_topk importance loss weight"),
+    F("moe.w_load", model.moe.noisy_topk.w_load, 0, 1e6, "noisy_topk load loss weight"),
+    I("moe.slots", model.moe.soft_moe.slots, 1, 65536, "soft_moe slots per expert"),
+    B("moe.normalize", model.moe.soft_moe.normalize, "soft_moe l2 normalisation"),
+    I("moe.d_gate", model.moe.dense_softmax.d_gate, 1, 1 << 20, "dense_softmax gate MLP width"),
     D("optim.lr", optim.lr, 1e-12, 10, "peak learning rate"),
     D("optim.beta1", optim.beta1, 0, 0.999999, "Adam beta1"),
     D("optim.beta2", optim.beta2, 0, 0.999999999, "Adam beta2"),

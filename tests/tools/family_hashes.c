@@ -32,9 +32,9 @@ int main(void) {
                     c.d_model = d, c.d_hidden = 12, c.n_expert = 4;
                     c.act = acts[a], c.bias = bias;
                     if (f == MOE_FAMILY_TOPN_STMOE) c.top_n = 3;
-                    if (f == MOE_FAMILY_SOFT_MOE) c.slots = 2;
-                    if (f == MOE_FAMILY_DENSE_SOFTMAX) c.d_gate = 6;
-                    if (f == MOE_FAMILY_HIERARCHICAL) c.n_expert = 2, c.n_expert_inner = 3;
+                    if (f == MOE_FAMILY_SOFT_MOE) c.soft_moe.slots = 2;
+                    if (f == MOE_FAMILY_DENSE_SOFTMAX) c.dense_softmax.d_gate = 6;
+                    if (f == MOE_FAMILY_HIERARCHICAL) c.n_expert = 2, c.hierarchical.n_expert_inner = 3;
                     c.z_coef = 1e-3f; /* where the family has a z-loss */
                     if (moe_config_validate(&c) != MOE_OK) c.z_coef = 0.0f;
                     const size_t np = moe_params_count(&c);
