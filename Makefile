@@ -145,6 +145,8 @@ test test-mpi: all $(TEST_BIN) $(MOE_BIN)
 else
 test: all $(TEST_BIN) $(MOE_BIN) $(EX_BIN)
 	$(if $(filter 1,$(SANITIZE)),,scripts/check_links.sh)
+	$(if $(filter 1,$(SANITIZE)),,scripts/check_layers.sh --self-test)
+	$(if $(filter 1,$(SANITIZE)),,scripts/check_layers.sh $(BUILD))
 	MOE_BIN=$(MOE_BIN) $(TEST_BIN)
 ifneq ($(SANITIZE),1)
 	MAKE="$(MAKE)" scripts/test_install.sh

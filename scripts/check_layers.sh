@@ -8,6 +8,7 @@ ORDER="base kernels io core families model data train golden ablate bench plot m
 # examples/ may include nothing else of lib/.
 #
 # usage: scripts/check_layers.sh [BUILD_DIR]
+#        scripts/check_layers.sh --self-test
 #   - every #include "..." of lib/*/*.[ch] and examples/*.[ch] is checked
 #     against the order;
 #   - with BUILD_DIR (e.g. build/rel), the objects' symbols are checked too
@@ -17,6 +18,30 @@ ORDER="base kernels io core families model data train golden ablate bench plot m
 # Exit 0 when clean; 1, with one line per violation, otherwise.
 set -u
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = --self-test ]; then
+    # The check must fail on a planted upward include, upward call and
+    # circle of calls: in a copy of the tree, never in this one.
+    t=$(mktemp -d) && trap 'rm -rf "$t"' EXIT
+    mkdir -p "$t/scripts" && cp -r lib examples "$t/" && cp "$0" "$t/scripts/"
+    echo '#include "cli/cli.h"' >> "$t/lib/base/status.c"
+    out=$(bash "$t/scripts/check_layers.sh" 2>&1) && { echo "check_layers: self-test: a planted upward include passed"; exit 1; }
+    echo "$out" | grep -q 'lib/base/status.c includes "cli/cli.h": base may not include cli' ||
+        { echo "check_layers: self-test: unexpected output: $out"; exit 1; }
+    sed -i '$d' "$t/lib/base/status.c"
+    mkdir -p "$t/b/lib/base" "$t/b/lib/cli" "$t/b/lib/kernels"
+    printf 'void moe_cli_x(void);\nvoid moe_base_x(void) { moe_cli_x(); }\n' > "$t/a.c"
+    printf 'void moe_cli_x(void) {}\n' > "$t/c.c"
+    printf 'void moe_k2(void);\nvoid moe_k1(void) { moe_k2(); }\n' > "$t/k1.c"
+    printf 'void moe_k1(void);\nvoid moe_k2(void) { moe_k1(); }\n' > "$t/k2.c"
+    cc -c "$t/a.c" -o "$t/b/lib/base/a.o" && cc -c "$t/c.c" -o "$t/b/lib/cli/c.o" &&
+        cc -c "$t/k1.c" -o "$t/b/lib/kernels/k1.o" && cc -c "$t/k2.c" -o "$t/b/lib/kernels/k2.o" || exit 1
+    out=$(bash "$t/scripts/check_layers.sh" "$t/b" 2>&1) && { echo "check_layers: self-test: a planted upward call passed"; exit 1; }
+    echo "$out" | grep -q 'lib/base/a.c uses moe_cli_x of lib/cli/c.c: base may not use cli' &&
+        echo "$out" | grep -q 'a circle of calls: lib/kernels/k[12].c lib/kernels/k[12].c' ||
+        { echo "check_layers: self-test: unexpected output: $out"; exit 1; }
+    echo "check_layers: self-test: a planted upward include, upward call and circle are each reported"
+    exit 0
+fi
 rank() { local i=0 l; for l in $ORDER; do [ "$l" = "$1" ] && { echo $i; return; }; i=$((i + 1)); done; echo -1; }
 bad=0
 say() { echo "check_layers: $*"; bad=1; }
