@@ -1,6 +1,12 @@
 /* libmoe: mixture-of-experts layers in C, forward and backward.
  *
- * Conventions (see README.md, "Library"):
+ * This header is the layer API: status codes, the configuration, the
+ * layer, threading. It includes the rest of the public API: moe_rng.h
+ * (the counter-based generator), moe_params.h (a layer's tensors),
+ * moe_expert.h (user-defined experts), moe_block.h (the ST-MoE block).
+ * The golden checker, a tool outside the library, is in moe_golden.h.
+ *
+ * Conventions (see lib/core/README.md):
  * - Tensors are row-major float32; every pointer carries its shape in a
  *   comment, e.g. x (T, d) where T = b * n tokens in b routing groups of n.
  * - Forward writes its outputs; backward ADDS into gradient buffers (zero
@@ -39,21 +45,7 @@ const char *moe_errmsg(void);
 /* Name of a status code, e.g. "invalid argument". */
 const char *moe_status_str(moe_status s);
 
-/* ------------------------------------------------------------------- rng */
-
-/* Counter-based generator (Philox4x32-10). Every draw is a pure function of
- * (seed, stream, index): results never depend on call order or thread
- * count. Use one stream per purpose (layer, step, role). */
-void moe_rng_philox(uint64_t seed, uint64_t stream, uint64_t index,
-                    uint32_t out[4]);
-/* Uniform double in [0, 1) with 53 random bits. */
-double moe_rng_uniform(uint64_t seed, uint64_t stream, uint64_t index);
-/* Standard normal (Box-Muller on the same counter). */
-double moe_rng_normal(uint64_t seed, uint64_t stream, uint64_t index);
-/* Fill out[i] = uniform(seed, stream, first + i) for i < count. */
-void moe_rng_fill_uniform(float *out, size_t count, uint64_t seed,
-                          uint64_t stream, uint64_t first);
-
+#include "moe_rng.h"    /* moe_rng_*: the counter-based generator */
 /* ---------------------------------------------------------------- config */
 
 typedef enum {
@@ -200,133 +192,8 @@ int32_t moe_capacity(int32_t n, int32_t n_expert, double capacity_factor);
 /* Tokens per expert of expert choice: clamp(floor(n * cf / e), 1, n). */
 int32_t moe_expert_choice_capacity(int32_t n, int32_t n_expert, double capacity_factor);
 
-/* ---------------------------------------------------------------- params */
-
-#define MOE_EXPERT_MAX_TENSORS 8
-
-/* Views into one flat buffer (llm.c style). Absent tensors are NULL.
- * E is the number of experts: e, or eo * ei for hierarchical (expert
- * (o, i) is o * ei + i). */
-typedef struct {
-    float *w_gate;       /* (d, e) router; hierarchical: outer (d, eo)   */
-    float *w_noise;      /* (d, e) noisy_topk                            */
-    float *w_gate_inner; /* (eo, d, ei) hierarchical                     */
-    float *g_w1;         /* (d, g) dense_softmax gate MLP                */
-    float *g_b1;         /* (g)                                          */
-    float *g_w2;         /* (g, e)                                       */
-    float *g_b2;         /* (e)                                          */
-    float *phi;          /* (d, e, s) soft_moe slot parameters           */
-    float *scale;        /* (1) soft_moe normalisation scale             */
-    float *w1;           /* (E, d, hin) hin = 2h for geglu, else h       */
-    float *b1;           /* (E, hin) if bias                             */
-    float *w2;           /* (E, h, d)                                    */
-    float *b2;           /* (E, d) if bias                               */
-    float *mult_bias;    /* (E, h) if mult_bias (geglu), init 1          */
-    /* user-defined experts (cfg->expert): tensor i of the ops, (E, len_i);
-     * then w1 .. mult_bias are NULL. The built-in FFN's tensors are w1,
-     * b1, w2, b2, mult_bias above, in that order. */
-    float *ex[MOE_EXPERT_MAX_TENSORS];
-} moe_params;
-
-/* The tensors are the views of moe_params in struct order (the order of
- * the flat buffer and of the checkpoints; one descriptor each in
- * lib/core/params.c): the index of view `field` and their number. */
-#define MOE_PARAM_INDEX(field) ((int)(offsetof(moe_params, field) / sizeof(float *)))
-#define MOE_PARAM_TENSORS ((int)(sizeof(moe_params) / sizeof(float *)))
-/* Index of view w1, the first expert tensor of the built-in FFN, and of
- * ex[0], the first of user-defined experts. */
-#define MOE_PARAM_W1 MOE_PARAM_INDEX(w1)
-#define MOE_PARAM_EX0 MOE_PARAM_INDEX(ex)
-/* Name of view i (in struct order) and a pointer to it, for loops over
- * every tensor (checkpoints, optimizers, tests). */
-const char *moe_params_name(int i);
-float **moe_params_view(moe_params *p, int i);
-/* Number of floats of view i for this config (0 if absent). */
-size_t moe_params_len(const moe_config *cfg, int i);
-/* Total experts E of a config (e, or eo * ei). */
-int32_t moe_n_experts(const moe_config *cfg);
-
-/* Number of floats of all parameters of a layer with this config. */
-size_t moe_params_count(const moe_config *cfg);
-/* Points the views of p into buf (moe_params_count floats). */
-void moe_params_map(const moe_config *cfg, float *buf, moe_params *p);
-/* How tensor i starts: a matrix drawn with sd ~ 1 / sqrt(*fan_in) when
- * *fan_in > 0, else the constant *fill (biases 0; Soft MoE's scale and the
- * multiplicative bias 1; w_noise 0, as Shazeer et al. start the noise
- * router). Returns 1 for a weight matrix (w_noise included: what weight
- * decay applies to), 0 for biases and scalars. */
-int moe_params_init_rule(const moe_config *cfg, int i, double *fan_in,
-                         float *fill);
-/* Deterministic init by moe_params_init_rule: matrices N(0, init_scale^2 /
- * fan_in), the rest constant; draws keyed by (seed, stream). */
-void moe_params_init(const moe_config *cfg, float *buf, float init_scale,
-                     uint64_t seed, uint64_t stream);
-
-/* --------------------------------------------------------------- experts */
-
-/* The expert interface. Every layer family runs its experts through it:
- * the built-in FFN (moe_expert_ffn, cfg->expert = NULL) and user-defined
- * networks alike. An expert sees a contiguous block of m rows (the
- * tokens or slots routed to it) and its own slice of each parameter
- * tensor; the layer runs the experts in parallel (OpenMP over experts),
- * so forward and backward must only write their own outputs and the
- * expert's own gradient slices, and call BLAS single-threaded (the
- * library sets openblas_set_num_threads(1)). Results are then
- * bit-identical for any thread count. */
-
-/* One parameter tensor of an expert. The layer stores tensor i of all E
- * experts as one (E, len) view (moe_params.ex[i]; expert j's slice at
- * j * len), so moe_params_count / map / init, the optimizers and the
- * checkpoints handle it like any other tensor. */
-typedef struct {
-    size_t len;     /* floats per expert; 0: absent (its slice is NULL) */
-    double fan_in;  /* > 0: a weight matrix, drawn N(0, init_scale^2 /
-                       fan_in) by moe_params_init (and decayed by
-                       optim.weight_decay); 0: the constant fill        */
-    float fill;
-} moe_expert_tensor;
-
-/* One expert as the layer hands it to its ops (the per-expert state). */
-typedef struct {
-    const moe_config *cfg;                /* the layer's config           */
-    const void *user;                     /* ops->user                    */
-    int32_t index;                        /* j < moe_n_experts(cfg)       */
-    float *w[MOE_EXPERT_MAX_TENSORS];     /* (len_i) slices, NULL if absent
-                                             (gradients: the same slices
-                                             of the gradient buffer)      */
-} moe_expert;
-
-struct moe_expert_ops {
-    const char *name;
-    const void *user; /* handed to every call (e.g. a hyperparameter)     */
-    /* Parameter count and init: writes the expert's tensors for cfg into
-     * t and returns how many (1..MOE_EXPERT_MAX_TENSORS). Must depend on
-     * cfg (d_model, d_hidden, ...) and user only. */
-    int32_t (*tensors)(const moe_config *cfg, const void *user,
-                       moe_expert_tensor *t);
-    /* Floats per row that forward keeps for backward, and floats per row
-     * of backward's scratch (either may be NULL: 0). */
-    size_t (*saved)(const moe_config *cfg, const void *user);
-    size_t (*scratch)(const moe_config *cfg, const void *user);
-    /* y (m, d) = expert(x (m, d)) for m >= 1 rows; saved: m * saved
-     * floats, laid out as the expert likes, kept for backward. */
-    void (*forward)(const moe_expert *ex, int32_t m, const float *x,
-                    float *saved, float *y);
-    /* Backward of forward on the same rows: ADDS dL/dw into grad->w[i]
-     * and WRITES dx (m, d) from dy (m, d); scratch: m * scratch floats. */
-    void (*backward)(const moe_expert *ex, const moe_expert *grad, int32_t m,
-                     const float *x, const float *saved, const float *dy,
-                     float *scratch, float *dx);
-};
-
-/* The built-in expert: y = act(x W1 + b1) [* mult_bias] W2 + b2 with the
- * config's act, bias, mult_bias and d_hidden; tensors w1 (d, hin), b1
- * (hin), w2 (h, d), b2 (d), mult_bias (h) (views MOE_PARAM_W1.. of
- * moe_params). */
-extern const moe_expert_ops moe_expert_ffn;
-/* The ops a config's experts use: cfg->expert, or &moe_expert_ffn. */
-const moe_expert_ops *moe_expert_ops_of(const moe_config *cfg);
-
+#include "moe_params.h" /* moe_params: a layer's tensors, count, map, init */
+#include "moe_expert.h" /* moe_expert_ops: user-defined experts */
 /* ----------------------------------------------------------------- layer */
 
 typedef struct moe_layer moe_layer;
@@ -415,54 +282,7 @@ moe_status moe_layer_backward(moe_layer *L, const moe_params *p,
 const moe_aux *moe_layer_aux(const moe_layer *L);
 void moe_layer_route(const moe_layer *L, moe_route *out);
 
-/* ----------------------------------------------------------------- block */
-
-/* The ST-MoE block (Zoph et al. 2022): pre-norm residual sub-blocks
- *   [x = x + FFN_before(RMSNorm(x))]          if add_ff_before
- *    x = x + MoE(RMSNorm(x))
- *   [x = x + FFN_after(RMSNorm(x))]           if add_ff_after
- * The dense FFNs use the experts' activation (and multiplicative bias:
- * geglu with mult_bias, initialised to 1) with hidden width d_ff. */
-typedef struct {
-    moe_config moe;        /* the MoE layer, any family                 */
-    int32_t add_ff_before; /* dense FFN sub-block before the MoE layer  */
-    int32_t add_ff_after;  /* and after (ST-MoE Table 16)               */
-    int32_t d_ff;          /* dense FFN hidden width (value width)      */
-    float norm_eps;        /* RMSNorm epsilon, e.g. 1e-6                */
-} moe_block_config;
-
-/* Views into one flat buffer; absent tensors are NULL. */
-typedef struct {
-    float *norm_moe;       /* (d) RMSNorm gain before the MoE layer     */
-    float *ffb_norm, *ffb_w1, *ffb_w2, *ffb_mb; /* (d), (d, fin), (f, d), (f) */
-    float *ffa_norm, *ffa_w1, *ffa_w2, *ffa_mb; /* the same, after      */
-    moe_params moe;        /* the MoE layer's tensors                   */
-} moe_block_params;
-
-typedef struct moe_block moe_block;
-
-moe_status moe_block_config_validate(const moe_block_config *cfg);
-/* Floats of all parameters; map views into buf; deterministic init
- * (gains 1, FFN weights N(0, scale^2 / fan_in), MoE as moe_params_init). */
-size_t moe_block_params_count(const moe_block_config *cfg);
-void moe_block_params_map(const moe_block_config *cfg, float *buf,
-                          moe_block_params *p);
-void moe_block_params_init(const moe_block_config *cfg, float *buf,
-                           float init_scale, uint64_t seed, uint64_t stream);
-/* Creates a block (validates cfg); *out is NULL on failure. */
-moe_status moe_block_create(const moe_block_config *cfg, moe_block **out);
-void moe_block_free(moe_block *B);
-/* The block's MoE layer (for aux losses, routes, train mode, stream). */
-moe_layer *moe_block_layer(moe_block *B);
-/* y (b*n, d) from x (b*n, d); draws as for moe_layer_forward. */
-moe_status moe_block_forward(moe_block *B, const moe_block_params *p,
-                             const float *x, int32_t b, int32_t n,
-                             const float *draws, float *y);
-/* Backward of the last forward for sum(y * dy) + aux: ADDS into g, dx. */
-moe_status moe_block_backward(moe_block *B, const moe_block_params *p,
-                              const float *x, const float *dy,
-                              moe_block_params *g, float *dx);
-
+#include "moe_block.h"  /* moe_block_*: the ST-MoE block */
 /* ------------------------------------------------------------- threading */
 
 /* Threads for the library's parallel loops (OpenMP); 0 = all cores.

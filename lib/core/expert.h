@@ -1,6 +1,6 @@
 /* Expert FFN kernels over a block of m rows of one expert. */
-#ifndef MOE_EXPERT_H
-#define MOE_EXPERT_H
+#ifndef MOE_CORE_EXPERT_H
+#define MOE_CORE_EXPERT_H
 
 #include "base/internal.h"
 /* the generic products (moe_matmul, moe_add_rows, ...): the routers and
