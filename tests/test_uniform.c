@@ -135,11 +135,26 @@ static void test_bad_configurations_are_rejected_naming_the_field(void) {
     CU_ASSERT_EQUAL(moe_config_validate(&c), MOE_OK);
 }
 
+/* Nothing learned in the router: the parameters are the experts' alone. */
+static void test_has_no_router_parameters(void) {
+    moe_config c = ucfg(MOE_ACT_GELU, 4, 2);
+    moe_config e = c;
+    e.family = MOE_FAMILY_TOP2_GSHARD; /* the same experts behind a router */
+    CU_ASSERT_EQUAL(moe_params_count(&c) + (size_t)c.d_model * c.n_expert, moe_params_count(&e));
+    float *buf = calloc(moe_params_count(&c), sizeof *buf);
+    moe_params p;
+    moe_params_map(&c, buf, &p);
+    CU_ASSERT_PTR_NULL(p.w_gate);
+    CU_ASSERT_PTR_NOT_NULL(p.w1);
+    free(buf);
+}
+
 void suite_uniform(void) {
     ADD_SUITE("uniform",
               {"each_token_gets_k_distinct_experts_uniformly", test_each_token_gets_k_distinct_experts_uniformly},
               {"same_seed_same_bits_for_any_thread_count", test_same_seed_same_bits_for_any_thread_count},
               {"gradients_match_finite_differences", test_gradients_match_finite_differences},
               {"trains_in_the_model_as_a_decoder", test_trains_in_the_model_as_a_decoder},
-              {"bad_configurations_are_rejected_naming_the_field", test_bad_configurations_are_rejected_naming_the_field});
+              {"bad_configurations_are_rejected_naming_the_field", test_bad_configurations_are_rejected_naming_the_field},
+              {"has_no_router_parameters", test_has_no_router_parameters});
 }

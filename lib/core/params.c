@@ -29,9 +29,15 @@ size_t moe_tensors_map(const moe_tensor_desc *t, int n, const void *cfg,
 #define E(v) ((size_t)CFG(v)->n_expert)
 #define IS(v, fam) (CFG(v)->family == (fam))
 
+/* w_gate: the families with a linear router over the (outer) experts.
+ * Listed, so that a new family (uniform, for one) has none unless it is
+ * added here. */
 static size_t len_router(const void *c, const moe_tensor_desc *t) {
     (void)t;
-    return IS(c, MOE_FAMILY_SOFT_MOE) || IS(c, MOE_FAMILY_DENSE_SOFTMAX) || IS(c, MOE_FAMILY_HASH) ? 0 : D(c) * E(c);
+    const int routed = IS(c, MOE_FAMILY_TOP2_GSHARD) || IS(c, MOE_FAMILY_TOPN_STMOE) ||
+                       IS(c, MOE_FAMILY_SWITCH_TOP1) || IS(c, MOE_FAMILY_EXPERT_CHOICE) ||
+                       IS(c, MOE_FAMILY_NOISY_TOPK) || IS(c, MOE_FAMILY_HIERARCHICAL);
+    return routed ? D(c) * E(c) : 0;
 }
 static size_t len_noise(const void *c, const moe_tensor_desc *t) {
     (void)t;
