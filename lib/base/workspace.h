@@ -8,8 +8,11 @@
  *         MOE_WS(L->logits, T * e), // (T, e) router logits
  *         MOE_WS(L->lse, T),        // (T)
  *     };
- *     return moe_workspace_grow("moe_layer_forward", T, w, 2);
+ *     return moe_workspace_grow("moe_layer_forward", T, w, MOE_WS_COUNT(w));
  *
+ * An owner writes its table once, in a function filling w from its
+ * dimensions (lib/core/layer.c, core_workspace), and calls it to grow the
+ * buffers and, with all dimensions 0, to free them (moe_workspace_free).
  * A buffer grows when it needs more than its capacity, never shrinks, and
  * its contents are not kept when it grows; a size of 0 leaves it as it is
  * (NULL until first needed). The owner keeps, beside each buffer `name`, a
