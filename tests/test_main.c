@@ -9,6 +9,7 @@
 int main(int argc, char **argv) {
     if (CU_initialize_registry() != CUE_SUCCESS) return 2;
     suite_rng();
+    void suite_workspace(void); suite_workspace();
     suite_config();
     suite_act();
     suite_gemm();

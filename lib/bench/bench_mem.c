@@ -66,11 +66,7 @@ double moe_bench_mem_allocated(const moe_model *M) {
                             a->att_cap + a->ctx_cap + a->x_mid_cap + a->xn2_cap + a->m2_cap +
                             a->r2_cap + a->hpre_cap + a->act_cap + a->h1_cap + a->h2_cap);
         b += ff_bytes(&a->fb) + ff_bytes(&a->fa);
-        const moe_layer *L = M->lv[l].L;
-        if (!L) continue;
-#define WS_BYTES(type, name) b += (double)L->name##_cap * sizeof(type);
-        WS_BUFFERS(WS_BYTES)
-#undef WS_BYTES
+        if (M->lv[l].L) b += (double)moe_layer_workspace_bytes(M->lv[l].L);
     }
     return b;
 }

@@ -52,13 +52,86 @@ moe_status moe_layer_new(const moe_config *cfg, const moe_family_ops *ops,
     return MOE_OK;
 }
 
+/* Dimensions of the core workspace: G groups of n tokens, T = G n, e
+ * router experts, k ranks, d model width, E experts run (moe_n_experts),
+ * R plan rows at most (= the choices, ops->max_choices), ns / nz floats of
+ * saved activations / scratch per row (moe_expert_saved / _scratch). */
+typedef struct {
+    size_t G, n, T, e, k, d, E, R, ns, nz;
+} core_dims;
+
+#define CORE_WS_N 39 /* entries of core_workspace */
+
+/* w (CORE_WS_N) = the core workspace of L for m (all 0: to free it). */
+static void core_workspace(moe_layer *L, const core_dims *m, moe_workspace_entry *w) {
+    const size_t G = m->G, n = m->n, T = m->T, e = m->e, k = m->k, d = m->d;
+    const size_t E = m->E, R = m->R, wide = d > e ? d : e;
+    const moe_workspace_entry t[] = {
+        /* router (token-choice families) */
+        MOE_WS(L->logits, T * e),          /* (T, e)                          */
+        MOE_WS(L->probs, T * e),           /* (T, e)                          */
+        MOE_WS(L->lse, T),                 /* (T) logsumexp of the logits     */
+        MOE_WS(L->draws, k * T),           /* (k, T) the layer's own draws    */
+        /* gating (moe_gating): k ranks per token */
+        MOE_WS(L->expert, k * T),          /* (k, T)                          */
+        MOE_WS(L->gate, k * T),            /* (k, T)                          */
+        MOE_WS(L->gate_out, k * T),        /* (k, T) gate after dropping      */
+        MOE_WS(L->denom, T),               /* (T) renormalisation             */
+        MOE_WS(L->routed, k * T),          /* (k, T)                          */
+        MOE_WS(L->pos, k * T),             /* (k, T) position in the expert   */
+        MOE_WS(L->order, n),               /* (n) a group's token order       */
+        MOE_WS(L->tmp, n),                 /* (n) sort scratch                */
+        MOE_WS(L->key, n),                 /* (n) sort keys                   */
+        MOE_WS(L->count, e),               /* (e) per-expert counters         */
+        MOE_WS(L->first_frac, G * e),      /* (G, e) first-choice fractions   */
+        /* the router's choices */
+        MOE_WS(L->ch_expert, R),           /* (R)                             */
+        MOE_WS(L->ch_token, R),            /* (R)                             */
+        MOE_WS(L->ch_id, R),               /* (R)                             */
+        MOE_WS(L->ch_gate, R),             /* (R)                             */
+        /* the plan (moe_plan) */
+        MOE_WS(L->offset, E + 1),          /* (E + 1) first row per expert    */
+        MOE_WS(L->row_token, R),           /* (R)                             */
+        MOE_WS(L->row_id, R),              /* (R)                             */
+        MOE_WS(L->row_gate, R),            /* (R)                             */
+        MOE_WS(L->tok_offset, T + 1 > E ? T + 1 : E), /* (T + 1), also the
+                                              per-expert cursor (E)           */
+        MOE_WS(L->tok_rows, R),            /* (R)                             */
+        /* the experts' rows */
+        MOE_WS(L->xe, R * d),              /* (R, d) gathered inputs          */
+        MOE_WS(L->saved, R * m->ns),       /* (R, ns) saved activations       */
+        MOE_WS(L->ye, R * d),              /* (R, d) expert outputs           */
+        MOE_WS(L->dye, R * d),             /* (R, d)                          */
+        MOE_WS(L->scratch, R * m->nz),     /* (R, nz) backward scratch        */
+        MOE_WS(L->dxe, R * d),             /* (R, d)                          */
+        /* backward */
+        MOE_WS(L->dgate_row, R),           /* (R) dL/d row gate               */
+        MOE_WS(L->dgate, k * T),           /* (k, T)                          */
+        MOE_WS(L->dprobs, T * e),          /* (T, e)                          */
+        MOE_WS(L->dlogits, T * e),         /* (T, e)                          */
+        /* expert choice, router input noise */
+        MOE_WS(L->ec_token, R),            /* (R)                             */
+        MOE_WS(L->ec_gate, R),             /* (R)                             */
+        MOE_WS(L->xr, T * d),              /* (T, d) router input             */
+        MOE_WS(L->noise, T * wide),        /* (T, max(d, e)) noise            */
+    };
+    _Static_assert(MOE_WS_COUNT(t) == CORE_WS_N, "CORE_WS_N: the entries of the table");
+    memcpy(w, t, sizeof t);
+}
+
 void moe_layer_free(moe_layer *L) {
     if (!L) return;
     if (L->ops->free) L->ops->free(L);
-#define WS_FREE(type, name) free(L->name);
-    WS_BUFFERS(WS_FREE)
-#undef WS_FREE
+    moe_workspace_entry w[CORE_WS_N];
+    core_workspace(L, &(core_dims){0}, w);
+    moe_workspace_free(w, CORE_WS_N);
     free(L);
+}
+
+size_t moe_layer_workspace_bytes(const moe_layer *L) {
+    moe_workspace_entry w[CORE_WS_N];
+    core_workspace((moe_layer *)L, &(core_dims){0}, w);
+    return moe_workspace_bytes(w, CORE_WS_N);
 }
 
 const moe_config *moe_layer_config(const moe_layer *L) { return &L->cfg; }
@@ -86,34 +159,18 @@ void moe_layer_route(const moe_layer *L, moe_route *out) { *out = L->route; }
 
 moe_status moe_layer_ensure(moe_layer *L, int32_t G, int32_t n) {
     const moe_config *c = &L->cfg;
-    const size_t T = (size_t)G * n, e = (size_t)c->n_expert;
-    const size_t k = (size_t)c->top_n, d = (size_t)c->d_model;
-    const size_t ns = moe_expert_saved(c), nz = moe_expert_scratch(c);
+    const size_t T = (size_t)G * n;
     const size_t C = L->ops->max_choices(L, G, n); /* = rows at most */
-    const size_t R = C, wide = d > e ? d : e, E = (size_t)moe_n_experts(c);
     if (T > INT32_MAX / 4 || C > INT32_MAX / 4)
         return moe_fail(MOE_EINVAL, "moe_layer_forward: %zu tokens is too many", T);
-    const size_t want[] = {
-        T * e, T * e, T, k * T,                      /* logits .. draws    */
-        k * T, k * T, k * T, T,                      /* expert .. denom    */
-        k * T, k * T, (size_t)n, (size_t)n,          /* routed .. tmp      */
-        (size_t)n, e, (size_t)G * e,                 /* key .. first_frac  */
-        C, C, C, C,                                  /* ch_*               */
-        E + 1, R, R, R, T + 1 > E ? T + 1 : E, R,    /* plan: tok_offset is
-                                          also the per-expert cursor */
-        R * d, R * ns, R * d,                        /* xe .. ye           */
-        R * d, R * nz, R * d,                        /* dye .. dxe         */
-        R, k * T, T * e, T * e,                      /* dgate_row .. dlogits */
-        R, R, T * d, T * wide};                      /* ec_*, xr, noise    */
-    size_t i = 0;
-    int fail = 0;
-#define WS_GROW(type, name) \
-    fail |= moe_grow((void **)&L->name, &L->name##_cap, want[i++], sizeof(type));
-    WS_BUFFERS(WS_GROW)
-#undef WS_GROW
-    MOE_ASSERT(i == sizeof want / sizeof want[0]);
-    if (fail)
-        return moe_fail(MOE_ENOMEM, "moe_layer_forward: out of memory for %zu tokens", T);
+    const core_dims m = {.G = (size_t)G, .n = (size_t)n, .T = T, .e = (size_t)c->n_expert,
+                         .k = (size_t)c->top_n, .d = (size_t)c->d_model,
+                         .E = (size_t)moe_n_experts(c), .R = C,
+                         .ns = moe_expert_saved(c), .nz = moe_expert_scratch(c)};
+    moe_workspace_entry w[CORE_WS_N];
+    core_workspace(L, &m, w);
+    moe_status st = moe_workspace_grow("moe_layer_forward", T, w, CORE_WS_N);
+    if (st != MOE_OK) return st;
     L->plan = (moe_plan){.offset = L->offset, .row_token = L->row_token,
                          .row_id = L->row_id, .row_gate = L->row_gate,
                          .tok_offset = L->tok_offset, .tok_rows = L->tok_rows};

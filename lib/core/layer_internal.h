@@ -14,23 +14,9 @@
 #include "core/dispatch.h"
 #include "core/expert.h"
 #include "core/router.h"
+#include "base/workspace.h"
 
 #include <stdbool.h>
-
-/* Workspace of the core and of the token-choice families: one buffer per
- * role, grown on demand (contents not kept across sizes). */
-#define WS_BUFFERS(X)                                                      \
-    X(float, logits) X(float, probs) X(float, lse) X(float, draws)         \
-    X(int32_t, expert) X(float, gate) X(float, gate_out) X(float, denom)   \
-    X(uint8_t, routed) X(int32_t, pos) X(int32_t, order) X(int32_t, tmp)   \
-    X(float, key) X(int32_t, count) X(float, first_frac)                   \
-    X(int32_t, ch_expert) X(int32_t, ch_token) X(int32_t, ch_id)           \
-    X(float, ch_gate) X(int32_t, offset) X(int32_t, row_token)             \
-    X(int32_t, row_id) X(float, row_gate) X(int32_t, tok_offset)           \
-    X(int32_t, tok_rows) X(float, xe) X(float, saved) X(float, ye)         \
-    X(float, dye) X(float, scratch) X(float, dxe)                          \
-    X(float, dgate_row) X(float, dgate) X(float, dprobs) X(float, dlogits) \
-    X(int32_t, ec_token) X(float, ec_gate) X(float, xr) X(float, noise)
 
 typedef struct moe_family_ops moe_family_ops;
 
@@ -65,9 +51,29 @@ struct moe_layer {
     moe_route route;          /* filled by the family (views)          */
     void *fam;                /* family state, freed by ops->free      */
     moe_layer_timing *timing; /* NULL: no phase timing (default)       */
-#define WS_FIELD(type, name) type *name; size_t name##_cap;
-    WS_BUFFERS(WS_FIELD)
-#undef WS_FIELD
+    /* Workspace of the core and of the token-choice families, one
+     * buffer per role, grown on demand by moe_layer_ensure (its table in
+     * layer.c gives each buffer's shape); contents not kept across sizes. */
+    MOE_WS_FIELD(float, logits); MOE_WS_FIELD(float, probs);
+    MOE_WS_FIELD(float, lse); MOE_WS_FIELD(float, draws);
+    MOE_WS_FIELD(int32_t, expert); MOE_WS_FIELD(float, gate);
+    MOE_WS_FIELD(float, gate_out); MOE_WS_FIELD(float, denom);
+    MOE_WS_FIELD(uint8_t, routed); MOE_WS_FIELD(int32_t, pos);
+    MOE_WS_FIELD(int32_t, order); MOE_WS_FIELD(int32_t, tmp);
+    MOE_WS_FIELD(float, key); MOE_WS_FIELD(int32_t, count);
+    MOE_WS_FIELD(float, first_frac);
+    MOE_WS_FIELD(int32_t, ch_expert); MOE_WS_FIELD(int32_t, ch_token);
+    MOE_WS_FIELD(int32_t, ch_id); MOE_WS_FIELD(float, ch_gate);
+    MOE_WS_FIELD(int32_t, offset); MOE_WS_FIELD(int32_t, row_token);
+    MOE_WS_FIELD(int32_t, row_id); MOE_WS_FIELD(float, row_gate);
+    MOE_WS_FIELD(int32_t, tok_offset); MOE_WS_FIELD(int32_t, tok_rows);
+    MOE_WS_FIELD(float, xe); MOE_WS_FIELD(float, saved);
+    MOE_WS_FIELD(float, ye); MOE_WS_FIELD(float, dye);
+    MOE_WS_FIELD(float, scratch); MOE_WS_FIELD(float, dxe);
+    MOE_WS_FIELD(float, dgate_row); MOE_WS_FIELD(float, dgate);
+    MOE_WS_FIELD(float, dprobs); MOE_WS_FIELD(float, dlogits);
+    MOE_WS_FIELD(int32_t, ec_token); MOE_WS_FIELD(float, ec_gate);
+    MOE_WS_FIELD(float, xr); MOE_WS_FIELD(float, noise);
 };
 
 /* A routing family: its facts (read by lib/families/registry.c, which
@@ -130,6 +136,8 @@ void moe_layer_set_timing(moe_layer *L, moe_layer_timing *t);
  * MOE_ENOMEM / MOE_EINVAL with a message. moe_layer_forward calls it; a
  * family's own forward (or a wrapper, lib/mpi/ep_layer.c) may too. */
 moe_status moe_layer_ensure(moe_layer *L, int32_t G, int32_t n);
+/* Bytes the core workspace of L holds now (not the family's state). */
+size_t moe_layer_workspace_bytes(const moe_layer *L);
 /* After the router: L->plan of its L->n_choice choices over L->T tokens,
  * and aux.n_tokens_unrouted counted from it. */
 void moe_layer_plan(moe_layer *L);

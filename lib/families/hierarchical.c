@@ -29,41 +29,67 @@
 
 #include <string.h>
 
-/* Inner-level workspace; S = eo * G * c1 slots, T = G * n tokens. */
-#define HIER_BUFFERS(X)                                                    \
-    X(float, xo)         /* (S, d) slot rows, zero when empty          */  \
-    X(float, dxo)        /* (S, d) d loss / d slot row                 */  \
-    X(float, logits)     /* (S, ei) inner router logits                */  \
-    X(float, probs)      /* (S, ei)                                    */  \
-    X(float, dprobs)     /* (S, ei)                                    */  \
-    X(float, dlogits)    /* (S, ei)                                    */  \
-    X(float, lse)        /* (S) logsumexp of the inner logits          */  \
-    X(float, imp)        /* (S) importance 1 / 0.5 / 0                 */  \
-    X(int32_t, slot_rt)  /* (S) outer choice r * T + t held, or -1     */  \
-    X(int32_t, slot_of)  /* (2, T) slot of each kept outer choice, -1  */  \
-    X(float, u)          /* (S) the layer's own inner draws            */  \
-    X(int32_t, expert)   /* (2, S) inner gating state (moe_gating)     */  \
-    X(float, gate)       /* (2, S)                                     */  \
-    X(uint8_t, routed)   /* (2, S)                                     */  \
-    X(int32_t, pos)      /* (2, S)                                     */  \
-    X(float, gate_out)   /* (2, S) inner gate after dropping (route)   */  \
-    X(int32_t, expert_out) /* (2, S) inner expert, -1 at empty slots   */  \
-    X(float, dgate)      /* (2, S) d loss / d inner gate               */  \
-    X(float, denom)      /* (S)                                        */  \
-    X(int32_t, order)    /* (c1) scratch of moe_gating_forward         */  \
-    X(int32_t, tmp)      /* (c1)                                       */  \
-    X(float, key)        /* (c1)                                       */  \
-    X(int32_t, count)    /* (ei)                                       */  \
-    X(float, first_frac) /* (eo * G, ei)                               */
-
 typedef struct {
     moe_gating in;      /* the inner gating of the last forward         */
     int32_t c1, c2, S;  /* outer and inner capacity, slots              */
     int32_t n_occupied; /* slots holding a token                        */
-#define HIER_FIELD(type, name) type *name; size_t name##_cap;
-    HIER_BUFFERS(HIER_FIELD)
-#undef HIER_FIELD
+    /* inner-level workspace, shapes in hier_workspace */
+    MOE_WS_FIELD(float, xo); MOE_WS_FIELD(float, dxo);
+    MOE_WS_FIELD(float, logits); MOE_WS_FIELD(float, probs);
+    MOE_WS_FIELD(float, dprobs); MOE_WS_FIELD(float, dlogits);
+    MOE_WS_FIELD(float, lse); MOE_WS_FIELD(float, imp);
+    MOE_WS_FIELD(int32_t, slot_rt); MOE_WS_FIELD(int32_t, slot_of);
+    MOE_WS_FIELD(float, u); MOE_WS_FIELD(int32_t, expert);
+    MOE_WS_FIELD(float, gate); MOE_WS_FIELD(uint8_t, routed);
+    MOE_WS_FIELD(int32_t, pos); MOE_WS_FIELD(float, gate_out);
+    MOE_WS_FIELD(int32_t, expert_out); MOE_WS_FIELD(float, dgate);
+    MOE_WS_FIELD(float, denom); MOE_WS_FIELD(int32_t, order);
+    MOE_WS_FIELD(int32_t, tmp); MOE_WS_FIELD(float, key);
+    MOE_WS_FIELD(int32_t, count); MOE_WS_FIELD(float, first_frac);
 } hier_state;
+
+/* Dimensions of the inner-level workspace: S = eo * G * c1 slots, T = G * n
+ * tokens, d model width, ei inner experts, eoG = eo * G (expert, group)
+ * pairs, c1 outer slots per pair. */
+typedef struct {
+    size_t S, T, d, ei, eoG, c1;
+} hier_dims;
+
+#define HIER_WS_N 24 /* entries of hier_workspace */
+
+/* w (HIER_WS_N) = the inner workspace of H for m (all 0: to free it). */
+static void hier_workspace(hier_state *H, const hier_dims *m, moe_workspace_entry *w) {
+    const size_t S = m->S, T = m->T, d = m->d, ei = m->ei, c1 = m->c1;
+    const moe_workspace_entry t[] = {
+        MOE_WS(H->xo, S * d),            /* (S, d) slot rows, zero when empty   */
+        MOE_WS(H->dxo, S * d),           /* (S, d) d loss / d slot row          */
+        MOE_WS(H->logits, S * ei),       /* (S, ei) inner router logits         */
+        MOE_WS(H->probs, S * ei),        /* (S, ei)                             */
+        MOE_WS(H->dprobs, S * ei),       /* (S, ei)                             */
+        MOE_WS(H->dlogits, S * ei),      /* (S, ei)                             */
+        MOE_WS(H->lse, S),               /* (S) logsumexp of the inner logits   */
+        MOE_WS(H->imp, S),               /* (S) importance 1 / 0.5 / 0          */
+        MOE_WS(H->slot_rt, S),           /* (S) outer choice r * T + t held, -1 */
+        MOE_WS(H->slot_of, 2 * T),       /* (2, T) slot of each kept outer
+                                            choice, -1                          */
+        MOE_WS(H->u, S),                 /* (S) the layer's own inner draws     */
+        MOE_WS(H->expert, 2 * S),        /* (2, S) inner gating (moe_gating)    */
+        MOE_WS(H->gate, 2 * S),          /* (2, S)                              */
+        MOE_WS(H->routed, 2 * S),        /* (2, S)                              */
+        MOE_WS(H->pos, 2 * S),           /* (2, S)                              */
+        MOE_WS(H->gate_out, 2 * S),      /* (2, S) inner gate after dropping    */
+        MOE_WS(H->expert_out, 2 * S),    /* (2, S) inner expert, -1 when empty  */
+        MOE_WS(H->dgate, 2 * S),         /* (2, S) d loss / d inner gate        */
+        MOE_WS(H->denom, S),             /* (S)                                 */
+        MOE_WS(H->order, c1),            /* (c1) scratch of moe_gating_forward  */
+        MOE_WS(H->tmp, c1),              /* (c1)                                */
+        MOE_WS(H->key, c1),              /* (c1)                                */
+        MOE_WS(H->count, ei),            /* (ei)                                */
+        MOE_WS(H->first_frac, m->eoG * ei), /* (eo * G, ei)                     */
+    };
+    _Static_assert(MOE_WS_COUNT(t) == HIER_WS_N, "HIER_WS_N: the entries of the table");
+    memcpy(w, t, sizeof t);
+}
 
 /* A token has at most one first-choice slot (up to 2 inner choices) and
  * one second-choice slot (at most 1): 3 rows, and >= the 2 outer choices
@@ -76,9 +102,9 @@ static size_t hier_max_choices(const moe_layer *L, int32_t G, int32_t n) {
 static void hier_free(moe_layer *L) {
     hier_state *H = L->fam;
     if (!H) return;
-#define HIER_FREE(type, name) free(H->name);
-    HIER_BUFFERS(HIER_FREE)
-#undef HIER_FREE
+    moe_workspace_entry w[HIER_WS_N];
+    hier_workspace(H, &(hier_dims){0}, w);
+    moe_workspace_free(w, HIER_WS_N);
     free(H);
     L->fam = NULL;
 }
@@ -95,18 +121,12 @@ static moe_status hier_ensure(moe_layer *L, int32_t c1) {
     if (S > INT32_MAX / 4) /* inner choice ids r * S + s are int32 */
         return moe_fail(MOE_EINVAL, "moe_layer_forward: %zu outer slots (eo * b * capacity) "
                         "is too many for hierarchical", S);
-    const size_t want[] = {S * d, S * d, S * ei, S * ei, S * ei, S * ei, S, S, S,
-                           2 * T, S, 2 * S, 2 * S, 2 * S, 2 * S, 2 * S, 2 * S,
-                           2 * S, S, (size_t)c1, (size_t)c1, (size_t)c1, ei,
-                           eo * (size_t)L->G * ei};
-    size_t i = 0;
-    int fail = 0;
-#define HIER_GROW(type, name) fail |= MOE_GROW(H->name, want[i++]);
-    HIER_BUFFERS(HIER_GROW)
-#undef HIER_GROW
-    MOE_ASSERT(i == sizeof want / sizeof want[0]);
-    if (fail)
-        return moe_fail(MOE_ENOMEM, "moe_layer_forward: out of memory for %zu outer slots", S);
+    const hier_dims m = {.S = S, .T = T, .d = d, .ei = ei, .eoG = eo * (size_t)L->G,
+                         .c1 = (size_t)c1};
+    moe_workspace_entry w[HIER_WS_N];
+    hier_workspace(H, &m, w);
+    moe_status st = moe_workspace_grow("moe_layer_forward (hierarchical)", T, w, HIER_WS_N);
+    if (st != MOE_OK) return st;
     H->c1 = c1;
     H->S = (int32_t)S;
     return MOE_OK;

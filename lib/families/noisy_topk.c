@@ -35,31 +35,47 @@ typedef struct {
     int noisy_on;  /* noise drawn: cfg.noisy and training              */
     int smooth;    /* load by the normal-CDF estimator: noisy_on, k < e */
     int32_t m;     /* ranks kept in `top`                              */
-#define NK_BUFFERS(X)                                                     \
-    X(float, clean)      /* (T, e) x Wg                               */  \
-    X(float, nraw)       /* (T, e) x Wn                               */  \
-    X(float, std)        /* (T, e) softplus(nraw) + noise_epsilon     */  \
-    X(float, z)          /* (T, e) the standard normals used          */  \
-    X(float, gates)      /* (T, e) dense gates                        */  \
-    X(float, pin)        /* (T, e) P(expert in top k), smooth load    */  \
-    X(int32_t, top)      /* (T, m) experts by descending noisy logit  */  \
-    X(float, load)       /* (e)                                       */  \
-    X(float, importance) /* (e)                                       */  \
-    X(double, dload)     /* (e) w_load d cv2 / d load                 */  \
-    X(double, dimp)      /* (e) w_importance d cv2 / d importance     */  \
-    X(float, dclean)     /* (T, e) dL / d clean                       */  \
-    X(float, dnraw)      /* (T, e) dL / d std, then dL / d nraw       */
-#define NK_FIELD(type, name) type *name; size_t name##_cap;
-    NK_BUFFERS(NK_FIELD)
-#undef NK_FIELD
+    /* workspace, shapes in noisy_topk_workspace */
+    MOE_WS_FIELD(float, clean); MOE_WS_FIELD(float, nraw);
+    MOE_WS_FIELD(float, std); MOE_WS_FIELD(float, z);
+    MOE_WS_FIELD(float, gates); MOE_WS_FIELD(float, pin);
+    MOE_WS_FIELD(int32_t, top); MOE_WS_FIELD(float, load);
+    MOE_WS_FIELD(float, importance); MOE_WS_FIELD(double, dload);
+    MOE_WS_FIELD(double, dimp); MOE_WS_FIELD(float, dclean);
+    MOE_WS_FIELD(float, dnraw);
 } noisy_topk_state;
+
+#define NK_WS_N 13 /* entries of noisy_topk_workspace */
+
+/* w (NK_WS_N) = the workspace of S for T tokens, e experts, m ranks kept
+ * (all 0: to free it). */
+static void noisy_topk_workspace(noisy_topk_state *S, size_t T, size_t e, size_t m,
+                                 moe_workspace_entry *w) {
+    const moe_workspace_entry t[] = {
+        MOE_WS(S->clean, T * e),      /* (T, e) x Wg                              */
+        MOE_WS(S->nraw, T * e),       /* (T, e) x Wn                              */
+        MOE_WS(S->std, T * e),        /* (T, e) softplus(nraw) + noise_epsilon    */
+        MOE_WS(S->z, T * e),          /* (T, e) the standard normals used         */
+        MOE_WS(S->gates, T * e),      /* (T, e) dense gates                       */
+        MOE_WS(S->pin, T * e),        /* (T, e) P(expert in top k), smooth load   */
+        MOE_WS(S->top, T * m),        /* (T, m) experts by descending noisy logit */
+        MOE_WS(S->load, e),           /* (e)                                      */
+        MOE_WS(S->importance, e),     /* (e)                                      */
+        MOE_WS(S->dload, e),          /* (e) w_load d cv2 / d load                */
+        MOE_WS(S->dimp, e),           /* (e) w_importance d cv2 / d importance    */
+        MOE_WS(S->dclean, T * e),     /* (T, e) dL / d clean                      */
+        MOE_WS(S->dnraw, T * e),      /* (T, e) dL / d std, then dL / d nraw      */
+    };
+    _Static_assert(MOE_WS_COUNT(t) == NK_WS_N, "NK_WS_N: the entries of the table");
+    memcpy(w, t, sizeof t);
+}
 
 static void noisy_topk_free(moe_layer *L) {
     noisy_topk_state *S = L->fam;
     if (!S) return;
-#define NK_FREE(type, name) free(S->name);
-    NK_BUFFERS(NK_FREE)
-#undef NK_FREE
+    moe_workspace_entry w[NK_WS_N];
+    noisy_topk_workspace(S, 0, 0, 0, w);
+    moe_workspace_free(w, NK_WS_N);
     free(S);
     L->fam = NULL;
 }
@@ -71,18 +87,9 @@ static moe_status noisy_topk_ensure(moe_layer *L, int32_t T) {
     noisy_topk_state *S = L->fam;
     const int32_t k = L->cfg.top_n;
     S->m = k < L->cfg.n_expert ? k + 1 : k;
-    const size_t Te = (size_t)T * L->cfg.n_expert, e = (size_t)L->cfg.n_expert;
-    const size_t want[] = {Te, Te, Te, Te, Te, Te, (size_t)T * S->m,
-                           e, e, e, e, Te, Te};
-    size_t i = 0;
-    int fail = 0;
-#define NK_GROW(type, name) fail |= MOE_GROW(S->name, want[i++]);
-    NK_BUFFERS(NK_GROW)
-#undef NK_GROW
-    MOE_ASSERT(i == sizeof want / sizeof want[0]);
-    if (fail)
-        return moe_fail(MOE_ENOMEM, "noisy_topk: out of memory for %d tokens", T);
-    return MOE_OK;
+    moe_workspace_entry w[NK_WS_N];
+    noisy_topk_workspace(S, (size_t)T, (size_t)L->cfg.n_expert, (size_t)S->m, w);
+    return moe_workspace_grow("noisy_topk", (size_t)T, w, NK_WS_N);
 }
 
 static size_t noisy_topk_max_choices(const moe_layer *L, int32_t G, int32_t n) {

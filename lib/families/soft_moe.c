@@ -26,37 +26,19 @@
 
 #define L2_EPS 1e-6f /* the paper's l2_normalize: v / (||v|| + 1e-6) */
 
-/* Workspace of the family, kept in L->fam. T tokens, b groups, S = e*s
- * slots, R = b*S slot rows; the normalize-only buffers stay empty
- * otherwise. */
-#define SOFT_BUFFERS(X)                                                      \
-    X(float, xs)       /* (T, d) normalised tokens (normalize)           */ \
-    X(float, xnorm)    /* (T) ||x_t|| (normalize)                         */ \
-    X(float, phin)     /* (d, S) phi' (normalize)                         */ \
-    X(float, pnorm)    /* (S) ||phi_j|| (normalize)                       */ \
-    X(float, logits)   /* (T, S)                                          */ \
-    X(float, dispatch) /* (T, S) softmax over the group's tokens          */ \
-    X(float, combine)  /* (T, S) softmax over a token's slots             */ \
-    X(float, dw)       /* (T, S) dL/dcombine, then dL/ddispatch           */ \
-    X(float, dlogits)  /* (T, S)                                          */ \
-    X(float, dxs)      /* (T, d) dL/dxs (normalize)                       */ \
-    X(float, dphin)    /* (d, S) dL/dphi' (normalize)                     */ \
-    X(float, xe)       /* (R, d) slot inputs, (e, b, s, d)                */ \
-    X(float, saved)    /* (R, moe_expert_saved) the experts' activations  */ \
-    X(float, ye)       /* (R, d) expert outputs, (e, b, s, d)             */ \
-    X(float, ys)       /* (R, d) expert outputs, (b, e, s, d)             */ \
-    X(float, tmp)      /* (R, d) slots / dslots, (b, e, s, d)             */ \
-    X(float, dye)      /* (R, d)                                          */ \
-    X(float, scratch)  /* (R, moe_expert_scratch)                         */ \
-    X(float, dxe)      /* (R, d)                                          */ \
-    X(double, acc)     /* (b, S) per-column sums of a group               */ \
-    X(float, colmax)   /* (b, S) per-column maxima of a group             */ \
-    X(int32_t, offset) /* (e + 1) first slot row of each expert           */
-
+/* Workspace of the family, kept in L->fam; shapes in soft_workspace. */
 typedef struct {
-#define SOFT_FIELD(type, name) type *name; size_t name##_cap;
-    SOFT_BUFFERS(SOFT_FIELD)
-#undef SOFT_FIELD
+    MOE_WS_FIELD(float, xs); MOE_WS_FIELD(float, xnorm);
+    MOE_WS_FIELD(float, phin); MOE_WS_FIELD(float, pnorm);
+    MOE_WS_FIELD(float, logits); MOE_WS_FIELD(float, dispatch);
+    MOE_WS_FIELD(float, combine); MOE_WS_FIELD(float, dw);
+    MOE_WS_FIELD(float, dlogits); MOE_WS_FIELD(float, dxs);
+    MOE_WS_FIELD(float, dphin); MOE_WS_FIELD(float, xe);
+    MOE_WS_FIELD(float, saved); MOE_WS_FIELD(float, ye);
+    MOE_WS_FIELD(float, ys); MOE_WS_FIELD(float, tmp);
+    MOE_WS_FIELD(float, dye); MOE_WS_FIELD(float, scratch);
+    MOE_WS_FIELD(float, dxe); MOE_WS_FIELD(double, acc);
+    MOE_WS_FIELD(float, colmax); MOE_WS_FIELD(int32_t, offset);
 } soft_state;
 
 /* Shapes of the last forward. */
@@ -81,38 +63,60 @@ static void gemm(int ta, int tb, int m, int n, int k, const float *A, int lda,
                 beta, C, ldc);
 }
 
+#define SOFT_WS_N 22 /* entries of soft_workspace */
+
+/* w (SOFT_WS_N) = the workspace st for the shapes m (all 0: to free it)
+ * and ns / nk floats of expert activations / scratch per row. T tokens,
+ * b groups, S = e*s slots, R = b*S slot rows; the normalize-only buffers
+ * stay empty otherwise. */
+static void soft_workspace(soft_state *st, const soft_dims *m, size_t ns, size_t nk,
+                           moe_workspace_entry *w) {
+    const size_t T = (size_t)m->T, d = (size_t)m->d, S = (size_t)m->S;
+    const size_t R = (size_t)m->R, b = (size_t)m->b, nz = m->normalize ? 1 : 0;
+    const moe_workspace_entry t[] = {
+        MOE_WS(st->xs, nz * T * d),     /* (T, d) normalised tokens (normalize)   */
+        MOE_WS(st->xnorm, nz * T),      /* (T) ||x_t|| (normalize)                 */
+        MOE_WS(st->phin, nz * d * S),   /* (d, S) phi' (normalize)                 */
+        MOE_WS(st->pnorm, nz * S),      /* (S) ||phi_j|| (normalize)               */
+        MOE_WS(st->logits, T * S),      /* (T, S)                                  */
+        MOE_WS(st->dispatch, T * S),    /* (T, S) softmax over the group's tokens  */
+        MOE_WS(st->combine, T * S),     /* (T, S) softmax over a token's slots     */
+        MOE_WS(st->dw, T * S),          /* (T, S) dL/dcombine, then dL/ddispatch   */
+        MOE_WS(st->dlogits, T * S),     /* (T, S)                                  */
+        MOE_WS(st->dxs, nz * T * d),    /* (T, d) dL/dxs (normalize)               */
+        MOE_WS(st->dphin, nz * d * S),  /* (d, S) dL/dphi' (normalize)             */
+        MOE_WS(st->xe, R * d),          /* (R, d) slot inputs, (e, b, s, d)        */
+        MOE_WS(st->saved, R * ns),      /* (R, ns) the experts' activations        */
+        MOE_WS(st->ye, R * d),          /* (R, d) expert outputs, (e, b, s, d)     */
+        MOE_WS(st->ys, R * d),          /* (R, d) expert outputs, (b, e, s, d)     */
+        MOE_WS(st->tmp, R * d),         /* (R, d) slots / dslots, (b, e, s, d)     */
+        MOE_WS(st->dye, R * d),         /* (R, d)                                  */
+        MOE_WS(st->scratch, R * nk),    /* (R, nk) expert backward scratch         */
+        MOE_WS(st->dxe, R * d),         /* (R, d)                                  */
+        MOE_WS(st->acc, b * S),         /* (b, S) per-column sums of a group       */
+        MOE_WS(st->colmax, b * S),      /* (b, S) per-column maxima of a group     */
+        MOE_WS(st->offset, (size_t)m->e + 1), /* (e + 1) first slot row per expert */
+    };
+    _Static_assert(MOE_WS_COUNT(t) == SOFT_WS_N, "SOFT_WS_N: the entries of the table");
+    memcpy(w, t, sizeof t);
+}
+
 /* Sizes L->fam for the shapes of this forward (contents not kept). */
 static moe_status soft_ensure(moe_layer *L, const soft_dims *m) {
     const moe_config *c = &L->cfg;
     if (!L->fam && !(L->fam = calloc(1, sizeof(soft_state))))
         return moe_fail(MOE_ENOMEM, "moe_layer_forward: out of memory");
-    soft_state *st = L->fam;
-    const size_t T = (size_t)m->T, d = (size_t)m->d, S = (size_t)m->S;
-    const size_t R = (size_t)m->R, nz = m->normalize ? 1 : 0;
-    const size_t ns = moe_expert_saved(c), nk = moe_expert_scratch(c);
-    const size_t want[] = {nz * T * d, nz * T, nz * d * S, nz * S,
-                           T * S, T * S, T * S, T * S, T * S,
-                           nz * T * d, nz * d * S,
-                           R * d, R * ns, R * d, R * d, R * d,
-                           R * d, R * nk, R * d,
-                           (size_t)m->b * S, (size_t)m->b * S, (size_t)m->e + 1};
-    size_t i = 0;
-    int fail = 0;
-#define SOFT_GROW(type, name) fail |= MOE_GROW(st->name, want[i++]);
-    SOFT_BUFFERS(SOFT_GROW)
-#undef SOFT_GROW
-    MOE_ASSERT(i == sizeof want / sizeof want[0]);
-    if (fail)
-        return moe_fail(MOE_ENOMEM, "moe_layer_forward: out of memory for %d tokens", m->T);
-    return MOE_OK;
+    moe_workspace_entry w[SOFT_WS_N];
+    soft_workspace(L->fam, m, moe_expert_saved(c), moe_expert_scratch(c), w);
+    return moe_workspace_grow("moe_layer_forward (soft_moe)", (size_t)m->T, w, SOFT_WS_N);
 }
 
 static void soft_free(moe_layer *L) {
     soft_state *st = L->fam;
     if (!st) return;
-#define SOFT_FREE(type, name) free(st->name);
-    SOFT_BUFFERS(SOFT_FREE)
-#undef SOFT_FREE
+    moe_workspace_entry w[SOFT_WS_N];
+    soft_workspace(st, &(soft_dims){0}, 0, 0, w);
+    moe_workspace_free(w, SOFT_WS_N);
     free(st);
     L->fam = NULL;
 }

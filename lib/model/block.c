@@ -2,6 +2,7 @@
  * before and after the MoE layer. */
 #include "core/layer_internal.h"
 #include "core/tensor.h"
+#include "base/workspace.h"
 #include "kernels/norm.h"
 
 #include <math.h>
@@ -9,17 +10,19 @@
 
 /* Activations of one dense FFN sub-block. */
 typedef struct {
-    float *xn, *rstd, *hpre, *act;
-    size_t xn_cap, rstd_cap, hpre_cap, act_cap;
+    MOE_WS_FIELD(float, xn); MOE_WS_FIELD(float, rstd);
+    MOE_WS_FIELD(float, hpre); MOE_WS_FIELD(float, act);
 } ff_acts;
 
 struct moe_block {
     moe_block_config cfg;
     moe_layer *L;
+    /* workspace, shapes in block_workspace */
     ff_acts fb, fa;
-    float *h1, *h2, *u, *xn_m, *r_m, *g, *gprev, *dxn, *da, *dh;
-    size_t h1_cap, h2_cap, u_cap, xn_m_cap, r_m_cap, g_cap, gprev_cap,
-        dxn_cap, da_cap, dh_cap;
+    MOE_WS_FIELD(float, h1); MOE_WS_FIELD(float, h2); MOE_WS_FIELD(float, u);
+    MOE_WS_FIELD(float, xn_m); MOE_WS_FIELD(float, r_m); MOE_WS_FIELD(float, g);
+    MOE_WS_FIELD(float, gprev); MOE_WS_FIELD(float, dxn); MOE_WS_FIELD(float, da);
+    MOE_WS_FIELD(float, dh);
 };
 
 static int32_t ff_in(const moe_block_config *c) {
@@ -132,38 +135,63 @@ moe_status moe_block_create(const moe_block_config *cfg, moe_block **out) {
     return MOE_OK;
 }
 
-static void ff_free(ff_acts *a) {
-    free(a->xn), free(a->rstd), free(a->hpre), free(a->act);
+/* Dimensions of the block's workspace: T tokens, d model width, f and
+ * fin = the dense FFNs' hidden width and W1 columns; fb / fa = 1 when the
+ * FFN before / after the MoE layer is there, else 0. */
+typedef struct {
+    size_t T, d, f, fin, fb, fa;
+} block_dims;
+
+#define BLOCK_WS_N 18 /* entries of block_workspace */
+
+/* w (BLOCK_WS_N) = the workspace of B for m (all 0: to free it). */
+static void block_workspace(moe_block *B, const block_dims *m, moe_workspace_entry *w) {
+    const size_t T = m->T, d = m->d, f = m->f, fin = m->fin, fb = m->fb, fa = m->fa;
+    const size_t ff = fb || fa ? 1 : 0;
+    const moe_workspace_entry t[] = {
+        MOE_WS(B->h1, T * d),           /* (T, d) MoE input after the FFN before   */
+        MOE_WS(B->h2, T * d),           /* (T, d) output before the FFN after      */
+        MOE_WS(B->u, T * d),            /* (T, d) MoE layer / FFN output           */
+        MOE_WS(B->xn_m, T * d),         /* (T, d) RMSNorm of the MoE input         */
+        MOE_WS(B->r_m, T),              /* (T) its 1 / rms                         */
+        MOE_WS(B->g, T * d),            /* (T, d) dL / d output of a sub-block     */
+        MOE_WS(B->gprev, T * d),        /* (T, d) dL / d its input                 */
+        MOE_WS(B->dxn, T * d),          /* (T, d) dL / d normed input              */
+        MOE_WS(B->da, ff * T * f),      /* (T, f) dense FFN backward scratch       */
+        MOE_WS(B->dh, ff * T * fin),    /* (T, fin)                                */
+        /* the dense FFN before the MoE layer (add_ff_before) */
+        MOE_WS(B->fb.xn, fb * T * d),   /* (T, d) RMSNorm output                   */
+        MOE_WS(B->fb.rstd, fb * T),     /* (T) 1 / rms                             */
+        MOE_WS(B->fb.hpre, fb * T * fin), /* (T, fin) pre-activation               */
+        MOE_WS(B->fb.act, fb * T * f),  /* (T, f) activation                       */
+        /* the dense FFN after it (add_ff_after) */
+        MOE_WS(B->fa.xn, fa * T * d),   /* (T, d)                                  */
+        MOE_WS(B->fa.rstd, fa * T),     /* (T)                                     */
+        MOE_WS(B->fa.hpre, fa * T * fin), /* (T, fin)                              */
+        MOE_WS(B->fa.act, fa * T * f),  /* (T, f)                                  */
+    };
+    _Static_assert(MOE_WS_COUNT(t) == BLOCK_WS_N, "BLOCK_WS_N: the entries of the table");
+    memcpy(w, t, sizeof t);
 }
 
 void moe_block_free(moe_block *B) {
     if (!B) return;
     moe_layer_free(B->L);
-    ff_free(&B->fb), ff_free(&B->fa);
-    free(B->h1), free(B->h2), free(B->u), free(B->xn_m), free(B->r_m);
-    free(B->g), free(B->gprev), free(B->dxn), free(B->da), free(B->dh);
+    moe_workspace_entry w[BLOCK_WS_N];
+    block_workspace(B, &(block_dims){0}, w);
+    moe_workspace_free(w, BLOCK_WS_N);
     free(B);
 }
 
 moe_layer *moe_block_layer(moe_block *B) { return B->L; }
 
-static int ff_grow(ff_acts *a, size_t T, size_t d, size_t fin, size_t f) {
-    return MOE_GROW(a->xn, T * d) | MOE_GROW(a->rstd, T) |
-           MOE_GROW(a->hpre, T * fin) | MOE_GROW(a->act, T * f);
-}
-
 static moe_status grow(moe_block *B, size_t T) {
-    const size_t d = (size_t)B->cfg.moe.d_model, f = (size_t)B->cfg.d_ff;
-    const size_t fin = (size_t)ff_in(&B->cfg);
-    int fail = MOE_GROW(B->h1, T * d) | MOE_GROW(B->h2, T * d) | MOE_GROW(B->u, T * d) |
-               MOE_GROW(B->xn_m, T * d) | MOE_GROW(B->r_m, T) | MOE_GROW(B->g, T * d) |
-               MOE_GROW(B->gprev, T * d) | MOE_GROW(B->dxn, T * d);
-    if (B->cfg.add_ff_before || B->cfg.add_ff_after)
-        fail |= MOE_GROW(B->da, T * f) | MOE_GROW(B->dh, T * fin);
-    if (B->cfg.add_ff_before) fail |= ff_grow(&B->fb, T, d, fin, f);
-    if (B->cfg.add_ff_after) fail |= ff_grow(&B->fa, T, d, fin, f);
-    return fail ? moe_fail(MOE_ENOMEM, "moe_block_forward: out of memory for %zu tokens", T)
-                : MOE_OK;
+    const block_dims m = {.T = T, .d = (size_t)B->cfg.moe.d_model, .f = (size_t)B->cfg.d_ff,
+                          .fin = (size_t)ff_in(&B->cfg), .fb = B->cfg.add_ff_before ? 1 : 0,
+                          .fa = B->cfg.add_ff_after ? 1 : 0};
+    moe_workspace_entry w[BLOCK_WS_N];
+    block_workspace(B, &m, w);
+    return moe_workspace_grow("moe_block_forward", T, w, BLOCK_WS_N);
 }
 
 static moe_expert_w ff_weights(const moe_block *B, float *w1, float *w2, float *mb) {

@@ -268,25 +268,11 @@ moe_status moe_model_create(const moe_model_config *cfg, moe_model **out) {
     return MOE_OK;
 }
 
-static void acts_free(layer_acts *a) {
-    free(a->x_in), free(a->xn1), free(a->m1), free(a->r1), free(a->qkv), free(a->att);
-    free(a->ctx), free(a->x_mid), free(a->xn2), free(a->m2), free(a->r2);
-    free(a->hpre), free(a->act);
-    ff_acts *f[2] = {&a->fb, &a->fa};
-    for (int i = 0; i < 2; i++)
-        free(f[i]->xn), free(f[i]->m), free(f[i]->r), free(f[i]->hpre), free(f[i]->act);
-    free(a->h1), free(a->h2);
-}
-
 void moe_model_free(moe_model *M) {
     if (!M) return;
+    moe_model_workspace_free(M);
     for (int32_t l = 0; M->lv && l < M->cfg.n_layer; l++) moe_layer_free(M->lv[l].L);
-    for (int32_t l = 0; M->la && l < M->cfg.n_layer; l++) acts_free(&M->la[l]);
-    float *own[] = {M->params, M->grads, M->x_fin, M->xnf, M->mf, M->rf, M->logits,
-                    M->probs, M->fo, M->dx, M->dmid, M->dxn, M->dctx, M->dqkv,
-                    M->datt, M->dlogits, M->da, M->dh};
-    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) free(own[i]);
-    free(M->nll), free(M->lv), free(M->la);
+    free(M->params), free(M->grads), free(M->lv), free(M->la);
     free(M);
 }
 

@@ -4,6 +4,7 @@
 #define MOE_MODEL_INTERNAL_H
 
 #include "model/model.h"
+#include "base/workspace.h"
 
 #include <stddef.h>
 
@@ -18,8 +19,8 @@ typedef struct {
 /* Its activations (T tokens): the norm's output and statistics, the
  * FFN's pre-activation and activation. */
 typedef struct {
-    float *xn, *m, *r, *hpre, *act;
-    size_t xn_cap, m_cap, r_cap, hpre_cap, act_cap;
+    MOE_WS_FIELD(float, xn); MOE_WS_FIELD(float, m); MOE_WS_FIELD(float, r);
+    MOE_WS_FIELD(float, hpre); MOE_WS_FIELD(float, act);
 } ff_acts;
 
 typedef struct {
@@ -30,16 +31,16 @@ typedef struct {
     moe_layer *L;   /* NULL: dense FFN */
 } layer_views;
 
-/* Activations and scratch of one layer (T = B*N tokens). */
+/* Activations and scratch of one layer (T = B*N tokens); shapes in
+ * model_pass.c, layer_workspace. */
 typedef struct {
-    float *x_in, *xn1, *m1, *r1, *qkv, *att, *ctx, *x_mid, *xn2, *m2, *r2,
-        *hpre, *act;
-    size_t x_in_cap, xn1_cap, m1_cap, r1_cap, qkv_cap, att_cap, ctx_cap,
-        x_mid_cap, xn2_cap, m2_cap, r2_cap, hpre_cap, act_cap;
-    ff_acts fb, fa;  /* the FFN sub-blocks before / after the MoE one     */
-    float *h1, *h2;  /* (T, d) MoE sub-block input after ffb, output
-                        before ffa                                        */
-    size_t h1_cap, h2_cap;
+    MOE_WS_FIELD(float, x_in); MOE_WS_FIELD(float, xn1); MOE_WS_FIELD(float, m1);
+    MOE_WS_FIELD(float, r1); MOE_WS_FIELD(float, qkv); MOE_WS_FIELD(float, att);
+    MOE_WS_FIELD(float, ctx); MOE_WS_FIELD(float, x_mid); MOE_WS_FIELD(float, xn2);
+    MOE_WS_FIELD(float, m2); MOE_WS_FIELD(float, r2); MOE_WS_FIELD(float, hpre);
+    MOE_WS_FIELD(float, act);
+    ff_acts fb, fa; /* the FFN sub-blocks before / after the MoE one     */
+    MOE_WS_FIELD(float, h1); MOE_WS_FIELD(float, h2);
 } layer_acts;
 
 struct moe_model {
@@ -59,18 +60,23 @@ struct moe_model {
     int32_t B, N, T;
     const int32_t *tok, *tgt;
     moe_model_losses losses;
-    /* model-level activations and backward scratch */
-    float *x_fin, *xnf, *mf, *rf, *logits, *probs, *fo, *dx, *dmid, *dxn,
-        *dctx, *dqkv, *datt, *dlogits, *da, *dh;
-    size_t x_fin_cap, xnf_cap, mf_cap, rf_cap, logits_cap, probs_cap, fo_cap,
-        dx_cap, dmid_cap, dxn_cap, dctx_cap, dqkv_cap, datt_cap, dlogits_cap,
-        da_cap, dh_cap;
-    double *nll; /* (T) per-token cross-entropy */
-    size_t nll_cap;
+    /* model-level activations and backward scratch; shapes in
+     * model_pass.c, model_workspace */
+    MOE_WS_FIELD(float, x_fin); MOE_WS_FIELD(float, xnf); MOE_WS_FIELD(float, mf);
+    MOE_WS_FIELD(float, rf); MOE_WS_FIELD(float, logits); MOE_WS_FIELD(float, probs);
+    MOE_WS_FIELD(float, fo); MOE_WS_FIELD(float, dx); MOE_WS_FIELD(float, dmid);
+    MOE_WS_FIELD(float, dxn); MOE_WS_FIELD(float, dctx); MOE_WS_FIELD(float, dqkv);
+    MOE_WS_FIELD(float, datt); MOE_WS_FIELD(float, dlogits); MOE_WS_FIELD(float, da);
+    MOE_WS_FIELD(float, dh);
+    MOE_WS_FIELD(double, nll); /* (T) per-token cross-entropy */
 };
 
 /* The gradient view of a parameter view (same layout). */
 #define GRAD(M, p) ((p) ? (M)->grads + ((p) - (M)->params) : NULL)
+
+/* Frees the activations and scratch of M (every layer's and the
+ * model's; model_pass.c); the pointers stay valid to free again. */
+void moe_model_workspace_free(moe_model *M);
 
 /* Whether layer l of c has a MoE FFN. */
 int moe_model_is_moe(const moe_model_config *c, int32_t l);

@@ -12,35 +12,112 @@
 
 /* ------------------------------------------------------------ forward */
 
-static int ff_grow(ff_acts *a, size_t T, size_t d, size_t fin, size_t f) {
-    return MOE_GROW(a->xn, T * d) | MOE_GROW(a->m, T) | MOE_GROW(a->r, T) |
-           MOE_GROW(a->hpre, T * fin) | MOE_GROW(a->act, T * f);
+/* Dimensions of the model's workspace: B sequences of N tokens, T = B N,
+ * d model width, C classes, f / fin the dense FFNs' hidden width / W1
+ * columns, A = B * n_head * N * N attention weights. */
+typedef struct {
+    size_t T, d, C, f, fin, A;
+} acts_dims;
+
+#define LAYER_WS_N 25 /* entries of layer_workspace */
+
+/* w (LAYER_WS_N) = the workspace of layer l of M for m (all 0: to free
+ * it). */
+static void layer_workspace(moe_model *M, int32_t l, const acts_dims *m,
+                            moe_workspace_entry *w) {
+    layer_acts *a = &M->la[l];
+    const size_t T = m->T, d = m->d, f = m->f, fin = m->fin;
+    const size_t dense = M->lv[l].L ? 0 : 1, fb = M->lv[l].ffb.w1 ? 1 : 0,
+                 fa = M->lv[l].ffa.w1 ? 1 : 0;
+    const moe_workspace_entry t[] = {
+        MOE_WS(a->x_in, T * d),         /* (T, d) the layer's input              */
+        MOE_WS(a->xn1, T * d),          /* (T, d) attention norm output          */
+        MOE_WS(a->m1, T),               /* (T) its mean (layernorm)              */
+        MOE_WS(a->r1, T),               /* (T) its 1 / std                       */
+        MOE_WS(a->qkv, T * 3 * d),      /* (T, 3d) queries, keys, values         */
+        MOE_WS(a->att, m->A),           /* (B, n_head, N, N) attention weights   */
+        MOE_WS(a->ctx, T * d),          /* (T, d) attention context              */
+        MOE_WS(a->x_mid, T * d),        /* (T, d) after the attention residual   */
+        MOE_WS(a->xn2, T * d),          /* (T, d) FFN norm output                */
+        MOE_WS(a->m2, T),               /* (T)                                   */
+        MOE_WS(a->r2, T),               /* (T)                                   */
+        MOE_WS(a->hpre, dense * T * fin), /* (T, fin) dense FFN pre-activation   */
+        MOE_WS(a->act, dense * T * f),  /* (T, f) dense FFN activation           */
+        /* the dense FFN before the MoE one (ff_before_moe) */
+        MOE_WS(a->fb.xn, fb * T * d),   /* (T, d) norm output                    */
+        MOE_WS(a->fb.m, fb * T),        /* (T)                                   */
+        MOE_WS(a->fb.r, fb * T),        /* (T)                                   */
+        MOE_WS(a->fb.hpre, fb * T * fin), /* (T, fin)                            */
+        MOE_WS(a->fb.act, fb * T * f),  /* (T, f)                                */
+        MOE_WS(a->h1, fb * T * d),      /* (T, d) MoE input after it             */
+        /* the dense FFN after it (ff_after_moe) */
+        MOE_WS(a->fa.xn, fa * T * d),   /* (T, d)                                */
+        MOE_WS(a->fa.m, fa * T),        /* (T)                                   */
+        MOE_WS(a->fa.r, fa * T),        /* (T)                                   */
+        MOE_WS(a->fa.hpre, fa * T * fin), /* (T, fin)                            */
+        MOE_WS(a->fa.act, fa * T * f),  /* (T, f)                                */
+        MOE_WS(a->h2, fa * T * d),      /* (T, d) MoE output before it           */
+    };
+    _Static_assert(MOE_WS_COUNT(t) == LAYER_WS_N, "LAYER_WS_N: the entries of the table");
+    memcpy(w, t, sizeof t);
+}
+
+#define MODEL_WS_N 17 /* entries of model_workspace */
+
+/* w (MODEL_WS_N) = the model-level workspace of M for m (all 0: to free
+ * it). */
+static void model_workspace(moe_model *M, const acts_dims *m, moe_workspace_entry *w) {
+    const size_t T = m->T, d = m->d, C = m->C, f = m->f, fin = m->fin;
+    const moe_workspace_entry t[] = {
+        MOE_WS(M->x_fin, T * d),        /* (T, d) the last layer's output        */
+        MOE_WS(M->xnf, T * d),          /* (T, d) final norm output              */
+        MOE_WS(M->mf, T),               /* (T)                                   */
+        MOE_WS(M->rf, T),               /* (T)                                   */
+        MOE_WS(M->logits, T * C),       /* (T, C)                                */
+        MOE_WS(M->probs, T * C),        /* (T, C)                                */
+        MOE_WS(M->fo, T * d),           /* (T, d) FFN output scratch             */
+        MOE_WS(M->dx, T * d),           /* (T, d) backward: dL / d residual      */
+        MOE_WS(M->dmid, T * d),         /* (T, d)                                */
+        MOE_WS(M->dxn, T * d),          /* (T, d)                                */
+        MOE_WS(M->dctx, T * d),         /* (T, d)                                */
+        MOE_WS(M->dqkv, T * 3 * d),     /* (T, 3d)                               */
+        MOE_WS(M->datt, m->A),          /* (B, n_head, N, N)                     */
+        MOE_WS(M->dlogits, T * C),      /* (T, C)                                */
+        MOE_WS(M->da, T * f),           /* (T, f) dense FFN backward scratch     */
+        MOE_WS(M->dh, T * fin),         /* (T, fin)                              */
+        MOE_WS(M->nll, T),              /* (T) per-token cross-entropy           */
+    };
+    _Static_assert(MOE_WS_COUNT(t) == MODEL_WS_N, "MODEL_WS_N: the entries of the table");
+    memcpy(w, t, sizeof t);
 }
 
 static moe_status grow_acts(moe_model *M, int32_t B, int32_t N) {
     const moe_model_config *c = &M->cfg;
-    const size_t T = (size_t)B * N, d = (size_t)c->d_model, C = (size_t)c->n_class;
-    const size_t f = (size_t)c->d_ff, fin = c->moe.act == MOE_ACT_GEGLU ? 2 * f : f;
-    const size_t A = (size_t)B * c->n_head * N * N;
-    int fail = 0;
-    for (int32_t l = 0; l < c->n_layer; l++) {
-        layer_acts *a = &M->la[l];
-        fail |= MOE_GROW(a->x_in, T * d) | MOE_GROW(a->xn1, T * d) | MOE_GROW(a->m1, T) |
-                MOE_GROW(a->r1, T) | MOE_GROW(a->qkv, T * 3 * d) | MOE_GROW(a->att, A) |
-                MOE_GROW(a->ctx, T * d) | MOE_GROW(a->x_mid, T * d) | MOE_GROW(a->xn2, T * d) |
-                MOE_GROW(a->m2, T) | MOE_GROW(a->r2, T);
-        if (!M->lv[l].L) fail |= MOE_GROW(a->hpre, T * fin) | MOE_GROW(a->act, T * f);
-        if (M->lv[l].ffb.w1) fail |= ff_grow(&a->fb, T, d, fin, f) | MOE_GROW(a->h1, T * d);
-        if (M->lv[l].ffa.w1) fail |= ff_grow(&a->fa, T, d, fin, f) | MOE_GROW(a->h2, T * d);
+    const size_t f = (size_t)c->d_ff;
+    const acts_dims m = {.T = (size_t)B * N, .d = (size_t)c->d_model,
+                         .C = (size_t)c->n_class, .f = f,
+                         .fin = c->moe.act == MOE_ACT_GEGLU ? 2 * f : f,
+                         .A = (size_t)B * c->n_head * N * N};
+    moe_workspace_entry w[LAYER_WS_N > MODEL_WS_N ? LAYER_WS_N : MODEL_WS_N];
+    moe_status st = MOE_OK;
+    for (int32_t l = 0; l < c->n_layer && st == MOE_OK; l++) {
+        layer_workspace(M, l, &m, w);
+        st = moe_workspace_grow("moe_model_forward", m.T, w, LAYER_WS_N);
     }
-    fail |= MOE_GROW(M->x_fin, T * d) | MOE_GROW(M->xnf, T * d) | MOE_GROW(M->mf, T) |
-            MOE_GROW(M->rf, T) | MOE_GROW(M->logits, T * C) | MOE_GROW(M->probs, T * C) |
-            MOE_GROW(M->fo, T * d) | MOE_GROW(M->dx, T * d) | MOE_GROW(M->dmid, T * d) |
-            MOE_GROW(M->dxn, T * d) | MOE_GROW(M->dctx, T * d) | MOE_GROW(M->dqkv, T * 3 * d) |
-            MOE_GROW(M->datt, A) | MOE_GROW(M->dlogits, T * C) | MOE_GROW(M->da, T * f) |
-            MOE_GROW(M->dh, T * fin) | MOE_GROW(M->nll, T);
-    return fail ? moe_fail(MOE_ENOMEM, "moe_model_forward: out of memory for %zu tokens", T)
-                : MOE_OK;
+    if (st != MOE_OK) return st;
+    model_workspace(M, &m, w);
+    return moe_workspace_grow("moe_model_forward", m.T, w, MODEL_WS_N);
+}
+
+void moe_model_workspace_free(moe_model *M) {
+    moe_workspace_entry w[LAYER_WS_N > MODEL_WS_N ? LAYER_WS_N : MODEL_WS_N];
+    const acts_dims zero = {0};
+    for (int32_t l = 0; M->la && M->lv && l < M->cfg.n_layer; l++) {
+        layer_workspace(M, l, &zero, w);
+        moe_workspace_free(w, LAYER_WS_N);
+    }
+    model_workspace(M, &zero, w);
+    moe_workspace_free(w, MODEL_WS_N);
 }
 
 static void norm_fwd(const moe_model *M, const float *x, const float *g, const float *b,
