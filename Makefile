@@ -1,6 +1,6 @@
 # libmoe: `make` builds bin/moe, the examples and the installable library
-# (build/rel/libmoe.a, build/pic/libmoe.so); `make install PREFIX=...`
-# installs the library, lib/moe.h and libmoe.pc (`make uninstall` removes
+# (build/lib/libmoe.a and libmoe.so; the tools link build/rel/libmoe-all.a); `make install PREFIX=...`
+# installs the library, lib/moe.h (+ its lib/moe_*.h) and libmoe.pc (`make uninstall` removes
 # them); `make test` runs the test suite (SANITIZE=1: under AddressSanitizer
 # and UBSan); `make demo` checks every golden file. Missing Debian packages
 # are installed first (as root) by scripts/setup.sh.

@@ -1,15 +1,15 @@
-/* The expert interface (moe.h, "experts"): the built-in FFN as one of its
+/* The expert interface (moe_expert.h): the built-in FFN as one of its
  * implementations, the experts' tensors and workspace sizes, and the
  * validation of user-defined ops (the per-expert views into moe_params
- * are in config.c, beside the parameter layout). */
+ * are in params.c, beside the parameter layout). */
 #include "core/expert.h"
 
 #include <math.h>
 
 /* ------------------------------------------------------- the built-in FFN */
 
-/* w1 (d, hin), b1 (hin), w2 (h, d), b2 (d), mult_bias (h): views 9..13 of
- * moe_params, with the init of moe_params_init_rule (matrices by fan-in,
+/* w1 (d, hin), b1 (hin), w2 (h, d), b2 (d), mult_bias (h): the views w1 ..
+ * mult_bias of moe_params (MOE_PARAM_W1 on), with the init of moe_params_init_rule (matrices by fan-in,
  * biases 0, the multiplicative bias 1). */
 static int32_t ffn_tensors(const moe_config *c, const void *user,
                            moe_expert_tensor *t) {
