@@ -50,6 +50,13 @@ moe_status gcase_opt_string(gcase *c, const char *name, char *out, size_t cap);
  * value: its MOE_EINVAL, which lists the allowed values, becomes
  * MOE_EFORMAT naming the case. */
 moe_status gcase_parsed(gcase *c, moe_status lookup);
+/* An integer or flag attribute `attr` into cfg's field of INI key `key`
+ * ("n_expert", "slots": core/config_fields.c), within the field's range:
+ * gcase_int's MOE_EFORMAT otherwise. The optional one leaves the field
+ * as it is when the attribute is absent. */
+moe_status gcase_config_field(gcase *c, const char *attr, const char *key, moe_config *cfg);
+moe_status gcase_opt_config_field(gcase *c, const char *attr, const char *key,
+                                  moe_config *cfg);
 
 /* Attributes shared by the families, each in this order: b, n, d (b groups
  * of n tokens of width d); activation then the optional bias of the
