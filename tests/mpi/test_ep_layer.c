@@ -152,9 +152,9 @@ static void test_top2_gshard_with_dropped_tokens_matches_one_process(void) {
     run_case(&k);
     k.name = "top2 all cf 2 jitter uneven";
     k.cfg = base(MOE_FAMILY_TOP2_GSHARD, 2.0f);
-    k.cfg.policy = MOE_POLICY_ALL;
+    k.cfg.gshard.policy = MOE_POLICY_ALL;
     k.cfg.router_noise = MOE_NOISE_JITTER;
-    k.cfg.noise_eps = 0.1f;
+    k.cfg.router_noise_eps = 0.1f;
     k.B = 5;
     run_case(&k);
     k.name = "top2 causal gumbel cf 1";
@@ -179,7 +179,7 @@ static void test_switch_with_dropped_tokens_matches_one_process(void) {
     k.cfg.bias = 1;
     k.cfg.mult_bias = 1;
     k.cfg.router_noise = MOE_NOISE_DROPOUT;
-    k.cfg.noise_eps = 0.2f;
+    k.cfg.router_noise_eps = 0.2f;
     run_case(&k);
     k.name = "switch eval cf 1";
     k.cfg = base(MOE_FAMILY_SWITCH_TOP1, 1.0f);
