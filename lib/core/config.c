@@ -2,21 +2,17 @@
  * own are in lib/families/), names and capacities (the flat parameter
  * layout and the experts' views into it are in params.c). */
 #include "core/config.h"
+#include "core/config_fields.h"
 #include "core/expert.h"
 
 #include <math.h>
 #include <string.h>
 
-static const char *const act_names[] = {"relu", "gelu", "geglu"};
-static const char *const policy_names[] = {"all", "none", "threshold",
-                                           "random"};
-static const char *const priority_names[] = {"token", "bpr"};
-
 const char *moe_act_name(moe_act a) {
-    return (unsigned)a < 3 ? act_names[a] : "?";
+    return (unsigned)a < 3 ? moe_act_names[a] : "?";
 }
 const char *moe_policy_name(moe_policy p) {
-    return (unsigned)p < 4 ? policy_names[p] : "?";
+    return (unsigned)p < 4 ? moe_policy_names[p] : "?";
 }
 
 moe_status moe_name_parse(const char *what, const char *s,
@@ -37,19 +33,19 @@ moe_status moe_name_parse(const char *what, const char *s,
 
 moe_status moe_act_parse(const char *s, moe_act *out) {
     int v = 0;
-    moe_status st = moe_name_parse("activation", s, act_names, 3, &v);
+    moe_status st = moe_name_parse("activation", s, moe_act_names, 3, &v);
     if (st == MOE_OK) *out = (moe_act)v;
     return st;
 }
 moe_status moe_policy_parse(const char *s, moe_policy *out) {
     int v = 0;
-    moe_status st = moe_name_parse("policy", s, policy_names, 4, &v);
+    moe_status st = moe_name_parse("policy", s, moe_policy_names, 4, &v);
     if (st == MOE_OK) *out = (moe_policy)v;
     return st;
 }
 moe_status moe_priority_parse(const char *s, moe_priority *out) {
     int v = 0;
-    moe_status st = moe_name_parse("priority", s, priority_names, 2, &v);
+    moe_status st = moe_name_parse("priority", s, moe_priority_names, 2, &v);
     if (st == MOE_OK) *out = (moe_priority)v;
     return st;
 }
@@ -68,35 +64,18 @@ moe_config moe_config_base(moe_family family) {
     return c;
 }
 
-static int finite_pos(float v) { return isfinite(v) && v > 0.0f; }
-
-moe_status moe_config_validate_shared(const moe_config *c) {
-    if (c->d_model < 1 || c->d_model > (1 << 20))
-        return moe_fail(MOE_EINVAL, "d_model = %d: allowed 1..1048576", c->d_model);
-    if (c->d_hidden < 1 || c->d_hidden > (1 << 22))
-        return moe_fail(MOE_EINVAL, "d_hidden = %d: allowed 1..4194304", c->d_hidden);
-    if (c->n_expert < 1 || c->n_expert > 65536)
-        return moe_fail(MOE_EINVAL, "n_expert = %d: allowed 1..65536", c->n_expert);
-    if ((unsigned)c->act > MOE_ACT_GEGLU)
-        return moe_fail(MOE_EINVAL, "activation: unknown value %d (allowed relu|gelu|geglu)", (int)c->act);
-    if (!finite_pos(c->capacity_factor_train))
-        return moe_fail(MOE_EINVAL, "capacity_factor_train = %g: must be > 0",
-                        (double)c->capacity_factor_train);
-    if (!finite_pos(c->capacity_factor_eval))
-        return moe_fail(MOE_EINVAL, "capacity_factor_eval = %g: must be > 0",
-                        (double)c->capacity_factor_eval);
-    if (!(c->balance_coef >= 0.0f) || !isfinite(c->balance_coef))
-        return moe_fail(MOE_EINVAL, "balance_coef = %g: must be >= 0", (double)c->balance_coef);
-    if (!(c->z_coef >= 0.0f) || !isfinite(c->z_coef))
-        return moe_fail(MOE_EINVAL, "z_coef = %g: must be >= 0", (double)c->z_coef);
-    if ((unsigned)c->priority > MOE_PRIORITY_BPR)
-        return moe_fail(MOE_EINVAL, "priority: unknown value %d (allowed token|bpr)", (int)c->priority);
+moe_status moe_config_validate_shared(const moe_config *c, const char *family) {
+    size_t n;
+    const moe_config_field *f = moe_config_fields(&n);
+    for (size_t i = 0; i < n; i++) {
+        if (!moe_config_field_used(&f[i], family)) continue;
+        moe_status st = moe_config_field_check(&f[i], c);
+        if (st != MOE_OK) return st;
+    }
+    /* the rules between fields */
     if (c->causal && c->priority == MOE_PRIORITY_BPR)
         return moe_fail(MOE_EINVAL, "causal = 1: priority = bpr orders a group by later "
                         "tokens' probabilities (use priority = token in a decoder)");
-    if ((unsigned)c->router_noise > MOE_NOISE_DROPOUT)
-        return moe_fail(MOE_EINVAL, "router_noise: unknown value %d (allowed none|jitter|gumbel|dropout)",
-                        (int)c->router_noise);
     if (c->router_noise == MOE_NOISE_JITTER && !(c->router_noise_eps > 0.0f && c->router_noise_eps < 1.0f))
         return moe_fail(MOE_EINVAL, "noise_eps = %g: allowed (0, 1) for input jitter", (double)c->router_noise_eps);
     if (c->router_noise == MOE_NOISE_DROPOUT && !(c->router_noise_eps >= 0.0f && c->router_noise_eps < 1.0f))

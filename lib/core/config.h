@@ -10,11 +10,12 @@
  * relu, policy random, threshold 0.2, capacity factors 1.25 / 2.0,
  * balance_coef 1e-2, priority token. */
 moe_config moe_config_base(moe_family family);
-/* Checks the fields every family has (widths, activation, capacity
- * factors, loss weights, priority, causal, router noise, mult_bias,
- * straight_through ranges): MOE_EINVAL with a message naming the field,
- * its value and the allowed range. */
-moe_status moe_config_validate_shared(const moe_config *c);
+/* Checks the range of every field that `family` (its name) uses, from
+ * the range table (config_fields.h), then the rules between shared fields
+ * (causal and priority, router noise and its eps, mult_bias and geglu):
+ * MOE_EINVAL with a message naming the field, its value and the allowed
+ * range. The family's own rules are in its descriptor's validate. */
+moe_status moe_config_validate_shared(const moe_config *c, const char *family);
 /* Looks s up in names[0..n) for *out; MOE_EINVAL naming `what` and
  * listing the allowed values otherwise. */
 moe_status moe_name_parse(const char *what, const char *s,

@@ -154,16 +154,11 @@ static void ds_defaults(moe_config *c) {
     c->balance_coef = 0.0f;
     c->dense_softmax.d_gate = 64;
 }
-static moe_status ds_validate(const moe_config *c) {
-    if (c->dense_softmax.d_gate < 1 || c->dense_softmax.d_gate > (1 << 20))
-        return moe_fail(MOE_EINVAL, "d_gate = %d: allowed 1..1048576", c->dense_softmax.d_gate);
-    return MOE_OK;
-}
 
 const moe_family_ops moe_family_dense_softmax = {
     .name = "dense_softmax",
     .defaults = ds_defaults,
-    .validate = ds_validate,
+    .validate = NULL, /* d_gate: the range table (core/config_fields.c) */
     .causal_ok = true,
     .has_z_loss = true,
     .max_choices = ds_max_choices,

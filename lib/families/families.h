@@ -18,7 +18,5 @@ void moe_token_choice_route_backward(moe_layer *L, const moe_params *p,
 /* Gate rule of top2_gshard and hierarchical: the second-expert policy
  * (cfg's policy, threshold), gates renormalised over the kept ranks. */
 void moe_token_choice_rule_policy(moe_layer *L);
-/* The check of policy and threshold shared by the same two families. */
-moe_status moe_token_choice_validate_policy(const moe_config *c);
 
 #endif

@@ -358,11 +358,9 @@ static void hier_defaults(moe_config *c) {
 static moe_status hier_validate(const moe_config *c) {
     if (c->n_expert < 2)
         return moe_fail(MOE_EINVAL, "n_expert (eo) = %d: hierarchical needs >= 2 outer experts", c->n_expert);
-    if (c->hierarchical.n_expert_inner < 2 || c->hierarchical.n_expert_inner > 65536)
-        return moe_fail(MOE_EINVAL, "n_expert_inner (ei) = %d: allowed 2..65536", c->hierarchical.n_expert_inner);
     if (c->top_n != 2)
         return moe_fail(MOE_EINVAL, "top_n = %d: hierarchical routes top-2 at both levels", c->top_n);
-    return moe_token_choice_validate_policy(c);
+    return MOE_OK; /* n_expert_inner, policy, threshold: the range table */
 }
 
 const moe_family_ops moe_family_hierarchical = {

@@ -357,13 +357,7 @@ static moe_status noisy_topk_validate(const moe_config *c) {
     if (c->top_n < 1 || c->top_n > c->n_expert || c->top_n > MOE_MAX_TOPN)
         return moe_fail(MOE_EINVAL, "k (top_n) = %d: allowed 1..min(n_expert = %d, %d)",
                         c->top_n, c->n_expert, MOE_MAX_TOPN);
-    if (!(c->noisy_topk.noise_epsilon >= 0.0f) || !isfinite(c->noisy_topk.noise_epsilon))
-        return moe_fail(MOE_EINVAL, "noise_epsilon = %g: must be >= 0", (double)c->noisy_topk.noise_epsilon);
-    if (!(c->noisy_topk.w_importance >= 0.0f) || !isfinite(c->noisy_topk.w_importance))
-        return moe_fail(MOE_EINVAL, "w_importance = %g: must be >= 0", (double)c->noisy_topk.w_importance);
-    if (!(c->noisy_topk.w_load >= 0.0f) || !isfinite(c->noisy_topk.w_load))
-        return moe_fail(MOE_EINVAL, "w_load = %g: must be >= 0", (double)c->noisy_topk.w_load);
-    return MOE_OK;
+    return MOE_OK; /* noise_epsilon, w_importance, w_load: the range table */
 }
 
 const moe_family_ops moe_family_noisy_topk = {

@@ -70,7 +70,7 @@ static const char *names_with(size_t at, char *buf, size_t cap) {
 moe_status moe_config_validate(const moe_config *c) {
     const moe_family_ops *o = moe_family_ops_of(c->family);
     if (!o) return moe_fail(MOE_EINVAL, "family: unknown value %d", (int)c->family);
-    moe_status st = moe_config_validate_shared(c);
+    moe_status st = moe_config_validate_shared(c, o->name);
     if (st == MOE_OK && o->validate) st = o->validate(c);
     if (st != MOE_OK) return st;
     char names[512];

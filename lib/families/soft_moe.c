@@ -401,14 +401,9 @@ static moe_status soft_backward(moe_layer *L, const moe_params *p,
 static void soft_defaults(moe_config *c) {
     c->top_n = 1, c->balance_coef = 0.0f, c->soft_moe.slots = 1, c->soft_moe.normalize = 1;
 }
-static moe_status soft_validate(const moe_config *c) {
-    if (c->soft_moe.slots < 1 || c->soft_moe.slots > 65536)
-        return moe_fail(MOE_EINVAL, "slots = %d: allowed 1..65536 (slots per expert)", c->soft_moe.slots);
-    return MOE_OK;
-}
 
 const moe_family_ops moe_family_soft_moe = { /* not causal: slots mix a group */
-    .name = "soft_moe", .defaults = soft_defaults, .validate = soft_validate,
+    .name = "soft_moe", .defaults = soft_defaults, .validate = NULL, /* slots: the range table */
     .forward = soft_forward,
     .backward = soft_backward,
     .free = soft_free,

@@ -157,20 +157,10 @@ void moe_token_choice_rule_policy(moe_layer *L) {
     L->rule.threshold = L->cfg.gshard.threshold;
 }
 
-moe_status moe_token_choice_validate_policy(const moe_config *c) {
-    if ((unsigned)c->gshard.policy > MOE_POLICY_RANDOM)
-        return moe_fail(MOE_EINVAL, "policy: unknown value %d (allowed all|none|threshold|random)", (int)c->gshard.policy);
-    if (!(c->gshard.threshold > 0.0f && c->gshard.threshold <= 1.0f))
-        return moe_fail(MOE_EINVAL, "threshold = %g: allowed (0, 1]", (double)c->gshard.threshold);
-    return MOE_OK;
-}
-
 static void top2_defaults(moe_config *c) { c->top_n = 2; }
-static moe_status top2_validate(const moe_config *c) {
+static moe_status top2_validate(const moe_config *c) { /* policy, threshold: the range table */
     if (c->top_n != 2)
         return moe_fail(MOE_EINVAL, "top_n = %d: top2_gshard routes exactly 2", c->top_n);
-    moe_status st = moe_token_choice_validate_policy(c);
-    if (st != MOE_OK) return st;
     if (c->n_expert < 2)
         return moe_fail(MOE_EINVAL, "n_expert = %d: top2_gshard needs >= 2", c->n_expert);
     return MOE_OK;

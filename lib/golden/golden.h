@@ -35,21 +35,25 @@ float *gcase_floats(gcase *c, size_t n);
  * missing, not numeric, not integral, or outside [lo, hi]. */
 moe_status gcase_int(gcase *c, const char *name, int64_t lo, int64_t hi,
                      int32_t *out);
-/* A flag: the integer 0 or 1. */
-moe_status gcase_bool(gcase *c, const char *name, bool *out);
 moe_status gcase_double(gcase *c, const char *name, double *out);
 moe_status gcase_float(gcase *c, const char *name, float *out);
 moe_status gcase_string(gcase *c, const char *name, char *out, size_t cap);
 /* Optional ones: *out keeps its value when absent. */
 moe_status gcase_opt_int(gcase *c, const char *name, int64_t lo, int64_t hi,
                          int32_t *out);
-moe_status gcase_opt_bool(gcase *c, const char *name, bool *out);
 moe_status gcase_opt_float(gcase *c, const char *name, float *out);
 moe_status gcase_opt_string(gcase *c, const char *name, char *out, size_t cap);
 /* The status of a name lookup (moe_act_parse, ...) of an attribute's
  * value: its MOE_EINVAL, which lists the allowed values, becomes
  * MOE_EFORMAT naming the case. */
 moe_status gcase_parsed(gcase *c, moe_status lookup);
+/* An integer or flag attribute `attr` into cfg's field of INI key `key`
+ * ("n_expert", "slots": core/config_fields.c), within the field's range:
+ * gcase_int's MOE_EFORMAT otherwise. The optional one leaves the field
+ * as it is when the attribute is absent. */
+moe_status gcase_config_field(gcase *c, const char *attr, const char *key, moe_config *cfg);
+moe_status gcase_opt_config_field(gcase *c, const char *attr, const char *key,
+                                  moe_config *cfg);
 
 /* Attributes shared by the families, each in this order: b, n, d (b groups
  * of n tokens of width d); activation then the optional bias of the

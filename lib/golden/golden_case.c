@@ -1,6 +1,7 @@
 /* The machinery of one moe-golden/1 case (golden.h): reading attributes
  * and tensors with shape checks, comparing against the file's tolerances. */
 #include "golden/golden.h"
+#include "core/config_fields.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -53,17 +54,6 @@ moe_status gcase_int(gcase *c, const char *name, int64_t lo, int64_t hi,
 moe_status gcase_opt_int(gcase *c, const char *name, int64_t lo, int64_t hi,
                          int32_t *out) {
     return moe_h5_has_attr(c->g, name) ? gcase_int(c, name, lo, hi, out) : MOE_OK;
-}
-
-moe_status gcase_bool(gcase *c, const char *name, bool *out) {
-    int32_t v = 0;
-    const moe_status st = gcase_int(c, name, 0, 1, &v);
-    if (st == MOE_OK) *out = v != 0;
-    return st;
-}
-
-moe_status gcase_opt_bool(gcase *c, const char *name, bool *out) {
-    return moe_h5_has_attr(c->g, name) ? gcase_bool(c, name, out) : MOE_OK;
 }
 
 moe_status gcase_string(gcase *c, const char *name, char *out, size_t cap) {

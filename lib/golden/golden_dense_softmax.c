@@ -12,9 +12,9 @@ static moe_status read_config(gcase *c, gcase_layer *lay) {
     moe_status st;
     *cfg = moe_config_default(MOE_FAMILY_DENSE_SOFTMAX);
     GCASE_TRY(gcase_groups(c, &lay->b, &lay->n, cfg));
-    GCASE_TRY(gcase_int(c, "e", 1, 65536, &cfg->n_expert));
-    GCASE_TRY(gcase_int(c, "h", 1, 1 << 22, &cfg->d_hidden));
-    GCASE_TRY(gcase_int(c, "g", 1, 1 << 20, &cfg->dense_softmax.d_gate));
+    GCASE_TRY(gcase_config_field(c, "e", "n_expert", cfg));
+    GCASE_TRY(gcase_config_field(c, "h", "d_hidden", cfg));
+    GCASE_TRY(gcase_config_field(c, "g", "d_gate", cfg));
     GCASE_TRY(gcase_experts(c, cfg));
     if (moe_h5_has(c->g, "param/b1")) cfg->bias = 1;
     GCASE_TRY(gcase_opt_float(c, "z_coef", &cfg->z_coef));

@@ -12,9 +12,9 @@ static moe_status read_config(gcase *c, gcase_layer *lay) {
     moe_status st;
     *cfg = moe_config_default(MOE_FAMILY_HIERARCHICAL);
     GCASE_TRY(gcase_groups(c, &lay->b, &lay->n, cfg));
-    GCASE_TRY(gcase_int(c, "eo", 1, 65536, &cfg->n_expert));
-    GCASE_TRY(gcase_int(c, "ei", 1, 65536, &cfg->hierarchical.n_expert_inner));
-    GCASE_TRY(gcase_int(c, "h", 1, 1 << 22, &cfg->d_hidden));
+    GCASE_TRY(gcase_config_field(c, "eo", "n_expert", cfg));
+    GCASE_TRY(gcase_config_field(c, "ei", "n_expert_inner", cfg));
+    GCASE_TRY(gcase_config_field(c, "h", "d_hidden", cfg));
     GCASE_TRY(gcase_experts(c, cfg));
     GCASE_TRY(gcase_policy(c, cfg));
     GCASE_TRY(gcase_float(c, "capacity_factor", &cfg->capacity_factor_train));

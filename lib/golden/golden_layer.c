@@ -14,8 +14,8 @@ static moe_status read_config(gcase *c, moe_family fam, gcase_layer *lay) {
     cfg->balance_coef = 0.0f;
     cfg->z_coef = 0.0f;
     GCASE_TRY(gcase_groups(c, &lay->b, &lay->n, cfg));
-    GCASE_TRY(gcase_int(c, "e", 1, 65536, &cfg->n_expert));
-    GCASE_TRY(gcase_int(c, "h", 1, 1 << 22, &cfg->d_hidden));
+    GCASE_TRY(gcase_config_field(c, "e", "n_expert", cfg));
+    GCASE_TRY(gcase_config_field(c, "h", "d_hidden", cfg));
     GCASE_TRY(gcase_experts(c, cfg));
     GCASE_TRY(gcase_float(c, "capacity_factor", &cfg->capacity_factor_train));
     cfg->capacity_factor_eval = cfg->capacity_factor_train;
@@ -30,7 +30,7 @@ static moe_status read_config(gcase *c, moe_family fam, gcase_layer *lay) {
     if (fam == MOE_FAMILY_TOPN_STMOE) {
         double thr[MOE_MAX_TOPN];
         int got = 0;
-        GCASE_TRY(gcase_int(c, "top_n", 2, MOE_MAX_TOPN, &cfg->top_n));
+        GCASE_TRY(gcase_config_field(c, "top_n", "top_n", cfg));
         GCASE_TRY(moe_h5_attr_doubles(c->g, "thresholds", thr, MOE_MAX_TOPN, &got, c->where));
         if (got != cfg->top_n - 1)
             return moe_fail(MOE_EFORMAT, "%s: attribute 'thresholds' has %d values, top_n - 1 = %d expected",

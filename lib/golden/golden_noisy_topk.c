@@ -12,11 +12,11 @@ static moe_status read_config(gcase *c, gcase_layer *lay) {
     *cfg = moe_config_default(MOE_FAMILY_NOISY_TOPK);
     lay->b = 1;
     GCASE_TRY(gcase_int(c, "T", 1, 1 << 24, &lay->n));
-    GCASE_TRY(gcase_int(c, "d", 1, 1 << 20, &cfg->d_model));
-    GCASE_TRY(gcase_int(c, "e", 1, 65536, &cfg->n_expert));
-    GCASE_TRY(gcase_int(c, "h", 1, 1 << 22, &cfg->d_hidden));
-    GCASE_TRY(gcase_int(c, "k", 1, MOE_MAX_TOPN, &cfg->top_n));
-    GCASE_TRY(gcase_bool(c, "noisy", &cfg->noisy_topk.noisy));
+    GCASE_TRY(gcase_config_field(c, "d", "d_model", cfg));
+    GCASE_TRY(gcase_config_field(c, "e", "n_expert", cfg));
+    GCASE_TRY(gcase_config_field(c, "h", "d_hidden", cfg));
+    GCASE_TRY(gcase_config_field(c, "k", "top_n", cfg));
+    GCASE_TRY(gcase_config_field(c, "noisy", "noisy", cfg));
     GCASE_TRY(gcase_int(c, "train", 0, 1, &lay->train));
     GCASE_TRY(gcase_experts(c, cfg));
     GCASE_TRY(gcase_float(c, "noise_epsilon", &cfg->noisy_topk.noise_epsilon));

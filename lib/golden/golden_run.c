@@ -12,7 +12,7 @@ moe_status gcase_groups(gcase *c, int32_t *b, int32_t *n, moe_config *cfg) {
     moe_status st;
     GCASE_TRY(gcase_int(c, "b", 1, 1 << 20, b));
     GCASE_TRY(gcase_int(c, "n", 1, 1 << 24, n));
-    return gcase_int(c, "d", 1, 1 << 20, &cfg->d_model);
+    return gcase_config_field(c, "d", "d_model", cfg);
 }
 
 moe_status gcase_experts(gcase *c, moe_config *cfg) {
@@ -20,7 +20,7 @@ moe_status gcase_experts(gcase *c, moe_config *cfg) {
     moe_status st;
     GCASE_TRY(gcase_string(c, "activation", s, sizeof s));
     GCASE_TRY(gcase_parsed(c, moe_act_parse(s, &cfg->act)));
-    return gcase_opt_bool(c, "bias", &cfg->bias);
+    return gcase_opt_config_field(c, "bias", "bias", cfg);
 }
 
 moe_status gcase_policy(gcase *c, moe_config *cfg) {

@@ -12,10 +12,10 @@ static moe_status read_config(gcase *c, gcase_layer *lay, double *scale) {
     moe_status st;
     *cfg = moe_config_default(MOE_FAMILY_SOFT_MOE);
     GCASE_TRY(gcase_groups(c, &lay->b, &lay->n, cfg));
-    GCASE_TRY(gcase_int(c, "e", 1, 65536, &cfg->n_expert));
-    GCASE_TRY(gcase_int(c, "s", 1, 65536, &cfg->soft_moe.slots));
-    GCASE_TRY(gcase_int(c, "h", 1, 1 << 22, &cfg->d_hidden));
-    GCASE_TRY(gcase_bool(c, "normalize", &cfg->soft_moe.normalize));
+    GCASE_TRY(gcase_config_field(c, "e", "n_expert", cfg));
+    GCASE_TRY(gcase_config_field(c, "s", "slots", cfg));
+    GCASE_TRY(gcase_config_field(c, "h", "d_hidden", cfg));
+    GCASE_TRY(gcase_config_field(c, "normalize", "normalize", cfg));
     GCASE_TRY(gcase_double(c, "scale", scale));
     GCASE_TRY(gcase_experts(c, cfg));
     GCASE_TRY(gcase_validate(c, cfg));

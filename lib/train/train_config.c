@@ -1,6 +1,10 @@
-/* The training configuration: defaults and the key table (train.h). */
+/* The training configuration: defaults and the key table (train.h); the
+ * "moe.*" keys of moe_config's fields come from the range table
+ * (core/config_fields.c). */
+#include "core/config_fields.h"
 #include "train/train.h"
 
+#include <pthread.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -38,10 +42,6 @@ static const char *const norms[] = {"rmsnorm", "layernorm", NULL};
 static const char *const families[] = {"top2_gshard", "topn_stmoe", "switch_top1",
                                        "expert_choice", "noisy_topk", "soft_moe",
                                        "dense_softmax", "hierarchical", "hash", NULL};
-static const char *const acts[] = {"relu", "gelu", "geglu", NULL};
-static const char *const policies[] = {"all", "none", "threshold", "random", NULL};
-static const char *const priorities[] = {"token", "bpr", NULL};
-static const char *const noises[] = {"none", "jitter", "gumbel", "dropout", NULL};
 static const char *const schedules[] = {"constant", "cosine", "rsqrt", NULL};
 static const char *const sources[] = {"synthetic", "brown", NULL};
 static const char *const tasks[] = {"lm", "tag", NULL};
@@ -56,6 +56,14 @@ static const char *const tasks[] = {"lm", "tag", NULL};
 #define C(k, f, ch, h) {k, INI_CHOICE, OFF(f), 0, 0, ch, 0, h}
 #define S(k, f, h) {k, INI_STRING, OFF(f), 0, 0, NULL, sizeof(((moe_train_config *)0)->f), h}
 
+/* Where the keys of the moe_config fields go (moe_train_keys). */
+#define MOE_FIELDS_HERE {NULL, INI_INT, 0, 0, 0, NULL, 0, NULL}
+
+/* A training key listed among the moe_config fields, after moe.threshold:
+ * it sets the threshold of every rank >= 2 (moe_train_config_finish). */
+static const ini_key topn_threshold_key =
+    F("moe.topn_threshold", topn_threshold, 0, 1, "threshold of ranks >= 2 (topn_stmoe)");
+
 static const ini_key keys[] = {
     C("model.mode", model.mode, modes, "decoder (causal LM) or encoder (tagging)"),
     I("model.d_model", model.d_model, 1, 65536, "width"),
@@ -69,31 +77,7 @@ static const ini_key keys[] = {
     I("model.ff_before_moe", model.ff_before_moe, 0, 1, "dense FFN sub-block before each MoE one (ST-MoE Table 16)"),
     I("model.ff_after_moe", model.ff_after_moe, 0, 1, "dense FFN sub-block after each MoE one"),
     C("moe.family", model.moe.family, families, "routing family"),
-    I("moe.n_expert", model.moe.n_expert, 1, 65536, "experts (hierarchical: outer)"),
-    I("moe.n_expert_inner", model.moe.hierarchical.n_expert_inner, 0, 65536, "hierarchical inner experts"),
-    I("moe.d_hidden", model.moe.d_hidden, 1, 1 << 22, "expert hidden width"),
-    C("moe.activation", model.moe.act, acts, "expert (and dense FFN) activation"),
-    B("moe.bias", model.moe.bias, "expert biases"),
-    B("moe.mult_bias", model.moe.mult_bias, "geglu multiplicative bias"),
-    I("moe.top_n", model.moe.top_n, 1, MOE_MAX_TOPN, "experts per token (top2: 2, switch: 1, noisy: k)"),
-    C("moe.policy", model.moe.gshard.policy, policies, "second-expert policy (top2, hierarchical)"),
-    F("moe.threshold", model.moe.gshard.threshold, 0, 1, "policy threshold (top2, hierarchical)"),
-    F("moe.topn_threshold", topn_threshold, 0, 1, "threshold of ranks >= 2 (topn_stmoe)"),
-    F("moe.capacity_factor", model.moe.capacity_factor_train, 0, 1e6, "training capacity factor"),
-    F("moe.capacity_factor_eval", model.moe.capacity_factor_eval, 0, 1e6, "evaluation capacity factor"),
-    C("moe.priority", model.moe.priority, priorities, "slot order (bpr: encoder only)"),
-    F("moe.balance_coef", model.moe.balance_coef, 0, 1e6, "balance loss weight"),
-    F("moe.z_coef", model.moe.z_coef, 0, 1e6, "router z-loss weight"),
-    C("moe.router_noise", model.moe.router_noise, noises, "router exploration noise (training)"),
-    F("moe.noise_eps", model.moe.router_noise_eps, 0, 1, "jitter half-width / dropout probability"),
-    B("moe.straight_through", model.moe.straight_through, "dispatch carries the gates' gradient (token choice)"),
-    B("moe.noisy", model.moe.noisy_topk.noisy, "noisy_topk learned noise"),
-    F("moe.noise_epsilon", model.moe.noisy_topk.noise_epsilon, 0, 1e6, "noisy_topk std floor"),
-    F("moe.w_importance", model.moe.noisy_topk.w_importance, 0, 1e6, "noisy_topk importance loss weight"),
-    F("moe.w_load", model.moe.noisy_topk.w_load, 0, 1e6, "noisy_topk load loss weight"),
-    I("moe.slots", model.moe.soft_moe.slots, 1, 65536, "soft_moe slots per expert"),
-    B("moe.normalize", model.moe.soft_moe.normalize, "soft_moe l2 normalisation"),
-    I("moe.d_gate", model.moe.dense_softmax.d_gate, 1, 1 << 20, "dense_softmax gate MLP width"),
+    MOE_FIELDS_HERE, /* the moe_config fields (core/config_fields.c) */
     D("optim.lr", optim.lr, 1e-12, 10, "peak learning rate"),
     D("optim.beta1", optim.beta1, 0, 0.999999, "Adam beta1"),
     D("optim.beta2", optim.beta2, 0, 0.999999999, "Adam beta2"),
@@ -134,7 +118,54 @@ static const ini_key keys[] = {
     S("run.extra_eval_cf", extra_eval_cf, "eval capacity factors of extra final validations"),
 };
 
+enum { N_TEMPLATE = sizeof keys / sizeof keys[0], MAX_FIELDS = 40 };
+static ini_key all_keys[N_TEMPLATE + MAX_FIELDS];
+static char field_keys[MAX_FIELDS][48]; /* "moe.<key>" */
+static size_t n_all;
+static pthread_once_t built = PTHREAD_ONCE_INIT;
+
+/* The INI key of field f, named "moe.<f->key>" in name. */
+static ini_key field_key(const moe_config_field *f, char *name, size_t cap) {
+    snprintf(name, cap, "moe.%s", f->key);
+    ini_key k = {name, INI_INT, OFF(model.moe) + f->offset, f->lo, f->hi, NULL, 0, f->help};
+    switch (f->type) {
+    case MOE_FIELD_INT32:
+        if (f->zero_unused && k.lo > 0) k.lo = 0;
+        break;
+    case MOE_FIELD_FLOAT: /* open bounds are refused by validation */
+        k.type = INI_FLOAT;
+        break;
+    case MOE_FIELD_BOOL:
+        k.type = INI_BOOL, k.lo = 0, k.hi = 1;
+        break;
+    case MOE_FIELD_CHOICE:
+        k.type = INI_CHOICE, k.lo = k.hi = 0, k.choices = f->choices;
+        break;
+    }
+    return k;
+}
+
+/* keys[] with the fields of the range table at MOE_FIELDS_HERE (those
+ * with a help line; topn_threshold after threshold). */
+static void build_keys(void) {
+    size_t nf;
+    const moe_config_field *f = moe_config_fields(&nf);
+    MOE_ASSERT(nf <= MAX_FIELDS);
+    for (size_t i = 0; i < N_TEMPLATE; i++) {
+        if (keys[i].key) {
+            all_keys[n_all++] = keys[i];
+            continue;
+        }
+        for (size_t j = 0; j < nf; j++) {
+            if (!f[j].help) continue;
+            all_keys[n_all++] = field_key(&f[j], field_keys[j], sizeof field_keys[j]);
+            if (!strcmp(f[j].key, "threshold")) all_keys[n_all++] = topn_threshold_key;
+        }
+    }
+}
+
 const ini_key *moe_train_keys(size_t *n) {
-    *n = sizeof keys / sizeof keys[0];
-    return keys;
+    pthread_once(&built, build_keys);
+    *n = n_all;
+    return all_keys;
 }
