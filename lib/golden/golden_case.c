@@ -56,6 +56,23 @@ moe_status gcase_opt_int(gcase *c, const char *name, int64_t lo, int64_t hi,
     return moe_h5_has_attr(c->g, name) ? gcase_int(c, name, lo, hi, out) : MOE_OK;
 }
 
+moe_status gcase_config_field(gcase *c, const char *attr, const char *key, moe_config *cfg) {
+    const moe_config_field *f = moe_config_field_find(key);
+    MOE_ASSERT(f->type == MOE_FIELD_INT32 || f->type == MOE_FIELD_BOOL);
+    int32_t v = 0;
+    const moe_status st = gcase_int(c, attr, (int64_t)f->lo, (int64_t)f->hi, &v);
+    if (st != MOE_OK) return st;
+    char *at = (char *)cfg + f->offset;
+    if (f->type == MOE_FIELD_BOOL) *(bool *)at = v != 0;
+    else memcpy(at, &v, sizeof v);
+    return MOE_OK;
+}
+
+moe_status gcase_opt_config_field(gcase *c, const char *attr, const char *key,
+                                  moe_config *cfg) {
+    return moe_h5_has_attr(c->g, attr) ? gcase_config_field(c, attr, key, cfg) : MOE_OK;
+}
+
 moe_status gcase_string(gcase *c, const char *name, char *out, size_t cap) {
     return moe_h5_attr_string(c->g, name, out, cap, c->where);
 }
