@@ -191,6 +191,33 @@ static void test_cli_usage_errors_exit_two_and_help_exits_zero(void) {
     CU_ASSERT_EQUAL(WEXITSTATUS(system(cmd)), 0);
 }
 
+/* Numeric options refuse empty text, trailing garbage and out-of-range
+ * values with one line naming the option and its range, exit 2. */
+static void test_numeric_options_are_checked_whole(void) {
+    static const struct { const char *args, *want; } cases[] = {
+        {"check --threads '' tests/golden/switch_top1.h5", "moe check: --threads '': allowed 0..1024"},
+        {"check --threads 2x tests/golden/switch_top1.h5", "moe check: --threads '2x': allowed 0..1024"},
+        {"check --threads 0x2 tests/golden/switch_top1.h5", "moe check: --threads '0x2': allowed 0..1024"},
+        {"train nowhere.ini --stop-at 99999999999999999999", "moe train: --stop-at '99999999999999999999': allowed 1..1000000000000"},
+        {"train nowhere.ini --stop-at ''", "moe train: --stop-at '': allowed 1..1000000000000"},
+        {"train nowhere.ini --stop-at 0", "moe train: --stop-at '0': allowed 1..1000000000000"},
+        {"ablate x.ini --threads ''", "moe ablate: --threads '': allowed 1..1024"},
+        {"ablate x.ini --threads 99999999999999999999", "moe ablate: --threads '99999999999999999999': allowed 1..1024"},
+        {"bench --threads ''", "moe bench: --threads '': allowed 0..1024"},
+        {"bench --reps 3.5", "moe bench: --reps '3.5': allowed 1..64"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[1024];
+        int rc = run_moe(cases[i].args, out, sizeof out);
+        if (rc != 2 || !strstr(out, cases[i].want))
+            fprintf(stderr, "\n  moe %s: exit %d, '%s'\n", cases[i].args, rc, out);
+        CU_ASSERT_EQUAL(rc, 2);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, cases[i].want));
+        CU_ASSERT_PTR_NOT_NULL(strchr(out, '\n'));
+        CU_ASSERT(strchr(out, '\n') && strchr(out, '\n')[1] == '\0'); /* one line */
+    }
+}
+
 /* Under mpirun with several ranks, bin/moe (no MPI) hands over to the
  * moe-mpi beside it with the same arguments, or stops naming it; a single
  * rank runs as usual. */
@@ -232,5 +259,6 @@ void suite_check_errors(void) {
     CU_add_test(s, "absurd_sizes_in_attributes_are_refused_before_allocating", test_absurd_sizes_in_attributes_are_refused_before_allocating);
     CU_add_test(s, "a_wrong_reference_value_fails_the_case", test_a_wrong_reference_value_fails_the_case);
     CU_add_test(s, "cli_usage_errors_exit_two_and_help_exits_zero", test_cli_usage_errors_exit_two_and_help_exits_zero);
+    CU_add_test(s, "numeric_options_are_checked_whole", test_numeric_options_are_checked_whole);
     CU_add_test(s, "under_mpirun_bin_moe_hands_over_to_moe_mpi_or_stops", test_under_mpirun_bin_moe_hands_over_to_moe_mpi_or_stops);
 }

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -261,6 +262,17 @@ static void test_an_existing_metrics_file_is_refused_and_left_untouched(void) {
     CU_ASSERT_EQUAL(train(&c, NULL, 1, 0), MOE_OK); /* --force */
 }
 
+/* run.metrics naming a directory says so, with or without --force. */
+static void test_a_metrics_path_that_is_a_directory_is_named_as_one(void) {
+    moe_train_config c = tiny(4, "adir");
+    CU_ASSERT_FATAL(mkdir(c.metrics, 0755) == 0);
+    CU_ASSERT_EQUAL(train(&c, NULL, 0, 0), MOE_EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "adir: is a directory"));
+    CU_ASSERT_EQUAL(train(&c, NULL, 1, 0), MOE_EINVAL); /* --force */
+    CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "adir: is a directory"));
+    rmdir(c.metrics);
+}
+
 static void copy_file(const char *from, const char *to) {
     FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
     CU_ASSERT_FATAL(a && b);
@@ -419,6 +431,7 @@ void suite_runlog(void) {
     CU_add_test(s, "a_run_writes_every_dataset_and_attribute_with_its_shape", test_a_run_writes_every_dataset_and_attribute_with_its_shape);
     CU_add_test(s, "metrics_are_bit_identical_with_one_and_two_threads", test_metrics_are_bit_identical_with_one_and_two_threads);
     CU_add_test(s, "an_existing_metrics_file_is_refused_and_left_untouched", test_an_existing_metrics_file_is_refused_and_left_untouched);
+    CU_add_test(s, "a_metrics_path_that_is_a_directory_is_named_as_one", test_a_metrics_path_that_is_a_directory_is_named_as_one);
     CU_add_test(s, "resume_appends_rows_equal_to_a_straight_run", test_resume_appends_rows_equal_to_a_straight_run);
     CU_add_test(s, "a_diverging_run_stops_and_says_diverged", test_a_diverging_run_stops_and_says_diverged);
     CU_add_test(s, "a_killed_run_leaves_a_file_with_every_flushed_step", test_a_killed_run_leaves_a_file_with_every_flushed_step);

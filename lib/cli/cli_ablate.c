@@ -50,12 +50,8 @@ static int ablate_args(int argc, char **argv, const char **file, moe_ablate_opts
             if (a[2] == 'o' && a[3] == 'u') o->out = v;
             else if (a[2] == 'o') o->only = v;
             else {
-                char *end = NULL;
-                long n = strtol(v, &end, 10);
-                if (!*v || *end || n < 1 || n > 1024) {
-                    fprintf(stderr, "moe ablate: --threads '%s': allowed 1..1024\n", v);
-                    return 2;
-                }
+                int64_t n;
+                if (!cli_int_arg("ablate", a, v, 1, 1024, NULL, &n)) return 2;
                 o->threads = (int32_t)n;
             }
         } else if (a[0] == '-') {

@@ -43,12 +43,8 @@ static int is_shape(const char *v) {
 }
 
 static int int_arg(const char *opt, const char *v, long lo, long hi, int *out) {
-    char *end;
-    long x = strtol(v, &end, 10);
-    if (!*v || *end || x < lo || x > hi) {
-        fprintf(stderr, "moe bench: %s '%s': allowed %ld..%ld\n", opt, v, lo, hi);
-        return 0;
-    }
+    int64_t x;
+    if (!cli_int_arg("bench", opt, v, lo, hi, NULL, &x)) return 0;
     *out = (int)x;
     return 1;
 }

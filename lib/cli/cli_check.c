@@ -59,10 +59,8 @@ int cli_check(int argc, char **argv) {
             if (argv[i][2] == 'c') {
                 only = argv[++i];
             } else {
-                char *end;
-                long v = strtol(argv[++i], &end, 10);
-                if (*end || v < 0 || v > 1024) {
-                    fprintf(stderr, "moe check: --threads '%s': allowed 0..1024 (0 = all cores)\n", argv[i]);
+                int64_t v;
+                if (!cli_int_arg("check", "--threads", argv[++i], 0, 1024, " (0 = all cores)", &v)) {
                     free(files);
                     return 2;
                 }

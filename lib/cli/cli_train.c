@@ -70,10 +70,11 @@ int cli_train(int argc, char **argv) {
                 o.resume = argv[++i];
             }
         } else if (!strcmp(a, "--stop-at")) {
-            char *end = NULL;
-            o.stop_at = i + 1 < argc ? strtoll(argv[++i], &end, 10) : 0;
-            if (!end || *end || o.stop_at < 1) {
-                fprintf(stderr, "moe train: --stop-at needs a step >= 1\n");
+            if (i + 1 >= argc) {
+                fprintf(stderr, "moe train: --stop-at needs a value\n");
+                rc = 2;
+            } else if (!cli_int_arg("train", a, argv[++i], 1, 1000000000000, " (a step)",
+                                    &o.stop_at)) { /* run.steps' range */
                 rc = 2;
             }
         } else if (!strcmp(a, "--force")) {

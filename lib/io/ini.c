@@ -42,6 +42,35 @@ static moe_status unknown(const ini_key *keys, size_t n, const char *key,
                     (int)sec, key, allowed);
 }
 
+/* Whether s is a decimal integer (an optional sign, then digits only) in
+ * lo..hi: its sign and magnitude into *neg, *mag. Compared in long double,
+ * exact for every 64-bit magnitude. */
+static int parse_decimal(const char *s, double lo, double hi, int *neg, uint64_t *mag) {
+    *neg = *s == '-';
+    if (*s == '-' || *s == '+') s++;
+    if (!isdigit((unsigned char)*s)) return 0;
+    uint64_t m = 0;
+    for (; isdigit((unsigned char)*s); s++) {
+        const unsigned d = (unsigned)(*s - '0');
+        if (m > (UINT64_MAX - d) / 10) return 0; /* overflow */
+        m = m * 10 + d;
+    }
+    if (*s) return 0;
+    const long double v = *neg ? -(long double)m : (long double)m;
+    if (v < (long double)lo || v > (long double)hi) return 0;
+    *mag = m;
+    return 1;
+}
+
+int ini_parse_int(const char *s, double lo, double hi, int64_t *out) {
+    MOE_ASSERT(lo >= -9.2e18 && hi <= 9.2e18);
+    int neg;
+    uint64_t mag;
+    if (!parse_decimal(s, lo, hi, &neg, &mag)) return 0;
+    *out = neg ? -(int64_t)mag : (int64_t)mag;
+    return 1;
+}
+
 moe_status ini_set(const ini_key *keys, size_t n_keys, void *target,
                    const char *key, const char *value, const char *where) {
     const ini_key *k = find(keys, n_keys, key);
@@ -53,20 +82,23 @@ moe_status ini_set(const ini_key *keys, size_t n_keys, void *target,
     case INI_BOOL:
     case INI_I64:
     case INI_U64: {
-        double v = strtod(value, &end);
-        if (end == value || *end || errno || v != floor(v) || v < k->lo || v > k->hi)
+        int neg;
+        uint64_t mag;
+        if (!parse_decimal(value, k->lo, k->hi, &neg, &mag))
             return moe_fail(MOE_EINVAL, "%s: %s = '%s': allowed integers %.17g..%.17g", where,
                             key, value, k->lo, k->hi);
+        const int64_t v = neg ? -(int64_t)mag : (int64_t)mag; /* |v| <= 2^63 - 1 below */
         if (k->type == INI_INT) *(int32_t *)field = (int32_t)v;
-        else if (k->type == INI_BOOL) *(bool *)field = v != 0;
-        else if (k->type == INI_I64) *(int64_t *)field = strtoll(value, NULL, 10);
-        else *(uint64_t *)field = strtoull(value, NULL, 10);
+        else if (k->type == INI_BOOL) *(bool *)field = mag != 0;
+        else if (k->type == INI_I64) *(int64_t *)field = v;
+        else *(uint64_t *)field = mag; /* lo >= 0: never negative */
         return MOE_OK;
     }
     case INI_FLOAT:
     case INI_DOUBLE: {
-        double v = strtod(value, &end);
-        if (end == value || *end || errno || !isfinite(v) || v < k->lo || v > k->hi)
+        double v = strtod(value, &end); /* decimal only: no hex floats */
+        if (end == value || *end || errno || strpbrk(value, "xX") || !isfinite(v) ||
+            v < k->lo || v > k->hi)
             return moe_fail(MOE_EINVAL, "%s: %s = '%s': allowed numbers %g..%g", where, key,
                             value, k->lo, k->hi);
         if (k->type == INI_FLOAT) *(float *)field = (float)v;
@@ -101,29 +133,74 @@ static char *trim(char *s) {
     return s;
 }
 
+/* Reads one line of f (without its '\n') into line[cap]: 0 at the end of
+ * the file, 1 a line, -1 longer than cap - 2 characters, -2 a NUL byte. */
+static int read_line(FILE *f, char *line, size_t cap) {
+    size_t n = 0;
+    int c = EOF, r = 1;
+    while ((c = getc(f)) != EOF && c != '\n') {
+        if (c == '\0') r = -2;
+        else if (n + 2 >= cap) r = r == 1 ? -1 : r;
+        else line[n++] = (char)c;
+    }
+    line[n] = '\0';
+    return c == EOF && n == 0 && r == 1 ? 0 : r;
+}
+
+/* A line's text: comment stripped, trimmed. */
+static char *content(char *line) {
+    char *c = strpbrk(line, "#;");
+    if (c) *c = '\0';
+    return trim(line);
+}
+
+/* [section] header s at line ln: its name into section, checked against
+ * the names seen[n] (the lines first seen in seen_ln). */
+#define MAX_SECTIONS 32
+static moe_status section_header(const char *s, const char *path, int ln, char *section,
+                                 char (*seen)[64], int *seen_ln, int *n) {
+    const char *e = strchr(s, ']');
+    if (!e || e[1] || e - s - 1 <= 0 || e - s - 1 >= 64)
+        return moe_fail(MOE_EINVAL, "%s:%d: bad section header '%s' (expected [name])", path, ln, s);
+    snprintf(section, 64, "%.*s", (int)(e - s - 1), s + 1);
+    for (int i = 0; i < *n; i++)
+        if (!strcmp(seen[i], section))
+            return moe_fail(MOE_EINVAL, "%s:%d: duplicate section [%s] (first on line %d)", path,
+                            ln, section, seen_ln[i]);
+    if (*n == MAX_SECTIONS)
+        return moe_fail(MOE_EINVAL, "%s:%d: more than %d sections", path, ln, MAX_SECTIONS);
+    snprintf(seen[*n], 64, "%s", section);
+    seen_ln[(*n)++] = ln;
+    return MOE_OK;
+}
+
 moe_status ini_load(const ini_key *keys, size_t n_keys, void *target,
                     const char *path) {
+    int *key_ln = calloc(n_keys ? n_keys : 1, sizeof *key_ln); /* line each key was set on */
+    if (!key_ln) return moe_fail(MOE_ENOMEM, "%s: out of memory", path);
     FILE *f = fopen(path, "r");
-    if (!f) return moe_fail(MOE_EIO, "%s: %s", path, strerror(errno));
-    char line[1024], section[64] = "", where[512];
+    if (!f) {
+        free(key_ln);
+        return moe_fail(MOE_EIO, "%s: %s", path, strerror(errno));
+    }
+    char line[1024], section[64] = "", where[512], sections[MAX_SECTIONS][64];
+    int sec_ln[MAX_SECTIONS], n_sec = 0, n_set = 0, r;
     moe_status st = MOE_OK;
-    for (int ln = 1; st == MOE_OK && fgets(line, sizeof line, f); ln++) {
+    for (int ln = 1; st == MOE_OK && (r = read_line(f, line, sizeof line)) != 0; ln++) {
         snprintf(where, sizeof where, "%s:%d", path, ln);
-        if (!strchr(line, '\n') && !feof(f)) {
+        if (r == -2) {
+            st = moe_fail(MOE_EINVAL, "%s: NUL byte", where);
+            break;
+        }
+        if (r == -1) {
             st = moe_fail(MOE_EINVAL, "%s: line longer than %zu characters", where, sizeof line - 2);
             break;
         }
-        char *c = strpbrk(line, "#;");
-        if (c) *c = '\0';
-        char *s = trim(line);
+        /* a UTF-8 byte order mark, as some editors write, opens the file */
+        char *s = content(ln == 1 && !strncmp(line, "\xEF\xBB\xBF", 3) ? line + 3 : line);
         if (!*s) continue;
         if (*s == '[') {
-            char *e = strchr(s, ']');
-            if (!e || e[1] || e - s - 1 <= 0 || e - s - 1 >= (long)sizeof section) {
-                st = moe_fail(MOE_EINVAL, "%s: bad section header '%s' (expected [name])", where, s);
-                break;
-            }
-            snprintf(section, sizeof section, "%.*s", (int)(e - s - 1), s + 1);
+            st = section_header(s, path, ln, section, sections, sec_ln, &n_sec);
             continue;
         }
         char *eq = strchr(s, '=');
@@ -138,10 +215,19 @@ moe_status ini_load(const ini_key *keys, size_t n_keys, void *target,
             break;
         }
         snprintf(full, sizeof full, "%s.%s", section, k);
+        const ini_key *key = find(keys, n_keys, full);
+        if (key && key_ln[key - keys]) {
+            st = moe_fail(MOE_EINVAL, "%s: duplicate key '%s' (first set on line %d)", where,
+                          full, key_ln[key - keys]);
+            break;
+        }
         st = ini_set(keys, n_keys, target, full, v, where);
+        if (st == MOE_OK) key_ln[key - keys] = ln, n_set++;
     }
     if (st == MOE_OK && ferror(f)) st = moe_fail(MOE_EIO, "%s: read error", path);
+    if (st == MOE_OK && n_set == 0) st = moe_fail(MOE_EINVAL, "%s: no settings", path);
     fclose(f);
+    free(key_ln);
     return st;
 }
 

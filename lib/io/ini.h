@@ -34,9 +34,16 @@ typedef struct {
  * lists the keys of its section) or a bad value (with the allowed range). */
 moe_status ini_set(const ini_key *keys, size_t n_keys, void *target,
                    const char *key, const char *value, const char *where);
-/* Applies every "key = value" of an INI file. MOE_EIO if unreadable. */
+/* Applies every "key = value" of an INI file (a leading UTF-8 byte order
+ * mark is skipped). MOE_EIO if unreadable; MOE_EINVAL naming the file and
+ * line on a key or section given twice, a NUL byte, a line longer than
+ * 1022 characters, or a file without any key ("FILE: no settings"). */
 moe_status ini_load(const ini_key *keys, size_t n_keys, void *target,
                     const char *path);
+/* Whether s is a decimal integer (an optional sign, then digits; no
+ * spaces, hex, exponent or fraction) within lo..hi (|lo|, |hi| <= 9.2e18):
+ * 1 with the value in *out, else 0. The integer keys use the same rule. */
+int ini_parse_int(const char *s, double lo, double hi, int64_t *out);
 /* Applies "section.key=value". */
 moe_status ini_set_arg(const ini_key *keys, size_t n_keys, void *target,
                        const char *arg);

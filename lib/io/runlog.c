@@ -71,6 +71,9 @@ static size_t type_size(moe_rl_type t) {
 
 moe_status moe_runlog_check_new(const char *path, int force) {
     struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return moe_fail(MOE_EINVAL, "%s: is a directory (run.metrics names the metrics file "
+                        "to write)", path);
     if (!force && stat(path, &sb) == 0)
         return moe_fail(MOE_EINVAL, "%s: exists (refusing to overwrite a metrics file: use "
                         "--force, or --resume to continue it)", path);

@@ -14,7 +14,8 @@ typedef struct moe_runlog moe_runlog;
 
 typedef enum { MOE_RL_I64 = 0, MOE_RL_I32, MOE_RL_F64, MOE_RL_F32, MOE_RL_U8 } moe_rl_type;
 
-/* MOE_EINVAL (naming the file) if path exists and !force; else MOE_OK.
+/* MOE_EINVAL (naming the file) if path is a directory, or exists and
+ * !force; else MOE_OK.
  * For checks before any work is done. */
 moe_status moe_runlog_check_new(const char *path, int force);
 
