@@ -441,6 +441,24 @@ static void test_forward_rejects_bad_tokens_targets_and_lengths(void) {
     mcase_free(&m);
 }
 
+/* Issue 15 item 4: a model too large to allocate is refused with
+ * MOE_ENOMEM and its byte count (it used to read the freed model for the
+ * message; under ASan the calloc itself aborted). 16 dense layers of
+ * d_model 2^16, d_ff 2^20: about 2^41 parameters, 2^44 bytes. */
+static void test_a_model_too_large_for_memory_is_refused_with_its_byte_count(void) {
+    moe_model_config c = tiny(MOE_DECODER, -1);
+    c.d_model = 1 << 16, c.d_ff = 1 << 20, c.n_layer = 16, c.n_head = 1;
+    c.moe.d_model = c.d_model;
+    CU_ASSERT_EQUAL_FATAL(moe_model_config_validate(&c), MOE_OK);
+    moe_model *M = (moe_model *)&c; /* must be reset to NULL */
+    CU_ASSERT_EQUAL(moe_model_create(&c, &M), MOE_ENOMEM);
+    CU_ASSERT_PTR_NULL(M);
+    const char *msg = moe_errmsg();
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "parameters need "));
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, " bytes"));
+    if (getenv("MOE_FD_VERBOSE")) printf("\n  %s", msg);
+}
+
 void suite_model(void) {
     ADD_SUITE("model",
               {"decoder_gradients_match_finite_differences_for_every_allowed_family", test_decoder_gradients_match_finite_differences_for_every_allowed_family},
@@ -452,5 +470,6 @@ void suite_model(void) {
               {"decoder_refuses_routers_that_look_ahead", test_decoder_refuses_routers_that_look_ahead},
               {"model_is_bit_identical_with_one_and_two_threads", test_model_is_bit_identical_with_one_and_two_threads},
               {"tiny_model_overfits_one_batch", test_tiny_model_overfits_one_batch},
-              {"forward_rejects_bad_tokens_targets_and_lengths", test_forward_rejects_bad_tokens_targets_and_lengths});
+              {"forward_rejects_bad_tokens_targets_and_lengths", test_forward_rejects_bad_tokens_targets_and_lengths},
+              {"a_model_too_large_for_memory_is_refused_with_its_byte_count", test_a_model_too_large_for_memory_is_refused_with_its_byte_count});
 }

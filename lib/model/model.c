@@ -9,6 +9,9 @@
 
 #include <math.h>
 #include <string.h>
+#ifdef __linux__
+#include <sys/sysinfo.h>
+#endif
 
 moe_model_config moe_model_config_default(void) {
     moe_model_config c;
@@ -238,6 +241,15 @@ static size_t layout(moe_model *M, float *buf) {
     return off;
 }
 
+/* The machine's memory and swap in bytes (0: unknown). */
+static double machine_memory(void) {
+#ifdef __linux__
+    struct sysinfo si;
+    if (sysinfo(&si) == 0) return ((double)si.totalram + (double)si.totalswap) * si.mem_unit;
+#endif
+    return 0.0;
+}
+
 moe_status moe_model_create(const moe_model_config *cfg, moe_model **out) {
     *out = NULL;
     moe_status st = moe_model_config_validate(cfg);
@@ -248,15 +260,25 @@ moe_status moe_model_create(const moe_model_config *cfg, moe_model **out) {
     M->moe = layer_moe(cfg);
     M->lv = calloc((size_t)cfg->n_layer, sizeof *M->lv);
     M->la = calloc((size_t)cfg->n_layer, sizeof *M->la);
+    /* the parameters and the gradients: 2 n_params floats */
+    const size_t n = M->lv && M->la ? layout(M, NULL) : 0;
+    const double bytes = 2.0 * (double)n * sizeof(float);
+    const double have = machine_memory();
+    if (have > 0 && bytes > have) { /* could never be allocated */
+        moe_model_free(M);
+        return moe_fail(MOE_ENOMEM, "moe_model_create: %zu parameters need %.0f bytes "
+                        "(parameters and gradients), more than this machine's %.0f bytes of "
+                        "memory and swap", n, bytes, have);
+    }
     if (M->lv && M->la) {
-        M->n_params = layout(M, NULL);
-        M->params = calloc(M->n_params, sizeof *M->params);
-        M->grads = calloc(M->n_params, sizeof *M->grads);
+        M->n_params = n;
+        M->params = calloc(n, sizeof *M->params);
+        M->grads = calloc(n, sizeof *M->grads);
     }
     if (!M->lv || !M->la || !M->params || !M->grads) {
-        moe_model_free(M);
-        return moe_fail(MOE_ENOMEM, "moe_model_create: out of memory for %zu parameters",
-                        M->n_params);
+        moe_model_free(M); /* the message uses only the locals: M is gone */
+        return moe_fail(MOE_ENOMEM, "moe_model_create: out of memory for %zu parameters "
+                        "(%.0f bytes)", n, bytes);
     }
     layout(M, M->params);
     for (int32_t l = 0; l < cfg->n_layer; l++)

@@ -52,7 +52,9 @@ moe_status moe_model_config_validate(const moe_model_config *cfg);
 typedef struct moe_model moe_model;
 
 /* Creates a model: validates, allocates parameters, gradients and the
- * layers (activations grow on first use). *out NULL on failure. */
+ * layers (activations grow on first use). *out NULL on failure;
+ * MOE_ENOMEM, naming the bytes, when the parameters and gradients exceed
+ * the machine's memory and swap or cannot be allocated. */
 moe_status moe_model_create(const moe_model_config *cfg, moe_model **out);
 void moe_model_free(moe_model *M);
 const moe_model_config *moe_model_config_of(const moe_model *M);
