@@ -124,6 +124,34 @@ static void test_resuming_a_checkpoint_past_the_run_length_is_refused(void) {
     CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "beyond run.steps = 4"));
 }
 
+/* Issue 15 item 6: an unwritable run.checkpoint is refused before step 1
+ * (it used to be found at the first save, after the training), naming the
+ * path and the OS reason; nothing is created, not even the metrics file. */
+static void test_an_unwritable_checkpoint_path_is_refused_before_training(void) {
+    char file[600];
+    snprintf(file, sizeof file, "%s/ckpt_not_a_folder", tmpdir_root());
+    FILE *f = fopen(file, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fclose(f);
+    static const char *paths[] = {"no_such_folder/ck.h5", "ckpt_not_a_folder/ck.h5", ""};
+    static const char *reasons[] = {"No such file or directory", "Not a directory",
+                                    "is a directory"};
+    for (int i = 0; i < 3; i++) {
+        moe_train_config c = tiny(50, paths[i]);
+        c.checkpoint_every = 10;
+        snprintf(c.metrics, sizeof c.metrics, "%s/unwritable_ck_%d.h5", tmpdir_root(), i);
+        moe_train_opts o = {NULL, 1, 0, NULL}; /* --force: the directory is not "exists" */
+        moe_train_result r;
+        CU_ASSERT_NOT_EQUAL(moe_train_run(&c, "u", &o, &r), MOE_OK);
+        CU_ASSERT_EQUAL(r.steps_done, 0);
+        CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), c.checkpoint));
+        CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), reasons[i]));
+        struct stat sb;
+        CU_ASSERT(stat(c.metrics, &sb) != 0);
+        if (i == 0) CU_ASSERT(stat(c.checkpoint, &sb) != 0);
+    }
+}
+
 static void test_bad_data_and_config_are_reported(void) {
     moe_train_config c = tiny(2, "bad.h5");
     moe_train_opts o = {NULL, 0, 0, NULL};
@@ -229,6 +257,7 @@ void suite_train(void) {
     CU_add_test(s, "an_existing_checkpoint_is_not_overwritten_without_force", test_an_existing_checkpoint_is_not_overwritten_without_force);
     CU_add_test(s, "a_truncated_checkpoint_is_refused_on_resume", test_a_truncated_checkpoint_is_refused_on_resume);
     CU_add_test(s, "resuming_a_checkpoint_past_the_run_length_is_refused", test_resuming_a_checkpoint_past_the_run_length_is_refused);
+    CU_add_test(s, "an_unwritable_checkpoint_path_is_refused_before_training", test_an_unwritable_checkpoint_path_is_refused_before_training);
     CU_add_test(s, "bad_data_and_config_are_reported", test_bad_data_and_config_are_reported);
     CU_add_test(s, "cli_reports_bad_configs_in_one_line_with_exit_one", test_cli_reports_bad_configs_in_one_line_with_exit_one);
     CU_add_test(s, "ablation_keys_reach_the_model_config", test_ablation_keys_reach_the_model_config);

@@ -87,6 +87,8 @@ static moe_status finish_config(run_state *s) {
 static moe_status setup(run_state *s, const moe_train_opts *o, int64_t *step0) {
     moe_train_config *c = &s->cfg;
     moe_status st;
+    /* every output path is checked before the run (not at the first save) */
+    if (c->checkpoint[0] && (st = moe_train_checkpoint_check(c->checkpoint))) return st;
     if (c->checkpoint[0] && !o->force && (!o->resume || strcmp(o->resume, c->checkpoint))) {
         struct stat sb;
         if (stat(c->checkpoint, &sb) == 0)

@@ -60,6 +60,10 @@ moe_status moe_train_dist_comm_row(run_state *s, int64_t step);
  * checkpoint path, at *step0: in a spread run each rank loads its parts.
  * MOE_EINVAL when *step0 is beyond run.steps. */
 moe_status moe_train_checkpoint_load(run_state *s, const char *path, int64_t *step0);
+/* MOE_OK when the checkpoint file path can be written: its folder exists
+ * and is writable, and path is not a directory (else the path and the OS
+ * reason). Nothing is created. */
+moe_status moe_train_checkpoint_check(const char *path);
 /* Writes the state at step (config text) to run.checkpoint; collective
  * in a spread run: rank 0 gathers the owners' parts and writes. */
 moe_status moe_train_checkpoint_save(run_state *s, int64_t step, const char *text);
