@@ -309,6 +309,55 @@ static void test_resume_appends_rows_equal_to_a_straight_run(void) {
     H5Fclose(f);
 }
 
+/* The bytes of path (NULL if unreadable); *n their count. */
+static char *slurp(const char *path, long *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    *n = ftell(f);
+    rewind(f);
+    char *b = malloc((size_t)*n + 1);
+    if (b && fread(b, 1, (size_t)*n, f) != (size_t)*n) free(b), b = NULL;
+    fclose(f);
+    return b;
+}
+
+/* Issue 15 item 7: resuming a run that reached run.steps used to validate
+ * again and append a second /valid row (and the run.extra_eval_cf rows)
+ * for the last step. It now says so and leaves both files unchanged. */
+static void test_resuming_a_finished_run_changes_nothing(void) {
+    moe_train_config c = tiny(12, "finished.h5");
+    snprintf(c.checkpoint, sizeof c.checkpoint, "%s", tmpdir_path("finished.ckpt"));
+    c.checkpoint_every = 5;
+    CU_ASSERT_EQUAL_FATAL(train(&c, NULL, 0, 0), MOE_OK);
+    long nm0, nc0, nm1 = -1, nc1 = -1;
+    char *m0 = slurp(c.metrics, &nm0), *c0 = slurp(c.checkpoint, &nc0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c0);
+    char log[512] = "";
+    FILE *lf = fmemopen(log, sizeof log - 1, "w");
+    moe_train_opts o = {c.checkpoint, 0, 0, lf};
+    moe_train_result r;
+    CU_ASSERT_EQUAL(moe_train_run(&c, "text", &o, &r), MOE_OK);
+    fclose(lf);
+    CU_ASSERT_EQUAL(r.steps_done, 12);
+    CU_ASSERT_PTR_NOT_NULL(strstr(log, "already finished at step 12"));
+    char *m1 = slurp(c.metrics, &nm1), *c1 = slurp(c.checkpoint, &nc1);
+    CU_ASSERT(m1 && nm1 == nm0 && !memcmp(m0, m1, (size_t)nm0));
+    CU_ASSERT(c1 && nc1 == nc0 && !memcmp(c0, c1, (size_t)nc0));
+    hid_t f;
+    CU_ASSERT_EQUAL_FATAL(moe_h5_open_ro(c.metrics, &f), MOE_OK);
+    int64_t n = 0;
+    double *vs = read_all(f, "valid/step", &n), *cf = read_all(f, "valid/capacity_factor", &n);
+    /* steps 5, 10, final 12, then cf 1 and 4: one row per (step, factor) */
+    CU_ASSERT(vs && cf && n == 5);
+    for (int64_t i = 0; vs && cf && i < n; i++)
+        for (int64_t j = 0; j < i; j++) CU_ASSERT(vs[i] != vs[j] || cf[i] != cf[j]);
+    free(vs), free(cf);
+    H5Fclose(f);
+    free(m0), free(c0), free(m1), free(c1);
+}
+
 static void test_a_diverging_run_stops_and_says_diverged(void) {
     moe_train_config c = tiny(40, "diverge.h5");
     c.optim.lr = 10, c.optim.weight_decay = 10, c.optim.warmup_steps = 0;
@@ -433,6 +482,7 @@ void suite_runlog(void) {
     CU_add_test(s, "an_existing_metrics_file_is_refused_and_left_untouched", test_an_existing_metrics_file_is_refused_and_left_untouched);
     CU_add_test(s, "a_metrics_path_that_is_a_directory_is_named_as_one", test_a_metrics_path_that_is_a_directory_is_named_as_one);
     CU_add_test(s, "resume_appends_rows_equal_to_a_straight_run", test_resume_appends_rows_equal_to_a_straight_run);
+    CU_add_test(s, "resuming_a_finished_run_changes_nothing", test_resuming_a_finished_run_changes_nothing);
     CU_add_test(s, "a_diverging_run_stops_and_says_diverged", test_a_diverging_run_stops_and_says_diverged);
     CU_add_test(s, "a_killed_run_leaves_a_file_with_every_flushed_step", test_a_killed_run_leaves_a_file_with_every_flushed_step);
     CU_add_test(s, "a_file_being_written_reads_as_of_its_last_flush", test_a_file_being_written_reads_as_of_its_last_flush);

@@ -343,6 +343,24 @@ moe_status moe_train_run_dist(const moe_train_config *cfg, const char *config_te
     if (st == MOE_OK && dist && (st = dist->same_text(dist->ctx, config_text)))
         s.dist_failed = 1; /* every rank saw the difference */
     res->steps_done = step0;
+    const int64_t last = opts->stop_at > 0 && opts->stop_at < cfg->steps ? opts->stop_at : cfg->steps;
+    if (st == MOE_OK && opts->resume && step0 >= last) {
+        /* nothing to run: the final validation and checkpoint of step0 are
+         * in the files already (validating again appended a second row,
+         * with other routing draws: the layers' stream is set by a step) */
+        FILE *log = moe_train_dist_is_writer(&s) ? opts->log : NULL;
+        if (log && step0 >= cfg->steps)
+            fprintf(log, "already finished at step %lld (run.steps = %lld): nothing to do, "
+                    "the checkpoint and the metrics file are unchanged\n", (long long)step0,
+                    (long long)cfg->steps);
+        else if (log)
+            fprintf(log, "already at step %lld (--stop-at %lld): nothing to do, the "
+                    "checkpoint and the metrics file are unchanged\n", (long long)step0,
+                    (long long)opts->stop_at);
+        res->valid_ce = res->valid_ppl = res->valid_acc = NAN;
+        run_free(&s);
+        return MOE_OK;
+    }
     if (st == MOE_OK && cfg->task == MOE_TASK_LM)
         st = moe_corpus_unigram_ppl(s.corpus, MOE_SPLIT_TRAIN, MOE_SPLIT_VALID, 1.0,
                                     &res->unigram_ppl);
@@ -362,7 +380,6 @@ moe_status moe_train_run_dist(const moe_train_config *cfg, const char *config_te
     if (st == MOE_OK && log && dist)
         fprintf(log, "%d ranks: each %d sequences of every batch and %d experts per MoE layer\n",
                 dist->size, s.Bl, moe_n_experts(&cfg->model.moe) / dist->size);
-    const int64_t last = opts->stop_at > 0 && opts->stop_at < cfg->steps ? opts->stop_at : cfg->steps;
     if (st == MOE_OK) st = train_loop(&s, config_text, log, step0, last, res);
     if (st == MOE_OK) st = finish_run(&s, config_text, log, t0, res);
     run_free(&s);
