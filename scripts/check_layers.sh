@@ -42,7 +42,8 @@ if [ "${1:-}" = --self-test ]; then
     echo "check_layers: self-test: a planted upward include, upward call and circle are each reported"
     exit 0
 fi
-rank() { local i=0 l; for l in $ORDER; do [ "$l" = "$1" ] && { echo $i; return; }; i=$((i + 1)); done; echo -1; }
+declare -A RANK
+i=0; for l in $ORDER; do RANK[$l]=$i; i=$((i + 1)); done
 bad=0
 say() { echo "check_layers: $*"; bad=1; }
 
@@ -61,7 +62,7 @@ for f in lib/*/*.[ch] examples/*.[ch]; do
             continue
         fi
         [ "$tgt" = "$own" ] && continue
-        r_own=$(rank "$own"); r_tgt=$(rank "$tgt")
+        r_own=${RANK[$own]:--1}; r_tgt=${RANK[$tgt]:--1}
         if [ "$r_own" -lt 0 ]; then say "$f: folder lib/$own is not in the layer order ($ORDER)"; break; fi
         if [ "$r_tgt" -lt 0 ]; then say "$f includes \"$inc\": lib/$tgt is not a layer ($ORDER)"; continue; fi
         [ "$r_tgt" -gt "$r_own" ] &&
@@ -74,8 +75,9 @@ if [ $# -ge 1 ]; then
     objs=$(ls "$b"/lib/*/*.o 2>/dev/null)
     [ -n "$objs" ] || { echo "check_layers: no objects in $b/lib (build first)"; exit 1; }
     # "file defined-symbol" and "file used-symbol" lines
-    defs=$(for o in $objs; do nm -g --defined-only "$o" | awk -v f="${o#$b/}" 'NF == 3 {print f, $3}'; done)
-    uses=$(for o in $objs; do nm -u "$o" | awk -v f="${o#$b/}" '{print f, $2}'; done)
+    # one nm for all objects; -A prefixes each line with "FILE:"
+    defs=$(nm -A -g --defined-only $objs | awk -v b="$b/" '{f = $1; sub(/:[^:]*$/, "", f); sub(b, "", f)} NF == 3 {print f, $3}')
+    uses=$(nm -A -u $objs | awk -v b="$b/" '{f = $1; sub(/:[^:]*$/, "", f); sub(b, "", f); print f, $NF}')
     edges=$(awk 'NR == FNR {def[$2] = $1; next} ($2 in def) && def[$2] != $1 {print $1, def[$2], $2}' \
         <(echo "$defs") <(echo "$uses") | sort -u)
     # upward uses, then circles: each set of files that reach each other

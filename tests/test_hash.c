@@ -305,10 +305,7 @@ static void run_threads(const moe_config *cfg, const int32_t *ids, int threads, 
     hs_init(&c, cfg, 4, 50, 61, ids);
     tcase_forward(&c);
     tcase_backward(&c);
-    const size_t Td = (size_t)c.T * cfg->d_model;
-    memcpy(out, c.y, Td * sizeof *out);
-    memcpy(out + Td, c.dx, Td * sizeof *out);
-    memcpy(out + 2 * Td, c.grads, c.np * sizeof *out);
+    tcase_copy_outputs(&c, out);
     tcase_free(&c);
     moe_set_threads(saved);
 }

@@ -71,10 +71,7 @@ static void run(const moe_config *cfg, int threads, uint64_t stream, float *out)
     moe_layer_set_stream(c.L, stream);
     tcase_forward(&c);
     tcase_backward(&c);
-    const size_t Td = (size_t)c.T * cfg->d_model;
-    memcpy(out, c.y, Td * sizeof *out);
-    memcpy(out + Td, c.dx, Td * sizeof *out);
-    memcpy(out + 2 * Td, c.grads, c.np * sizeof *out);
+    tcase_copy_outputs(&c, out);
     tcase_free(&c);
     moe_set_threads(saved);
 }

@@ -99,6 +99,13 @@ void tcase_backward(tcase *c) {
     CU_ASSERT_FATAL(moe_layer_backward(c->L, &c->p, c->x, c->dy, &c->g, c->dx) == MOE_OK);
 }
 
+void tcase_copy_outputs(const tcase *c, float *out) {
+    const size_t Td = (size_t)c->T * c->cfg.d_model;
+    memcpy(out, c->y, Td * sizeof *out);
+    memcpy(out + Td, c->dx, Td * sizeof *out);
+    memcpy(out + 2 * Td, c->grads, c->np * sizeof *out);
+}
+
 static uint64_t fnv(uint64_t h, const void *p, size_t n) {
     const unsigned char *b = p;
     for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;

@@ -30,6 +30,9 @@ void tcase_free(tcase *c);
  * in double. */
 double tcase_forward(tcase *c);
 void tcase_backward(tcase *c);
+/* Copies y (T, d), dx (T, d) and the parameter gradients (np) of the last
+ * forward and backward, one after another, into out. */
+void tcase_copy_outputs(const tcase *c, float *out);
 /* A hash of every routing decision of the last forward. */
 uint64_t tcase_route_sig(const tcase *c);
 

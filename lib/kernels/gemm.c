@@ -56,7 +56,7 @@ static void sgemm_rows(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n,
         tail_buf = p, tail_cap = need;
     }
     float *a = tail_buf, *c = tail_buf + (size_t)ROW_BLOCK * k;
-    memset(a, 0, (size_t)ROW_BLOCK * k * sizeof(float));
+    memset(a + (size_t)r * k, 0, (size_t)(ROW_BLOCK - r) * k * sizeof(float));
     for (int i = 0; i < r; i++) {
         memcpy(a + (size_t)i * k, A + (size_t)(m0 + i) * lda, (size_t)k * sizeof(float));
         if (beta != 0.0f)
