@@ -200,7 +200,9 @@ void suite_ablation(void) {
     T(test_metric_names_are_checked);
     T(test_table_gives_the_known_mean_and_sd_over_seeds);
     T(test_mutual_info_is_log_n_for_a_specialised_trace_and_0_for_an_independent_one);
-    T(test_claims_are_reproduced_or_not_with_both_numbers);
+    T(test_claims_are_decided_by_the_paired_ci_with_both_numbers);
+    T(test_paired_ci_and_verdicts_match_hand_computed_values);
+    T(test_tie_claims_need_seeds_and_a_margin);
     T(test_claims_within_the_seed_noise_say_so);
     T(test_missing_and_unfinished_arms_say_so_in_their_row);
     T(test_valid_at_cf_reads_the_extra_row_and_valid_the_main_one);

@@ -106,19 +106,93 @@ void test_mutual_info_is_log_n_for_a_specialised_trace_and_0_for_an_independent_
     CU_ASSERT(isnan(v[0])); /* no trace: n/a */
 }
 
-void test_claims_are_reproduced_or_not_with_both_numbers(void) {
+void test_claims_are_decided_by_the_paired_ci_with_both_numbers(void) {
     const char *dir = results_dir("t2");
-    for (int s = 1; s <= 2; s++) {
-        arm_file(dir, "a", s, &(fx_run){1, 10, 0, 0, 1, 0, NULL});
-        arm_file(dir, "b", s, &(fx_run){1, 20, 0, 0, 1, 0, NULL});
+    /* a - b = -10, -9: mean -9.5, sd 0.7071, t(1) 12.706 x 0.5 = 6.353 */
+    arm_file(dir, "a", 1, &(fx_run){1, 10, 0, 0, 1, 0, NULL});
+    arm_file(dir, "a", 2, &(fx_run){1, 12, 0, 0, 1, 0, NULL});
+    arm_file(dir, "b", 1, &(fx_run){1, 20, 0, 0, 1, 0, NULL});
+    arm_file(dir, "b", 2, &(fx_run){1, 21, 0, 0, 1, 0, NULL});
+    CU_ASSERT_EQUAL_FATAL(moe_ablation_table(dir, 1, NULL), MOE_OK);
+    const char *md = fx_read(file_in(dir, "table.md"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(md, "- valid_ppl a < b: a is better: **reproduced** "
+                                      "(a - b = -9.5, 95% CI [-15.85, -3.147] over 2 paired "
+                                      "seeds; 11 vs 20.5)"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(md, "- valid_ppl a > b: a is worse: **contradicted** (a - b = -9.5"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(md, "- valid_ppl c < b: c is better: **not reproduced** (n/a < 20.5)"));
+    /* an sd over seeds has no per-seed pairs: the direction of the values */
+    CU_ASSERT_PTR_NOT_NULL(strstr(md, "- valid_ppl a > sd_valid_ppl b: two metrics: **reproduced** (11 > 0.7071)"));
+    if (!strstr(md, "**reproduced** (a - b = -9.5")) fprintf(stderr, "\n%s", md);
+    const char *csv = fx_read(file_in(dir, "claims.csv"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(csv, "paper,claim,metric,relation,a,b,delta,ci_low,ci_high,n_seeds,verdict,ablation\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(csv, "\np,t2.1,valid_ppl,a < b,11,20.5,-9.5,-15.853"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(csv, ",2,reproduced,experiments/p/t2.ini\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(csv, ",2,contradicted,experiments/p/t2.ini\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(csv, "\np,t2.3,valid_ppl,c < b,nan,20.5,nan,nan,nan,0,undecided,"));
+}
+
+void test_paired_ci_and_verdicts_match_hand_computed_values(void) {
+    CU_ASSERT_DOUBLE_EQUAL(moe_t975(1), 12.7062, 1e-4);
+    CU_ASSERT_DOUBLE_EQUAL(moe_t975(2), 4.3027, 1e-4);
+    CU_ASSERT_DOUBLE_EQUAL(moe_t975(40), 2.0211, 2e-4);  /* tables: 2.0211 */
+    CU_ASSERT_DOUBLE_EQUAL(moe_t975(120), 1.9799, 2e-4); /* tables: 1.9799 */
+    /* d = -0.5, 1, -1: mean -1/6, sd 1.0408, se 0.6009, half 4.3027 se = 2.5856 */
+    const double d[3] = {-0.5, 1, -1};
+    double m, lo, hi;
+    moe_paired_ci(d, 3, &m, &lo, &hi);
+    CU_ASSERT_DOUBLE_EQUAL(m, -1.0 / 6, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(lo, -1.0 / 6 - 2.5856, 1e-3);
+    CU_ASSERT_DOUBLE_EQUAL(hi, -1.0 / 6 + 2.5856, 1e-3);
+    moe_paired_ci(d, 1, &m, &lo, &hi);
+    CU_ASSERT(isnan(lo) && isnan(hi));
+    CU_ASSERT_STRING_EQUAL(moe_claim_verdict(1, 0, 0, -2.7, 2.4), "undecided");
+    CU_ASSERT_STRING_EQUAL(moe_claim_verdict(1, 0, 0, -2.7, -0.1), "reproduced");
+    CU_ASSERT_STRING_EQUAL(moe_claim_verdict(1, 0, 0, 0.1, 2.4), "contradicted");
+    CU_ASSERT_STRING_EQUAL(moe_claim_verdict(0, 0, 0, 0.1, 2.4), "reproduced");
+    CU_ASSERT_STRING_EQUAL(moe_claim_verdict(0, 1, 3, -2.7, 2.4), "reproduced");
+    CU_ASSERT_STRING_EQUAL(moe_claim_verdict(0, 1, 2, -2.7, 2.4), "undecided");
+    CU_ASSERT_STRING_EQUAL(moe_claim_verdict(0, 1, 2, 2.0, 2.4), "contradicted");
+    CU_ASSERT_STRING_EQUAL(moe_claim_verdict(0, 1, 2, -5, -2.1), "contradicted");
+    CU_ASSERT_STRING_EQUAL(moe_claim_verdict(1, 0, 0, NAN, 1), "undecided");
+}
+
+void test_tie_claims_need_seeds_and_a_margin(void) {
+    fx_text("tie.ini", "[ablation]\npaper = p\nbase = base.ini\nseeds = 1 2 3\n"
+                       "columns = valid_ppl\n"
+                       "claim = valid_ppl a ~ b 3 : nearly equal\n"
+                       "claim = valid_ppl a ~ b 0.5 : equal to 0.5\n"
+                       "[arm a]\n[arm b]\n");
+    fx_base();
+    moe_ablation *ab;
+    CU_ASSERT_EQUAL_FATAL(moe_ablation_load(tmpdir_path("tie.ini"), &ab), MOE_OK);
+    CU_ASSERT(ab->claims[0].tie && ab->claims[0].margin == 3);
+    moe_ablation_free(ab);
+    const char *bad[] = {"claim = valid_ppl a ~ b : no margin\n",
+                         "claim = valid_ppl a ~ b -1 : negative\n",
+                         "claim = valid_ppl a ~ b x : not a number\n"};
+    for (int i = 0; i < 3; i++) {
+        char text[300];
+        snprintf(text, sizeof text, "[ablation]\npaper = p\nbase = base.ini\n%s[arm a]\n[arm b]\n",
+                 bad[i]);
+        fx_text("tie_bad.ini", text);
+        CU_ASSERT_EQUAL(moe_ablation_load(tmpdir_path("tie_bad.ini"), &ab), MOE_EINVAL);
+    }
+    const char *dir = results_dir("t_tie");
+    char f[300];
+    snprintf(f, sizeof f, "%s/ablation.ini", "t_tie");
+    fx_text(f, "[ablation]\npaper = p\nbase = base.ini\nseeds = 1 2 3\ncolumns = valid_ppl\n"
+               "claim = valid_ppl a ~ b 3 : nearly equal\n"
+               "claim = valid_ppl a ~ b 0.5 : equal to 0.5\n[arm a]\n[arm b]\n");
+    const double va[3] = {10, 12, 11}, vb[3] = {10.5, 11, 12}; /* d = -0.5, 1, -1 */
+    for (int s = 0; s < 3; s++) {
+        arm_file(dir, "a", s + 1, &(fx_run){1, va[s], 0, 0, 1, 0, NULL});
+        arm_file(dir, "b", s + 1, &(fx_run){1, vb[s], 0, 0, 1, 0, NULL});
     }
     CU_ASSERT_EQUAL_FATAL(moe_ablation_table(dir, 1, NULL), MOE_OK);
     const char *md = fx_read(file_in(dir, "table.md"));
-    CU_ASSERT_PTR_NOT_NULL(strstr(md, "- valid_ppl a < b: a is better: **reproduced** (10 < 20)"));
-    CU_ASSERT_PTR_NOT_NULL(strstr(md, "- valid_ppl a > b: a is worse: **not reproduced** (10 > 20)"));
-    CU_ASSERT_PTR_NOT_NULL(strstr(md, "- valid_ppl c < b: c is better: **not reproduced** (n/a < 20)"));
-    CU_ASSERT_PTR_NOT_NULL(strstr(md, "- valid_ppl a > sd_valid_ppl b: two metrics: **reproduced** (10 > 0)"));
-    if (!strstr(md, "**reproduced** (10 < 20)")) fprintf(stderr, "\n%s", md);
+    CU_ASSERT_PTR_NOT_NULL(strstr(md, "- valid_ppl a ~ b (margin 3): nearly equal: **reproduced** (a - b = -0.1667, 95% CI [-2.752, 2.419] over 3 paired seeds"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(md, "- valid_ppl a ~ b (margin 0.5): equal to 0.5: **undecided**"));
+    if (!strstr(md, "nearly equal: **reproduced**")) fprintf(stderr, "\n%s", md);
 }
 
 void test_missing_and_unfinished_arms_say_so_in_their_row(void) {

@@ -137,8 +137,8 @@ static moe_status add_columns(parser *p, char *v) {
     return MOE_OK;
 }
 
-/* claim = METRIC ARM_A < [METRIC_B] ARM_B : text (arm names are checked
- * at the end) */
+/* claim = METRIC ARM_A < [METRIC_B] ARM_B : text, or the tie claim
+ * METRIC ARM_A ~ ARM_B MARGIN : text (arm names are checked at the end) */
 static moe_status add_claim(parser *p, char *v) {
     moe_ablation *a = p->a;
     if (a->n_claims >= MOE_ABL_MAX_CLAIMS)
@@ -148,10 +148,19 @@ static moe_status add_claim(parser *p, char *v) {
     if (colon) *colon = '\0';
     char m[48] = "", x[64] = "", op[8] = "", w4[64] = "", w5[64] = "", extra[8] = "";
     int k = sscanf(v, "%47s %63s %7s %63s %63s %7s", m, x, op, w4, w5, extra);
-    if ((k != 4 && k != 5) || (strcmp(op, "<") && strcmp(op, ">")))
-        return FAIL(p, "claim: expected 'METRIC ARM_A < ARM_B : text' or "
-                       "'METRIC ARM_A < METRIC_B ARM_B : text' (or >)");
-    const char *mb = k == 5 ? w4 : m, *y = k == 5 ? w5 : w4;
+    const int tie = !strcmp(op, "~");
+    if ((k != 4 && k != 5) || (strcmp(op, "<") && strcmp(op, ">") && !tie) || (tie && k != 5))
+        return FAIL(p, "claim: expected 'METRIC ARM_A < ARM_B : text', "
+                       "'METRIC ARM_A < METRIC_B ARM_B : text' (or >) or "
+                       "'METRIC ARM_A ~ ARM_B MARGIN : text'");
+    c->tie = tie;
+    if (tie) {
+        char *end;
+        c->margin = strtod(w5, &end);
+        if (*end || !(c->margin > 0) || !isfinite(c->margin))
+            return FAIL(p, "claim: tie margin '%s' is not a positive number", w5);
+    }
+    const char *mb = k == 5 && !tie ? w4 : m, *y = k == 5 && !tie ? w5 : w4;
     for (int i = 0; i < 2; i++) {
         const char *mm = i ? mb : m;
         if (!moe_ablation_metric_known(mm) || strlen(mm) >= sizeof c->metric)

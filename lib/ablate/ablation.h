@@ -33,12 +33,15 @@ typedef struct {
 
 /* claim = METRIC ARM_A < ARM_B : text  (or >), or
  * claim = METRIC ARM_A < METRIC_B ARM_B : text  (two metrics, e.g. the same
- * arm at two eval capacity factors) */
+ * arm at two eval capacity factors), or the tie claim
+ * claim = METRIC ARM_A ~ ARM_B MARGIN : text   (|a - b| < MARGIN) */
 typedef struct {
     char metric[48];
     char metric_b[48];      /* = metric in the 4-word form                 */
     char arm_a[64], arm_b[64];
-    int less;               /* 1: '<', 0: '>'                             */
+    int less;               /* 1: '<', 0: '>' (and '~')                   */
+    int tie;                /* 1: '~': the two agree within margin        */
+    double margin;          /* tie claims: the margin (> 0)               */
     char text[256];
     int line;
 } moe_abl_claim;
@@ -146,6 +149,22 @@ double moe_mutual_info(const double *counts, int na, int nb);
  * NULL), and writes DIR/table.md (markdown, atomically) and
  * DIR/summary.csv (one row per arm file: arm, seed, x, metrics). */
 moe_status moe_ablation_table(const char *dir, int markdown, FILE *out);
+
+/* Paired statistics over seeds (ablation_stats.c). */
+
+/* The 0.975 quantile of Student's t with df >= 1 degrees of freedom. */
+double moe_t975(int df);
+
+/* The mean of the n paired differences d and its t-based 95% confidence
+ * interval [*lo, *hi] (n >= 2; NaN bounds when n < 2). */
+void moe_paired_ci(const double *d, int n, double *mean, double *lo, double *hi);
+
+/* The verdict of a claim from its paired 95% CI [lo, hi] of a - b:
+ * "<" / ">" claims: "reproduced" when the CI is on the claim's side of 0,
+ * "contradicted" when on the other side, else "undecided"; tie claims
+ * (margin > 0): "reproduced" when the CI lies inside (-margin, margin),
+ * "contradicted" when it lies outside it, else "undecided". */
+const char *moe_claim_verdict(int less, int tie, double margin, double lo, double hi);
 
 /* The seed noise of a quality metric (valid_ppl, valid_ce, valid_nlp,
  * valid_acc, or one of them @CF) for the results folder dir: the sample

@@ -1,27 +1,13 @@
 /* The table of an ablation's results folder (ablation.h): metrics over
  * seeds, claims, table.md and summary.csv. */
-#include "ablate/ablation.h"
+#include "ablate/ablation_internal.h"
 #include "io/h5io.h"
 #include "io/ini.h"
 
 #include <math.h>
 #include <string.h>
 
-#define MAX_METRICS (MOE_ABL_MAX_COLUMNS + 2 * MOE_ABL_MAX_CLAIMS)
-
-/* Everything read from a results folder. */
-typedef struct {
-    const moe_ablation *a;
-    const char *dir;
-    int n_metrics;
-    const char *metrics[MAX_METRICS];       /* columns, then claim-only ones */
-    /* per arm and seed */
-    int state[MOE_ABL_MAX_ARMS][MOE_ABL_MAX_SEEDS];   /* -1 none, 0 unfinished, 1 done */
-    double val[MOE_ABL_MAX_ARMS][MOE_ABL_MAX_SEEDS][MAX_METRICS];
-    char x[MOE_ABL_MAX_ARMS][MOE_ABL_MAX_SEEDS][64];
-} results;
-
-static int metric_index(const results *r, const char *m) {
+int abl_metric_index(const results *r, const char *m) {
     for (int i = 0; i < r->n_metrics; i++)
         if (!strcmp(r->metrics[i], m)) return i;
     return -1;
@@ -30,11 +16,11 @@ static int metric_index(const results *r, const char *m) {
 static void collect_metrics(results *r) {
     const moe_ablation *a = r->a;
     for (int i = 0; i < a->n_columns; i++)
-        if (metric_index(r, a->columns[i]) < 0) r->metrics[r->n_metrics++] = a->columns[i];
+        if (abl_metric_index(r, a->columns[i]) < 0) r->metrics[r->n_metrics++] = a->columns[i];
     for (int i = 0; i < a->n_claims; i++) {
-        if (metric_index(r, a->claims[i].metric) < 0)
+        if (abl_metric_index(r, a->claims[i].metric) < 0)
             r->metrics[r->n_metrics++] = a->claims[i].metric;
-        if (metric_index(r, a->claims[i].metric_b) < 0)
+        if (abl_metric_index(r, a->claims[i].metric_b) < 0)
             r->metrics[r->n_metrics++] = a->claims[i].metric_b;
     }
 }
@@ -69,7 +55,7 @@ static moe_status read_results(results *r) {
 }
 
 /* Whether every seed of arm i is finished. */
-static int arm_done(const results *r, int i) {
+int abl_arm_done(const results *r, int i) {
     for (int s = 0; s < r->a->n_seeds; s++)
         if (r->state[i][s] != 1) return 0;
     return 1;
@@ -92,15 +78,15 @@ static void arm_stats(const results *r, int i, int m, double *mean, double *sd, 
 }
 
 /* The value a claim compares: the seed mean (sd_*: the sd over seeds). */
-static double arm_value(const results *r, int i, int m) {
+double abl_arm_value(const results *r, int i, int m) {
     double mean, sd;
     int n;
-    if (!arm_done(r, i)) return NAN;
+    if (!abl_arm_done(r, i)) return NAN;
     arm_stats(r, i, m, &mean, &sd, &n);
     return strncmp(r->metrics[m], "sd_", 3) ? mean : sd;
 }
 
-static void fmt_num(double v, char *out, size_t cap) {
+void abl_fmt_num(double v, char *out, size_t cap) {
     if (!isfinite(v)) snprintf(out, cap, "n/a");
     else if (fabs(v) >= 1000) snprintf(out, cap, "%.0f", v);
     else snprintf(out, cap, "%.4g", v);
@@ -111,12 +97,12 @@ static void cell(const results *r, int i, int m, char *out, size_t cap) {
     int n;
     arm_stats(r, i, m, &mean, &sd, &n);
     if (!strncmp(r->metrics[m], "sd_", 3)) {
-        fmt_num(sd, out, cap);
+        abl_fmt_num(sd, out, cap);
         return;
     }
     char a[32], b[32];
-    fmt_num(mean, a, sizeof a);
-    fmt_num(sd, b, sizeof b);
+    abl_fmt_num(mean, a, sizeof a);
+    abl_fmt_num(sd, b, sizeof b);
     if (r->a->n_seeds > 1 && n > 1) snprintf(out, cap, "%s ± %s", a, b);
     else snprintf(out, cap, "%s", a);
 }
@@ -135,8 +121,8 @@ static void fill_grid(const results *r, cell_t *g, int nc) {
         for (int s = 0; s < a->n_seeds; s++) any |= r->state[i][s] >= 0;
         snprintf(row[0], CELL, "%s", a->arms[i].label);
         for (int c = 0; c < a->n_columns; c++) {
-            if (!arm_done(r, i)) snprintf(row[1 + c], CELL, "%s", c ? "" : any ? "unfinished" : "not run");
-            else cell(r, i, metric_index(r, a->columns[c]), row[1 + c], CELL);
+            if (!abl_arm_done(r, i)) snprintf(row[1 + c], CELL, "%s", c ? "" : any ? "unfinished" : "not run");
+            else cell(r, i, abl_metric_index(r, a->columns[c]), row[1 + c], CELL);
         }
     }
 }
@@ -168,76 +154,10 @@ static void print_grid(FILE *f, const cell_t *g, int nr, int nc, int markdown) {
 }
 
 /* Finished seeds of arm i. */
-static int arm_seeds(const results *r, int i) {
+int abl_arm_seeds(const results *r, int i) {
     int n = 0;
     for (int s = 0; s < r->a->n_seeds; s++) n += r->state[i][s] == 1;
     return n;
-}
-
-/* The line saying which seed noise judges the claims (nothing if none). */
-static void print_noise(FILE *f, const results *r) {
-    const moe_ablation *a = r->a;
-    if (!a->noise[0]) return;
-    int said = 0;
-    for (int i = 0; i < a->n_claims; i++) {
-        const char *m = a->claims[i].metric;
-        const int len = (int)strcspn(m, "@"); /* valid_ppl@2: valid_ppl's noise */
-        int n, dup = 0;
-        double sd = moe_ablation_noise_sd(r->dir, a->noise, m, &n);
-        for (int j = 0; j < i; j++)
-            dup |= (int)strcspn(a->claims[j].metric, "@") == len &&
-                   !strncmp(a->claims[j].metric, m, (size_t)len);
-        if (dup || !isfinite(sd)) continue;
-        char s[32];
-        fmt_num(sd, s, sizeof s);
-        fprintf(f, "%s%.*s sd %s over %d runs of %s", said++ ? ", " : "Seed noise (", len, m, s,
-                n, a->noise);
-    }
-    if (said)
-        fprintf(f, "): a difference between two arms within 2 sd sqrt(1/n_a + 1/n_b) "
-                   "(n: seeds of each arm) is reported as within seed noise.\n\n");
-    else
-        fprintf(f, "Seed noise: not measured yet (run the %s ablation); the verdicts below "
-                   "compare single values.\n\n", a->noise);
-}
-
-/* The verdict of claim c on values x, y: reproduced, not reproduced, or
- * within seed noise (2 sd of the difference of the two arms' means). */
-static const char *verdict(const results *r, const moe_abl_claim *c, double x, double y,
-                           double *thr) {
-    const moe_ablation *a = r->a;
-    *thr = NAN;
-    if (!isfinite(x) || !isfinite(y)) return "not reproduced";
-    int n, ia = moe_ablation_arm_index(a, c->arm_a), ib = moe_ablation_arm_index(a, c->arm_b);
-    double sd = ia != ib ? moe_ablation_noise_sd(r->dir, a->noise, c->metric, &n) : NAN;
-    if (isfinite(sd) && !strcmp(c->metric, c->metric_b)) {
-        *thr = 2 * sd * sqrt(1.0 / arm_seeds(r, ia) + 1.0 / arm_seeds(r, ib));
-        if (fabs(x - y) <= *thr) return "within seed noise";
-    }
-    return (c->less ? x < y : x > y) ? "reproduced" : "not reproduced";
-}
-
-static void print_claims(FILE *f, const results *r, int markdown) {
-    const moe_ablation *a = r->a;
-    if (!a->n_claims) return;
-    fprintf(f, "\n%s\n\n", markdown ? "### Claims" : "Claims:");
-    print_noise(f, r);
-    for (int i = 0; i < a->n_claims; i++) {
-        const moe_abl_claim *c = &a->claims[i];
-        double x = arm_value(r, moe_ablation_arm_index(a, c->arm_a), metric_index(r, c->metric));
-        double y = arm_value(r, moe_ablation_arm_index(a, c->arm_b), metric_index(r, c->metric_b));
-        double thr;
-        const char *v = verdict(r, c, x, y, &thr);
-        char sx[32], sy[32], st[32], noise[96] = "";
-        fmt_num(x, sx, sizeof sx);
-        fmt_num(y, sy, sizeof sy);
-        fmt_num(thr, st, sizeof st);
-        if (isfinite(thr)) snprintf(noise, sizeof noise, "; noise %s", st);
-        const int two = strcmp(c->metric, c->metric_b) != 0;
-        fprintf(f, "- %s %s %s %s%s%s%s%s: **%s** (%s %s %s%s)\n", c->metric, c->arm_a,
-                c->less ? "<" : ">", two ? c->metric_b : "", two ? " " : "", c->arm_b,
-                c->text[0] ? ": " : "", c->text, v, sx, c->less ? "<" : ">", sy, noise);
-    }
 }
 
 static void print_table(FILE *f, const results *r, int markdown) {
@@ -248,7 +168,7 @@ static void print_table(FILE *f, const results *r, int markdown) {
     fill_grid(r, g, nc);
     fprintf(f, "%s%s\n\n", markdown ? "## " : "", a->title[0] ? a->title : a->name);
     print_grid(f, (const cell_t *)g, nr, nc, markdown);
-    print_claims(f, r, markdown);
+    abl_print_claims(f, r, markdown);
     free(g);
 }
 
@@ -291,8 +211,8 @@ static char *csv_text(const results *r) {
 
 static moe_status write_outputs(const results *r, int markdown, FILE *out) {
     char p[1200];
-    char *md = table_text(r, 1), *csv = csv_text(r);
-    moe_status st = md && csv ? MOE_OK : moe_fail(MOE_ENOMEM, "%s: out of memory", r->dir);
+    char *md = table_text(r, 1), *csv = csv_text(r), *claims = abl_claims_csv(r);
+    moe_status st = md && csv && claims ? MOE_OK : moe_fail(MOE_ENOMEM, "%s: out of memory", r->dir);
     if (st == MOE_OK) {
         snprintf(p, sizeof p, "%s/table.md", r->dir);
         st = moe_write_file(p, md, strlen(md));
@@ -301,11 +221,15 @@ static moe_status write_outputs(const results *r, int markdown, FILE *out) {
         snprintf(p, sizeof p, "%s/summary.csv", r->dir);
         st = moe_write_file(p, csv, strlen(csv));
     }
+    if (st == MOE_OK && r->a->n_claims) {
+        snprintf(p, sizeof p, "%s/claims.csv", r->dir);
+        st = moe_write_file(p, claims, strlen(claims));
+    }
     if (st == MOE_OK && out) {
         if (markdown) fputs(md, out);
         else print_table(out, r, 0);
     }
-    free(md), free(csv);
+    free(md), free(csv), free(claims);
     return st;
 }
 
