@@ -21,6 +21,13 @@ typedef struct {
 } results;
 
 
+/* Fills r->metrics: the columns, then the metrics only claims name. */
+void abl_collect_metrics(results *r);
+/* Reads every (arm, seed) file of r->dir into r (state, values, x). */
+moe_status abl_read_results(results *r);
+/* Mean and sample sd of metric m over arm i's finished seeds (finite
+ * values; NaN if none), *n the values used. */
+void abl_arm_stats(const results *r, int i, int m, double *mean, double *sd, int *n);
 /* Index of metric m in r->metrics, or -1. */
 int abl_metric_index(const results *r, const char *m);
 /* Whether every seed of arm i is finished. */
