@@ -17,10 +17,13 @@
  * so expert batch sizes vary with the routing. The tokens are one flat
  * batch: the b groups of the layer API play no role except in the slot
  * positions reported (counted per group, rank by rank, or token by token
- * in a decoder). A token's output depends on its own input only, so the
- * family is causal by construction; the balance loss, a mean over the
- * batch, is the only link between tokens. The family is a router of the
- * layer core: its choices are written rank-major (id = r * T + t). */
+ * in a decoder) and in the choice list's order. A token's output depends
+ * on its own input only, so the family is causal by construction; the
+ * balance loss, a mean over the batch, is the only link between tokens.
+ * The family is a router of the layer core: its choices are listed group
+ * by group, rank-major within a group (so that a slice of whole groups,
+ * lib/mpi/, gives each expert its rows in the same order), with id =
+ * r * T + t. */
 #include "families/families.h"
 
 #include <string.h>
@@ -32,9 +35,10 @@ typedef struct {
     MOE_WS_FIELD(double, frac);  /* (e) F: choices of expert j / T         */
     MOE_WS_FIELD(double, pmean); /* (e) P: mean router probability         */
     MOE_WS_FIELD(double, dbal);  /* (e) d balance term / d probs[t, j]     */
+    MOE_WS_FIELD(double, sums);  /* (2e) batch_sums                        */
 } dropless_state;
 
-#define DL_WS_N 4 /* entries of dropless_workspace */
+#define DL_WS_N 5 /* entries of dropless_workspace */
 
 static void dropless_workspace(dropless_state *S, size_t T, size_t e, moe_workspace_entry *w) {
     const moe_workspace_entry t[] = {
@@ -42,6 +46,7 @@ static void dropless_workspace(dropless_state *S, size_t T, size_t e, moe_worksp
         MOE_WS(S->frac, e),      /* (e)    */
         MOE_WS(S->pmean, e),     /* (e)    */
         MOE_WS(S->dbal, e),      /* (e)    */
+        MOE_WS(S->sums, 2 * e),  /* (2e)   */
     };
     _Static_assert(MOE_WS_COUNT(t) == DL_WS_N, "DL_WS_N: the entries of the table");
     memcpy(w, t, sizeof t);
@@ -82,14 +87,16 @@ static void gate_token(moe_layer *L, int32_t t) {
     for (int32_t r = 0; r < k; r++) sum += p[top[r]];
     float *gates = S->gates + (size_t)t * e;
     memset(gates, 0, (size_t)e * sizeof *gates);
+    const int32_t n = L->n;
     for (int32_t r = 0; r < k; r++) {
         const size_t rt = (size_t)r * T + t;
+        const size_t at = ((size_t)(t / n) * k + r) * n + t % n; /* group, rank, token */
         const float w = L->cfg.dropless.renormalize ? (float)(p[top[r]] / sum) : p[top[r]];
         gates[top[r]] = w;
-        L->expert[rt] = L->ch_expert[rt] = top[r];
-        L->ch_token[rt] = t;
-        L->ch_id[rt] = (int32_t)rt;
-        L->gate_out[rt] = L->ch_gate[rt] = w;
+        L->expert[rt] = L->ch_expert[at] = top[r];
+        L->ch_token[at] = t;
+        L->ch_id[at] = (int32_t)rt;
+        L->gate_out[rt] = L->ch_gate[at] = w;
     }
 }
 
@@ -110,26 +117,47 @@ static void positions(moe_layer *L) {
     }
 }
 
-/* F and P of the whole batch and the balance loss e sum_j F[j] P[j];
- * sums in token order in double (the same bits for any thread count). */
-static double balance_loss(moe_layer *L) {
-    dropless_state *S = L->fam;
+/* v (2e) = the balance loss's sums over the batch: choices of expert j
+ * (v[j]), then its router probability summed over the tokens (v[e + j]);
+ * in token order in double (the same bits for any thread count). */
+static void batch_sums(const moe_layer *L, double *v) {
     const int32_t T = L->T, e = L->cfg.n_expert;
     const size_t kT = (size_t)L->cfg.top_n * T;
-    memset(S->frac, 0, (size_t)e * sizeof *S->frac);
-    for (size_t i = 0; i < kT; i++) S->frac[L->expert[i]] += 1.0;
+    memset(v, 0, (size_t)e * sizeof *v);
+    for (size_t i = 0; i < kT; i++) v[L->expert[i]] += 1.0;
 #pragma omp parallel for schedule(static)
     for (int32_t j = 0; j < e; j++) {
         double s = 0.0;
         for (int32_t t = 0; t < T; t++) s += L->probs[(size_t)t * e + j];
-        S->pmean[j] = s / T;
+        v[e + j] = s;
     }
+}
+
+/* F, P from the sums v (2e) of a batch of T_all tokens, the balance loss
+ * e sum_j F[j] P[j] and the aux loss. */
+static void balance_from_sums(moe_layer *L, const double *v, double T_all) {
+    dropless_state *S = L->fam;
+    const moe_config *c = &L->cfg;
+    const int32_t e = c->n_expert;
     double loss = 0.0;
     for (int32_t j = 0; j < e; j++) {
-        S->frac[j] /= T;
+        S->frac[j] = v[j] / T_all;
+        S->pmean[j] = v[e + j] / T_all;
         loss += S->frac[j] * S->pmean[j];
     }
-    return e * loss;
+    moe_aux *a = &L->aux;
+    a->balance_loss = e * loss;
+    a->aux_loss = c->balance_coef * a->balance_loss + c->z_coef * a->z_loss;
+}
+
+void moe_topk_dropless_sums(const moe_layer *L, double *v) {
+    MOE_ASSERT(L->fam); /* routed at least once */
+    batch_sums(L, v);
+}
+
+void moe_topk_dropless_set_sums(moe_layer *L, const double *v, double T_all) {
+    MOE_ASSERT(L->fam && T_all >= L->T);
+    balance_from_sums(L, v, T_all);
 }
 
 static moe_status dropless_route(moe_layer *L, const moe_params *p, const float *x,
@@ -148,9 +176,9 @@ static moe_status dropless_route(moe_layer *L, const moe_params *p, const float 
     positions(L);
     L->n_choice = (int64_t)k * T;
     moe_aux *a = &L->aux;
-    a->balance_loss = balance_loss(L);
     a->z_loss = moe_z_loss(L->lse, T);
-    a->aux_loss = c->balance_coef * a->balance_loss + c->z_coef * a->z_loss;
+    batch_sums(L, S->sums);
+    balance_from_sums(L, S->sums, T);
     a->capacity = L->n; /* no capacity: an expert may take every token of a group */
     a->n_choices = L->n_choice;
     L->route = (moe_route){.k = k, .T = T, .n_expert = e, .logits = L->logits,
@@ -192,6 +220,8 @@ static void dropless_route_backward(moe_layer *L, const moe_params *p, const flo
     const moe_plan *pl = &L->plan;
     memset(L->dgate, 0, (size_t)c->top_n * T * sizeof *L->dgate);
     for (int32_t r = 0; r < pl->R; r++) L->dgate[pl->row_id[r]] = L->dgate_row[r];
+    /* dL/dprobs[t, j] = coef e F[j] / T_all: T here, which a slice of the
+     * batch (lib/mpi/) turns into T_all by scaling coef by T / T_all */
     for (int32_t j = 0; j < e; j++) S->dbal[j] = (double)c->balance_coef * e * S->frac[j] / T;
 #pragma omp parallel for schedule(static)
     for (int32_t t = 0; t < T; t++) probs_backward_token(L, t, S->dbal);
