@@ -83,7 +83,10 @@ typedef enum {
     MOE_NOISE_DROPOUT
 } moe_router_noise;
 
-typedef enum { MOE_ACT_RELU = 0, MOE_ACT_GELU, MOE_ACT_GEGLU } moe_act;
+/* Expert activations. geglu and swiglu are gated: W1 has 2h columns, the
+ * first h the value v, the last h the gate g; a = v * gelu(g) (geglu) or
+ * a = v * silu(g), silu(g) = g sigmoid(g) (swiglu, Mixtral's experts). */
+typedef enum { MOE_ACT_RELU = 0, MOE_ACT_GELU, MOE_ACT_GEGLU, MOE_ACT_SWIGLU } moe_act;
 
 typedef enum {
     MOE_POLICY_ALL = 0,   /* second expert always kept                   */
@@ -107,13 +110,13 @@ typedef struct {
     /* ------------------------------------------- every family */
     moe_family family;
     int32_t d_model;     /* d: token width                               */
-    int32_t d_hidden;    /* h: expert hidden width (geglu: value width)  */
+    int32_t d_hidden;    /* h: expert hidden width (gated: value width)  */
     int32_t n_expert;    /* e (hierarchical: the outer count)            */
     int32_t top_n;       /* ranks per token: top2 = 2, switch = 1,
                             noisy_topk and uniform: k                    */
     moe_act act;
     bool bias;           /* experts have b1, b2                          */
-    bool mult_bias;      /* geglu experts: multiplicative bias (e, h)    */
+    bool mult_bias;      /* gated experts: multiplicative bias (e, h)    */
     float capacity_factor_train;
     float capacity_factor_eval;
     float balance_coef;  /* GShard/Switch balance loss (token choice,
@@ -165,6 +168,12 @@ typedef struct {
     struct {             /* hierarchical                                 */
         int32_t n_expert_inner;
     } hierarchical;
+    struct {             /* topk_dropless (top_n is k)                   */
+        bool renormalize;    /* weights = the k probabilities over their
+                                sum (Mixtral; default, set by every
+                                moe_config_default); false: the raw
+                                probabilities (OLMoE, Qwen-MoE)         */
+    } dropless;
 } moe_config;
 
 /* Defaults for a family: d=0 etc. must still be set by the caller.

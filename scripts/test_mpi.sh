@@ -41,7 +41,7 @@ compare() { # NAME A.h5 B.h5 DATASET
         END { printf "%s: %d values, max relative difference %.2e\n", name, n, m;
               exit !(n > 0 && m <= 1e-5) }'
 }
-for fam in top2_gshard switch_top1; do
+for fam in top2_gshard switch_top1 topk_dropless; do
     set_args=(--set run.steps=20 --set run.eval_every=10 --set run.threads=1 --set moe.family=$fam $( [ $fam = switch_top1 ] && echo --set moe.top_n=1 ))
     if ! timeout 300 "$one" train $cfg "${set_args[@]}" --set run.metrics="$tmp/one-$fam.h5" \
             --quiet >"$tmp/one.txt" 2>&1; then

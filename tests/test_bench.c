@@ -78,7 +78,7 @@ static int json_balanced(const char *s) {
 
 static const char *families[] = {"top2_gshard", "switch_top1", "topn_stmoe", "noisy_topk",
                                  "expert_choice", "hash", "hierarchical", "soft_moe",
-                                 "dense_softmax"};
+                                 "dense_softmax", "topk_dropless"};
 
 static void test_small_shape_prints_a_table_and_writes_json_with_every_key(void) {
     char path[4096], args[8192], out[16384];

@@ -27,6 +27,7 @@ int main(int argc, char **argv) {
     suite_hierarchical();
     suite_hash();
     void suite_uniform(void); suite_uniform();
+    void suite_topk_dropless(void); suite_topk_dropless();
     suite_block();
     suite_attention();
     suite_loss();

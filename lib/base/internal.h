@@ -71,9 +71,13 @@ static inline double moe_now_s(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* Number of input columns of w1: 2h for geglu, h otherwise. */
+/* Whether act is gated (geglu, swiglu): W1 holds value then gate columns. */
+static inline int moe_act_gated(moe_act a) {
+    return a == MOE_ACT_GEGLU || a == MOE_ACT_SWIGLU;
+}
+/* Number of input columns of w1: 2h for geglu and swiglu, h otherwise. */
 static inline int32_t moe_hin(const moe_config *c) {
-    return c->act == MOE_ACT_GEGLU ? 2 * c->d_hidden : c->d_hidden;
+    return moe_act_gated(c->act) ? 2 * c->d_hidden : c->d_hidden;
 }
 
 /* --- sorting (sort.c) --- */

@@ -10,12 +10,12 @@ static const moe_bench_shape shapes[] = {
     {"small", 128, 512, 8, 32, 64},
 };
 
-/* Every family; dense_softmax (each expert on every token: e / 2 times
- * top-2's products) only where that stays a few seconds (small). */
-static const moe_family families[] = {
-    MOE_FAMILY_TOP2_GSHARD, MOE_FAMILY_SWITCH_TOP1, MOE_FAMILY_TOPN_STMOE, MOE_FAMILY_NOISY_TOPK,
-    MOE_FAMILY_EXPERT_CHOICE, MOE_FAMILY_HASH, MOE_FAMILY_HIERARCHICAL, MOE_FAMILY_SOFT_MOE,
-    MOE_FAMILY_DENSE_SOFTMAX};
+/* Every family but uniform, by name (the later ones have no constant);
+ * dense_softmax (each expert on every token: e / 2 times top-2's
+ * products) only where that stays a few seconds (small). */
+static const char *const families[] = {
+    "top2_gshard", "switch_top1", "topn_stmoe", "noisy_topk", "expert_choice", "hash",
+    "hierarchical", "soft_moe", "dense_softmax", "topk_dropless"};
 
 const moe_bench_shape *moe_bench_shape_get(const char *name) {
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
@@ -68,13 +68,16 @@ moe_status moe_bench_shape_run(const moe_bench_shape *s, int reps,
     r->threads = moe_get_threads();
     r->reps = reps;
     for (size_t i = 0; i < sizeof families / sizeof families[0]; i++) {
-        if (families[i] == MOE_FAMILY_DENSE_SOFTMAX && strcmp(s->name, "small")) continue;
+        moe_family f = MOE_FAMILY_TOP2_GSHARD;
+        const moe_status ps = moe_family_parse(families[i], &f);
+        MOE_ASSERT(ps == MOE_OK); /* the names above are registered */
+        if (f == MOE_FAMILY_DENSE_SOFTMAX && strcmp(s->name, "small")) continue;
         if (r->n_rows >= MOE_BENCH_MAX_ROWS)
             return moe_fail(MOE_EINVAL, "moe bench: more than %d rows", MOE_BENCH_MAX_ROWS);
         moe_bench_row *w = &r->rows[r->n_rows];
         memset(w, 0, sizeof *w);
         w->shape = *s;
-        w->family = families[i];
+        w->family = f;
         moe_status st = bench_family(w, reps);
         if (st != MOE_OK) return st;
         r->n_rows++;

@@ -9,7 +9,7 @@
 #include <string.h>
 
 const char *moe_act_name(moe_act a) {
-    return (unsigned)a < 3 ? moe_act_names[a] : "?";
+    return (unsigned)a < 4 ? moe_act_names[a] : "?";
 }
 const char *moe_policy_name(moe_policy p) {
     return (unsigned)p < 4 ? moe_policy_names[p] : "?";
@@ -33,7 +33,7 @@ moe_status moe_name_parse(const char *what, const char *s,
 
 moe_status moe_act_parse(const char *s, moe_act *out) {
     int v = 0;
-    moe_status st = moe_name_parse("activation", s, moe_act_names, 3, &v);
+    moe_status st = moe_name_parse("activation", s, moe_act_names, 4, &v);
     if (st == MOE_OK) *out = (moe_act)v;
     return st;
 }
@@ -61,6 +61,9 @@ moe_config moe_config_base(moe_family family) {
     c.capacity_factor_eval = 2.0f;
     c.balance_coef = 1e-2f;
     c.priority = MOE_PRIORITY_TOKEN;
+    /* shared, so that a config switched to topk_dropless by its family
+     * field alone (an INI file, the trainer) renormalises as Mixtral */
+    c.dropless.renormalize = true;
     return c;
 }
 
@@ -81,8 +84,9 @@ moe_status moe_config_validate_shared(const moe_config *c, const char *family) {
     if (c->router_noise == MOE_NOISE_DROPOUT && !(c->router_noise_eps >= 0.0f && c->router_noise_eps < 1.0f))
         return moe_fail(MOE_EINVAL, "noise_eps = %g: allowed [0, 1) for router input dropout (the drop probability)",
                         (double)c->router_noise_eps);
-    if (c->mult_bias && c->act != MOE_ACT_GEGLU)
-        return moe_fail(MOE_EINVAL, "mult_bias = 1: only geglu experts have a multiplicative bias");
+    if (c->mult_bias && !moe_act_gated(c->act))
+        return moe_fail(MOE_EINVAL, "mult_bias = 1: only geglu and swiglu experts have a "
+                        "multiplicative bias");
     return MOE_OK;
 }
 

@@ -6,9 +6,14 @@
 
 #include "base/internal.h"
 
+/* Families added after hash have no public constant (moe.h): the core
+ * names here the few it must tell apart (params.c: which have a router),
+ * and lib/families/registry.c checks each against its registry place. */
+#define MOE_FAMILY_ID_TOPK_DROPLESS ((moe_family)10)
+
 /* The shared defaults of a config of `family`: every field 0 except act
  * relu, policy random, threshold 0.2, capacity factors 1.25 / 2.0,
- * balance_coef 1e-2, priority token. */
+ * balance_coef 1e-2, priority token, dropless.renormalize true. */
 moe_config moe_config_base(moe_family family);
 /* Checks the range of every field that `family` (its name) uses, from
  * the range table (config_fields.h), then the rules between shared fields

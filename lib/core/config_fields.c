@@ -8,7 +8,7 @@ _Static_assert(sizeof(moe_act) == sizeof(int) && sizeof(moe_policy) == sizeof(in
                sizeof(moe_priority) == sizeof(int) && sizeof(moe_router_noise) == sizeof(int),
                "CHOICE fields are int-sized (INI_CHOICE writes an int)");
 
-const char *const moe_act_names[] = {"relu", "gelu", "geglu", NULL};
+const char *const moe_act_names[] = {"relu", "gelu", "geglu", "swiglu", NULL};
 const char *const moe_policy_names[] = {"all", "none", "threshold", "random", NULL};
 const char *const moe_priority_names[] = {"token", "bpr", NULL};
 const char *const moe_router_noise_names[] = {"none", "jitter", "gumbel", "dropout", NULL};
@@ -37,7 +37,7 @@ static const moe_config_field fields[] = {
     INT("d_hidden", d_hidden, 1, 1 << 22, NULL, "expert hidden width"),
     CHOICE("activation", act, moe_act_names, NULL, "expert (and dense FFN) activation"),
     BOOL("bias", bias, NULL, "expert biases"),
-    BOOL("mult_bias", mult_bias, NULL, "geglu multiplicative bias"),
+    BOOL("mult_bias", mult_bias, NULL, "geglu / swiglu multiplicative bias"),
     INT("top_n", top_n, 1, MOE_MAX_TOPN, NULL, "experts per token (top2: 2, switch: 1, noisy: k)"),
     CHOICE("policy", gshard.policy, moe_policy_names, GSHARD,
            "second-expert policy (top2, hierarchical)"),
@@ -66,6 +66,8 @@ static const moe_config_field fields[] = {
     INT("slots", soft_moe.slots, 1, 65536, "soft_moe", "soft_moe slots per expert"),
     BOOL("normalize", soft_moe.normalize, "soft_moe", "soft_moe l2 normalisation"),
     INT("d_gate", dense_softmax.d_gate, 1, 1 << 20, "dense_softmax", "dense_softmax gate MLP width"),
+    BOOL("renormalize", dropless.renormalize, "topk_dropless",
+         "topk_dropless weights over their sum (0: raw probabilities)"),
 };
 
 const moe_config_field *moe_config_fields(size_t *n) {

@@ -7,14 +7,14 @@
  * the model reach them through this header */
 #include "kernels/matmul.h"
 
-/* Weights of one expert (views). hin = 2h for geglu, else h. */
+/* Weights of one expert (views). hin = 2h for geglu and swiglu, else h. */
 typedef struct {
     int32_t d, h;
     float *w1; /* (d, hin) */
     float *b1; /* (hin) or NULL */
     float *w2; /* (h, d) */
     float *b2; /* (d) or NULL */
-    float *mb; /* (h) geglu multiplicative bias, or NULL */
+    float *mb; /* (h) gated multiplicative bias, or NULL */
 } moe_expert_w;
 
 /* y (m, d) = act(x (m, d) W1 + b1) W2 + b2; keeps hpre (m, hin) and

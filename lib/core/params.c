@@ -1,6 +1,7 @@
 /* The flat parameter layout of a layer (moe_params): one descriptor per
  * tensor (core/tensor.h), and the names, views, lengths, init rules, map,
  * count and init read from it. */
+#include "core/config.h"
 #include "core/expert.h"
 #include "core/tensor.h"
 
@@ -36,7 +37,8 @@ static size_t len_router(const void *c, const moe_tensor_desc *t) {
     (void)t;
     const int routed = IS(c, MOE_FAMILY_TOP2_GSHARD) || IS(c, MOE_FAMILY_TOPN_STMOE) ||
                        IS(c, MOE_FAMILY_SWITCH_TOP1) || IS(c, MOE_FAMILY_EXPERT_CHOICE) ||
-                       IS(c, MOE_FAMILY_NOISY_TOPK) || IS(c, MOE_FAMILY_HIERARCHICAL);
+                       IS(c, MOE_FAMILY_NOISY_TOPK) || IS(c, MOE_FAMILY_HIERARCHICAL) ||
+                       IS(c, MOE_FAMILY_ID_TOPK_DROPLESS);
     return routed ? D(c) * E(c) : 0;
 }
 static size_t len_noise(const void *c, const moe_tensor_desc *t) {

@@ -20,13 +20,20 @@
     X(dense_softmax)                                                       \
     X(hierarchical)                                                        \
     X(hash)                                                                \
-    X(uniform)
+    X(uniform)                                                             \
+    X(topk_dropless)
 
 #define DECLARE(f) extern const moe_family_ops moe_family_##f;
 FAMILIES(DECLARE)
 #define ENTRY(f) &moe_family_##f,
 static const moe_family_ops *const registry[] = {FAMILIES(ENTRY)};
 enum { N_FAMILY = (int)(sizeof registry / sizeof registry[0]) };
+/* The families the core names without a public constant (core/config.h)
+ * sit where it expects them. */
+#define POSITION(f) FAMILY_AT_##f,
+enum { FAMILIES(POSITION) };
+_Static_assert(FAMILY_AT_topk_dropless == (int)MOE_FAMILY_ID_TOPK_DROPLESS,
+               "core/config.h: MOE_FAMILY_ID_TOPK_DROPLESS is topk_dropless's place here");
 
 int moe_family_count(void) { return N_FAMILY; }
 

@@ -13,6 +13,7 @@ static const gfamily families[] = {
     {"soft_moe", golden_run_soft_moe},
     {"dense_softmax", golden_run_dense_softmax},
     {"hierarchical", golden_run_hierarchical},
+    {"topk_dropless", golden_run_topk_dropless},
 };
 
 /* ------------------------------------------------------------ the driver */

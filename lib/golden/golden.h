@@ -145,5 +145,6 @@ moe_status golden_run_noisy_topk(gcase *c, const char *family);
 moe_status golden_run_soft_moe(gcase *c, const char *family);
 moe_status golden_run_dense_softmax(gcase *c, const char *family);
 moe_status golden_run_hierarchical(gcase *c, const char *family);
+moe_status golden_run_topk_dropless(gcase *c, const char *family);
 
 #endif

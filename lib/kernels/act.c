@@ -115,6 +115,21 @@ void moe_gelu_backward(const float *x, const float *da, float *dx, size_t n) {
     }
 }
 
+/* exp(v) with v clamped to [-87, 88] and 0 below -87 */
+ALWAYS_INLINE float exp_clamped(float v) {
+    const float c = v < -87.0f ? -87.0f : v > 88.0f ? 88.0f : v;
+    return v < -87.0f ? 0.0f : exp_range(c);
+}
+
+/* sigmoid(g) in *s and 1 - sigmoid(g) in *c, each to a few ulps: with
+ * u = e^-|g| (0 for |g| > 87, where the other one is 1 to within 2e-38),
+ * the larger one is 1 / (1 + u) and the smaller u / (1 + u). */
+ALWAYS_INLINE void sigmoid2(float g, float *s, float *c) {
+    const float u = exp_clamped(g < 0.0f ? g : -g), big = 1.0f / (1.0f + u), small = u * big;
+    *s = g >= 0.0f ? big : small;
+    *c = g >= 0.0f ? small : big;
+}
+
 void moe_geglu_forward(const float *x, float *a, size_t h) {
     const float *g = x + h;
 #pragma omp simd
@@ -136,10 +151,27 @@ void moe_geglu_backward(const float *x, const float *da, float *dx, size_t h) {
     }
 }
 
-/* exp(v) with v clamped to [-87, 88] and 0 below -87 */
-ALWAYS_INLINE float exp_clamped(float v) {
-    const float c = v < -87.0f ? -87.0f : v > 88.0f ? 88.0f : v;
-    return v < -87.0f ? 0.0f : exp_range(c);
+void moe_swiglu_forward(const float *x, float *a, size_t h) {
+    const float *g = x + h;
+#pragma omp simd
+    for (size_t j = 0; j < h; j++) {
+        float sg, c;
+        sigmoid2(g[j], &sg, &c);
+        a[j] = x[j] * (g[j] * sg);
+    }
+}
+
+/* silu'(g) = s + g s (1 - s) = s (1 + g (1 - s)) */
+void moe_swiglu_backward(const float *x, const float *da, float *dx, size_t h) {
+    const float *g = x + h;
+#pragma omp simd
+    for (size_t j = 0; j < h; j++) {
+        float sg, c;
+        sigmoid2(g[j], &sg, &c);
+        const float d = da[j];
+        dx[j] = d * (g[j] * sg);
+        dx[h + j] = d * x[j] * (sg * fmaf(g[j], c, 1.0f));
+    }
 }
 
 double moe_exp_sum(const float *x, float shift, float *y, size_t n) {

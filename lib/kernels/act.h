@@ -25,6 +25,14 @@ void moe_gelu_backward(const float *x, const float *da, float *dx, size_t n);
 void moe_geglu_forward(const float *x, float *a, size_t h);
 void moe_geglu_backward(const float *x, const float *da, float *dx, size_t h);
 
+/* SwiGLU on one row (Mixtral's expert): a (h) = v * silu(g) with
+ * v = x[0 .. h), g = x[h .. 2h), silu(g) = g sigmoid(g) (to about 3e-7
+ * relative: exp's range reduction and a few roundings; sigmoid and
+ * 1 - sigmoid each from e^-|g|, so neither overflows nor cancels). Backward:
+ * dx (2h) = (da silu(g), da v s (1 + g (1 - s))), s = sigmoid(g). */
+void moe_swiglu_forward(const float *x, float *a, size_t h);
+void moe_swiglu_backward(const float *x, const float *da, float *dx, size_t h);
+
 /* Softmax helpers. y (n) = exp(x - shift), computed for x - shift in
  * [-87, 88] (0 below: under float's normal range); returns the sum of y in
  * a fixed order (16 float lanes, then their sum in double), so a row's

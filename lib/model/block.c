@@ -26,7 +26,7 @@ struct moe_block {
 };
 
 static int32_t ff_in(const moe_block_config *c) {
-    return c->moe.act == MOE_ACT_GEGLU ? 2 * c->d_ff : c->d_ff;
+    return moe_act_gated(c->moe.act) ? 2 * c->d_ff : c->d_ff;
 }
 
 moe_status moe_block_config_validate(const moe_block_config *c) {

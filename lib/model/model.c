@@ -211,7 +211,7 @@ static size_t layout(moe_model *M, float *buf) {
     shape s = {.d = (size_t)c->d_model, .f = (size_t)c->d_ff, .vocab = (size_t)c->vocab,
                .seq_len = (size_t)c->seq_len, .n_class = (size_t)c->n_class,
                .ln = c->norm == MOE_LAYERNORM};
-    s.fin = c->moe.act == MOE_ACT_GEGLU ? 2 * s.f : s.f;
+    s.fin = moe_act_gated(c->moe.act) ? 2 * s.f : s.f;
     size_t off = 0;
     M->n_tensors = 0;
     take_all(M, buf, &off, head, COUNT(head), &s, M, "");

@@ -96,7 +96,7 @@ static moe_status grow_acts(moe_model *M, int32_t B, int32_t N) {
     const size_t f = (size_t)c->d_ff;
     const acts_dims m = {.T = (size_t)B * N, .d = (size_t)c->d_model,
                          .C = (size_t)c->n_class, .f = f,
-                         .fin = c->moe.act == MOE_ACT_GEGLU ? 2 * f : f,
+                         .fin = moe_act_gated(c->moe.act) ? 2 * f : f,
                          .A = (size_t)B * c->n_head * N * N};
     moe_workspace_entry w[LAYER_WS_N > MODEL_WS_N ? LAYER_WS_N : MODEL_WS_N];
     moe_status st = MOE_OK;

@@ -24,6 +24,9 @@ struct moe_ep {
 typedef struct {
     moe_ep *ep;
     const moe_family_ops *orig; /* the family's router                   */
+    void *ofam;                 /* its state (L->fam while it runs)      */
+    int dropless;               /* topk_dropless: balance over the batch */
+    double *sums;               /* (2e) its batch sums (dropless)        */
     moe_config lcfg;            /* the config with n_expert = el          */
     int32_t e0, el;             /* this rank's experts e0 .. e0 + el - 1  */
     int64_t G_all;              /* groups of the whole batch             */

@@ -1,13 +1,17 @@
 /* Expert-parallel MoE layer (moe_mpi.h): a wrapper family around the
- * token-choice and expert-choice routers. Forward on rank r:
+ * token-choice, expert-choice and dropless top-k routers. Forward on rank r:
  *   route this rank's groups (draws keyed by global token index),
  *   plan + dispatch: xe (Rl, d) rows sorted by expert = by owner rank,
  *   counts (R, el) by MPI_Alltoall, rows by MPI_Alltoallv -> rx,
  *   regroup rx (source-major) into expert-major xin, run the el experts,
  *   regroup their outputs back, MPI_Alltoallv -> ye (Rl, d), combine.
  * Backward: combine backward -> dye, the same trip for dye and dxe, then
- * dispatch backward and the router backward. */
+ * dispatch backward and the router backward. Row counts are whatever the
+ * router chose (capacity-bound or, for topk_dropless, not): every
+ * buffer is sized from the exchanged counts. The router runs with its
+ * own state in L->fam (swapped in around its calls). */
 #include "mpi/ep_internal.h"
+#include "families/families.h"
 
 #include <string.h>
 
@@ -19,6 +23,12 @@ static size_t ep_max_choices(const moe_layer *L, int32_t G, int32_t n) {
 static void ep_free(moe_layer *L) {
     ep_layer *s = L->fam;
     if (!s) return;
+    if (s->ofam && s->orig->free) { /* the router's state */
+        L->fam = s->ofam;
+        s->orig->free(L);
+        L->fam = s;
+    }
+    free(s->sums);
     free(s->gb), free(s->send_cnt), free(s->recv_cnt), free(s->xpos), free(s->xoff);
     free(s->sc), free(s->sd), free(s->rc), free(s->rd);
     free(s->rx), free(s->xin), free(s->saved), free(s->yout), free(s->scratch);
@@ -61,6 +71,17 @@ static moe_status gather_groups(moe_layer *L, ep_layer *s) {
     L->draw_t0 = t0;
     L->draw_T = T;
     return MOE_OK;
+}
+
+/* topk_dropless: its balance loss is one over the whole batch (choice
+ * fractions times mean probabilities), not a mean of the ranks' losses:
+ * the ranks' sums are added in rank order and every rank sets the
+ * batch's loss (then the same on every rank). L->fam is the router's. */
+static void dropless_batch(moe_layer *L, ep_layer *s) {
+    const int32_t e = L->cfg.n_expert;
+    moe_topk_dropless_sums(L, s->sums);
+    moe_expert_parallel_sum_f64(s->ep, s->sums, 2 * e);
+    moe_topk_dropless_set_sums(L, s->sums, (double)L->draw_T);
 }
 
 /* The whole batch's aux: losses weighted by each rank's share, counts
@@ -163,7 +184,12 @@ static moe_status ep_forward(moe_layer *L, const moe_params *p, const float *x,
     moe_status st = gather_groups(L, s); /* same outcome on every rank */
     if (st != MOE_OK) return st;
     if ((st = moe_layer_ensure(L, L->G, L->n)) != MOE_OK) moe_expert_parallel_abort(s->ep, moe_errmsg());
-    if ((st = s->orig->route(L, p, x, draws)) != MOE_OK) moe_expert_parallel_abort(s->ep, moe_errmsg());
+    L->fam = s->ofam;
+    st = s->orig->route(L, p, x, draws);
+    if (st == MOE_OK && s->dropless) dropless_batch(L, s);
+    s->ofam = L->fam;
+    L->fam = s;
+    if (st != MOE_OK) moe_expert_parallel_abort(s->ep, moe_errmsg());
     moe_layer_plan(L);
     total_aux(L, s);
     moe_dispatch(&L->plan, x, L->xe, d);
@@ -201,7 +227,9 @@ static moe_status ep_backward(moe_layer *L, const moe_params *p, const float *x,
     const float bc = c->balance_coef, zc = c->z_coef;
     c->balance_coef = (float)(bc * ((double)L->G / (double)s->G_all));
     c->z_coef = (float)(zc * ((double)L->G / (double)s->G_all));
+    L->fam = s->ofam;
     s->orig->route_backward(L, p, x, g, dx);
+    L->fam = s;
     c->balance_coef = bc, c->z_coef = zc;
     return MOE_OK;
 }
@@ -217,16 +245,18 @@ moe_status moe_expert_parallel_attach(moe_ep *ep, moe_layer *L) {
     MOE_ASSERT(ep && L && L->ops != &ep_ops);
     const moe_config *c = &L->cfg;
     const moe_family f = c->family;
+    moe_family dropless = f;
+    const int is_dropless = moe_family_parse("topk_dropless", &dropless) == MOE_OK && f == dropless;
     if (f != MOE_FAMILY_TOP2_GSHARD && f != MOE_FAMILY_TOPN_STMOE && f != MOE_FAMILY_SWITCH_TOP1 &&
-        f != MOE_FAMILY_EXPERT_CHOICE)
+        f != MOE_FAMILY_EXPERT_CHOICE && !is_dropless)
         return moe_fail(MOE_EUNSUPPORTED, "expert parallelism: moe.family = %s: allowed "
-                        "top2_gshard, topn_stmoe, switch_top1, expert_choice",
+                        "top2_gshard, topn_stmoe, switch_top1, expert_choice, topk_dropless",
                         moe_family_name(f));
     if (c->n_expert % ep->size)
         return moe_fail(MOE_EINVAL, "expert parallelism: moe.n_expert = %d is not divisible by "
                         "the %d ranks (each rank owns n_expert / ranks experts)",
                         c->n_expert, ep->size);
-    MOE_ASSERT(L->fam == NULL); /* the four families keep no state */
+    MOE_ASSERT(L->fam == NULL); /* not routed yet: a router's state comes later */
     ep_layer *s = calloc(1, sizeof *s);
     const int R = ep->size;
     if (s) {
@@ -238,9 +268,11 @@ moe_status moe_expert_parallel_attach(moe_ep *ep, moe_layer *L) {
         s->xoff = malloc(((size_t)s->el + 1) * sizeof *s->xoff);
         s->sc = malloc((size_t)R * sizeof(int)), s->sd = malloc((size_t)R * sizeof(int));
         s->rc = malloc((size_t)R * sizeof(int)), s->rd = malloc((size_t)R * sizeof(int));
+        s->dropless = is_dropless;
+        s->sums = malloc(2 * (size_t)c->n_expert * sizeof *s->sums);
     }
     if (!s || !s->gb || !s->send_cnt || !s->recv_cnt || !s->xpos || !s->xoff || !s->sc ||
-        !s->sd || !s->rc || !s->rd) {
+        !s->sd || !s->rc || !s->rd || !s->sums) {
         L->fam = s;
         ep_free(L);
         return moe_fail(MOE_ENOMEM, "expert parallelism: out of memory");

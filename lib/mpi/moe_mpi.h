@@ -52,7 +52,8 @@ moe_comm_stats *moe_expert_parallel_stats(moe_ep *ep);
  * holds the losses of the whole batch (aux_loss, balance_loss, z_loss:
  * what backward differentiates) and this rank's counts (see
  * moe_expert_parallel_aux_total for the totals). Families: top2_gshard, topn_stmoe,
- * switch_top1, expert_choice (MOE_EUNSUPPORTED otherwise); n_expert must
+ * switch_top1, expert_choice, topk_dropless (MOE_EUNSUPPORTED otherwise:
+ * rows per expert vary, no capacity needed); n_expert must
  * be divisible by the number of ranks (MOE_EINVAL otherwise). Not
  * collective; every rank must attach the same layers. */
 moe_status moe_expert_parallel_attach(moe_ep *ep, moe_layer *L);

@@ -39,9 +39,10 @@ moe_train_config moe_train_config_default(void) {
 
 static const char *const modes[] = {"decoder", "encoder", NULL};
 static const char *const norms[] = {"rmsnorm", "layernorm", NULL};
-static const char *const families[] = {"top2_gshard", "topn_stmoe", "switch_top1",
-                                       "expert_choice", "noisy_topk", "soft_moe",
-                                       "dense_softmax", "hierarchical", "hash", NULL};
+/* Every registered family, by value (filled by build_keys from the
+ * registry, so that a new family is a trainer and ablation key at once). */
+enum { MAX_FAMILIES = 64 };
+static const char *families[MAX_FAMILIES + 1];
 static const char *const schedules[] = {"constant", "cosine", "rsqrt", NULL};
 static const char *const sources[] = {"synthetic", "brown", NULL};
 static const char *const tasks[] = {"lm", "tag", NULL};
@@ -148,6 +149,8 @@ static ini_key field_key(const moe_config_field *f, char *name, size_t cap) {
 /* keys[] with the fields of the range table at MOE_FIELDS_HERE (those
  * with a help line; topn_threshold after threshold). */
 static void build_keys(void) {
+    MOE_ASSERT(moe_family_count() <= MAX_FAMILIES);
+    for (int i = 0; i < moe_family_count(); i++) families[i] = moe_family_name((moe_family)i);
     size_t nf;
     const moe_config_field *f = moe_config_fields(&nf);
     MOE_ASSERT(nf <= MAX_FIELDS);

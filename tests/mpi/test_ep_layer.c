@@ -194,6 +194,27 @@ static void test_expert_choice_matches_one_process(void) {
     run_case(&k);
 }
 
+/* Dropless top-k: variable rows per expert (no capacity), the balance
+ * loss over the whole batch (its sums added over ranks); Mixtral's
+ * top-2 with SwiGLU, an uneven split, and a raw top-3 with a z-loss. */
+static void test_topk_dropless_matches_one_process(void) {
+    moe_family f = MOE_FAMILY_TOP2_GSHARD;
+    CU_ASSERT_FATAL(moe_family_parse("topk_dropless", &f) == MOE_OK);
+    ep_case k = {"dropless top-2 swiglu uneven", base(f, 1.0f), 5, 32, 1};
+    k.cfg.act = MOE_ACT_SWIGLU;
+    k.cfg.bias = 1;
+    k.cfg.balance_coef = 0.1f;
+    run_case(&k);
+    k.name = "dropless top-3 raw z causal";
+    k.cfg = base(f, 1.0f);
+    k.cfg.top_n = 3;
+    k.cfg.dropless.renormalize = 0;
+    k.cfg.z_coef = 1e-2f;
+    k.cfg.causal = 1;
+    k.B = 4;
+    run_case(&k);
+}
+
 static void test_attach_refuses_indivisible_experts_and_other_families(void) {
     const int R = moe_expert_parallel_size(test_ep);
     moe_layer *L;
@@ -229,6 +250,7 @@ void suite_ep_layer(void) {
     CU_add_test(s, "switch with dropped tokens matches one process",
                 test_switch_with_dropped_tokens_matches_one_process);
     CU_add_test(s, "expert choice matches one process", test_expert_choice_matches_one_process);
+    CU_add_test(s, "topk_dropless matches one process", test_topk_dropless_matches_one_process);
     CU_add_test(s, "attach refuses indivisible experts and other families",
                 test_attach_refuses_indivisible_experts_and_other_families);
     CU_add_test(s, "group size mismatch fails on every rank",

@@ -22,10 +22,10 @@ static float *rnd(size_t n, uint64_t stream) {
 }
 
 int main(void) {
-    const moe_act acts[3] = {MOE_ACT_RELU, MOE_ACT_GELU, MOE_ACT_GEGLU};
+    const moe_act acts[4] = {MOE_ACT_RELU, MOE_ACT_GELU, MOE_ACT_GEGLU, MOE_ACT_SWIGLU};
     const int32_t b = 2, n = 24, d = 8, T = b * n;
     for (int f = 0; f < MOE_FAMILY_COUNT; f++)
-        for (int a = 0; a < 3; a++)
+        for (int a = 0; a < 4; a++)
             for (int bias = 0; bias < 2; bias++)
                 for (int train = 0; train < 2; train++) {
                     moe_config c = moe_config_default((moe_family)f);
