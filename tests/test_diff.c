@@ -9,6 +9,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static moe_train_config diff_cfg(int64_t steps, double lr, const char *name) {
     moe_train_config c = tiny_train_config(steps);
@@ -140,8 +141,9 @@ static void test_bad_input_exits_2_with_one_line(void) {
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "missing.h5"));
     CU_ASSERT_EQUAL(diff("a.h5", "/dev/null", ""), 2);
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "/dev/null"));
-    char golden[1024];
-    snprintf(golden, sizeof golden, "%s/tests/golden/top2_gshard.h5", getenv("PWD") ? getenv("PWD") : ".");
+    char cwd[512], golden[1024]; /* the suite runs from the repository root */
+    CU_ASSERT_FATAL(getcwd(cwd, sizeof cwd) != NULL);
+    snprintf(golden, sizeof golden, "%s/tests/golden/top2_gshard.h5", cwd);
     CU_ASSERT_EQUAL(diff("a.h5", golden, ""), 2);
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "not a moe-run/1 file"));
     /* 4 steps against 6: every per-step series has another shape */
