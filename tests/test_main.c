@@ -39,6 +39,7 @@ int main(int argc, char **argv) {
     suite_optim();
     suite_checkpoint();
     suite_runlog();
+    void suite_diff(void); suite_diff();
     suite_plot();
     suite_ablation();
     suite_reproduce();

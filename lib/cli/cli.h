@@ -11,6 +11,7 @@ int cli_train(int argc, char **argv);
 int cli_ablate(int argc, char **argv);
 int cli_table(int argc, char **argv);
 int cli_bench(int argc, char **argv);
+int cli_diff(int argc, char **argv);
 
 /* Whether v, the value of option opt of `moe cmd`, is a decimal integer
  * (an optional sign, then digits only) in lo..hi: 1 with it in *out; else

@@ -15,6 +15,7 @@ static const struct {
     {"plot", "plot the run files of a results folder (PNG + SVG, gnuplot)", cli_plot},
     {"ablate", "train every arm of an ablation file, then print its table", cli_ablate},
     {"table", "the table of an ablation's results folder, again", cli_table},
+    {"diff", "compare two run files series by series (numerics regression)", cli_diff},
     {"bench", "sgemm limit and layer forward/backward speed at fixed shapes", cli_bench},
 };
 
