@@ -17,6 +17,7 @@ int main(int argc, char **argv) {
     suite_expert_ops();
     suite_straight_through();
     suite_router();
+    void suite_capacity(void); suite_capacity();
     suite_layer();
     suite_gradcheck();
     suite_golden();

@@ -94,7 +94,8 @@ moe_status moe_token_choice_route(moe_layer *L, const moe_params *p, const float
     const moe_config *c = &L->cfg;
     const int32_t T = L->T;
     const double cf = L->train ? c->capacity_factor_train : c->capacity_factor_eval;
-    L->cap = moe_capacity(L->n, c->n_expert, cf);
+    L->cap = moe_capacity_min_k(L->n, c->n_expert, cf, c->min_expert_capacity,
+                                c->capacity_mode == MOE_CAPACITY_PER_CHOICE ? c->top_n : 1);
     router_forward(L, p, x);
     if (needs_draws(c) && !draws) {
         const uint64_t Tw = L->draw_T ? (uint64_t)L->draw_T : (uint64_t)T;
