@@ -18,6 +18,7 @@ int main(int argc, char **argv) {
     suite_straight_through();
     suite_router();
     void suite_capacity(void); suite_capacity();
+    void suite_ec_cap(void); suite_ec_cap();
     suite_layer();
     suite_gradcheck();
     suite_golden();
