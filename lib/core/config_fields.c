@@ -34,13 +34,13 @@ const char *const moe_expert_kind_names[] = {"ffn", "ln_mlp", NULL};
 static const moe_config_field fields[] = {
     INT("d_model", d_model, 1, 1 << 20, NULL, NULL), /* the INI's model.d_model */
     INT("n_expert", n_expert, 1, 65536, NULL, "experts (hierarchical: outer)"),
+    {.key = "n_expert_inner", .field = "hierarchical.n_expert_inner", .type = MOE_FIELD_INT32,
+     .offset = OFF(hierarchical.n_expert_inner), .lo = 2, .hi = 65536, .zero_unused = true,
+     .families = "hierarchical", .help = "hierarchical inner experts"},
     {.key = "capacity_factor_second_level", .field = "hierarchical.capacity_factor_second_level",
      .type = MOE_FIELD_FLOAT, .offset = OFF(hierarchical.capacity_factor_second_level), .lo = 0,
      .hi = 1e6, .families = "hierarchical",
      .help = "hierarchical inner capacity factor (0: the outer one)"},
-    {.key = "n_expert_inner", .field = "hierarchical.n_expert_inner", .type = MOE_FIELD_INT32,
-     .offset = OFF(hierarchical.n_expert_inner), .lo = 2, .hi = 65536, .zero_unused = true,
-     .families = "hierarchical", .help = "hierarchical inner experts"},
     INT("d_hidden", d_hidden, 1, 1 << 22, NULL, "expert hidden width"),
     CHOICE("expert", expert_kind, moe_expert_kind_names, NULL,
            "built-in expert network (ln_mlp: Soft MoE's LayerNorm MLP)"),
