@@ -100,6 +100,18 @@ typedef enum {
     MOE_PRIORITY_BPR        /* batch prioritized: by descending top-1 p  */
 } moe_priority;
 
+/* Capacity of the ranked token-choice families (top2_gshard, topn_stmoe,
+ * switch_top1): per expert and group of n tokens, with k the family's
+ * ranks per token and min = min_expert_capacity,
+ *   shared:     max(min, min(n, floor(n cf / e)))    (mesh_tensorflow;
+ *               every rank shares it: the golden files)
+ *   per_choice: max(min, min(n, floor(k n cf / e)))  (GShard's 2N/E) */
+typedef enum { MOE_CAPACITY_SHARED = 0, MOE_CAPACITY_PER_CHOICE } moe_capacity_mode;
+
+/* The built-in expert networks (cfg->expert = NULL): the FFN, or the
+ * Soft MoE write-up's LayerNorm MLP (moe_expert_ln_mlp). */
+typedef enum { MOE_EXPERT_FFN = 0, MOE_EXPERT_LN_MLP } moe_expert_kind;
+
 #define MOE_MAX_TOPN 8
 
 /* A user-defined expert network (see "experts" below); NULL in a config
@@ -133,7 +145,14 @@ typedef struct {
      * d_hidden above); otherwise user ops, kept by pointer (they must
      * outlive every layer and parameter view made with this config). */
     const moe_expert_ops *expert;
+    /* The built-in experts when expert is NULL: ffn (default) or ln_mlp
+     * (moe_expert_ln_mlp); must be ffn when expert is set. */
+    moe_expert_kind expert_kind;
     /* ------------- token-choice families (top2, topn, switch) */
+    int32_t min_expert_capacity; /* capacity floor (mesh_tensorflow's
+                            moe_min_expert_capacity), default 4; also
+                            hierarchical's both levels                  */
+    moe_capacity_mode capacity_mode; /* shared (default) or per_choice  */
     moe_priority priority; /* topn_stmoe and switch_top1 only            */
     moe_router_noise router_noise; /* training only                    */
     float router_noise_eps; /* jitter half-width in (0, 1) (router_noise
@@ -167,6 +186,10 @@ typedef struct {
     } dense_softmax;
     struct {             /* hierarchical                                 */
         int32_t n_expert_inner;
+        /* capacity factor of the inner level (mesh_tensorflow's
+         * moe_capacity_factor_second_level, used in training and eval
+         * alike); 0 (default): the outer level's factor of the mode */
+        float capacity_factor_second_level;
     } hierarchical;
     struct {             /* topk_dropless (top_n is k)                   */
         bool renormalize;    /* weights = the k probabilities over their
@@ -174,6 +197,11 @@ typedef struct {
                                 moe_config_default); false: the raw
                                 probabilities (OLMoE, Qwen-MoE)         */
     } dropless;
+    struct {             /* expert_choice                                */
+        int32_t cap;         /* EC-CAP (Zhou et al. 2022 Table 4): a token
+                                is taken by at most cap experts; 0
+                                (default): no cap                        */
+    } expert_choice;
 } moe_config;
 
 /* Defaults for a family: d=0 etc. must still be set by the caller.
@@ -198,6 +226,12 @@ moe_status moe_priority_parse(const char *s, moe_priority *out);
 /* Capacity of one expert in a group of n tokens:
  * max(4, min(n, floor(n * capacity_factor / e))). */
 int32_t moe_capacity(int32_t n, int32_t n_expert, double capacity_factor);
+/* The same with the floor min_capacity (>= 0) and k choices per token
+ * sharing the factor (k >= 1):
+ * max(min_capacity, min(n, floor(k * n * capacity_factor / e))).
+ * moe_capacity(n, e, cf) = moe_capacity_min_k(n, e, cf, 4, 1). */
+int32_t moe_capacity_min_k(int32_t n, int32_t n_expert, double capacity_factor,
+                           int32_t min_capacity, int32_t k);
 /* Tokens per expert of expert choice: clamp(floor(n * cf / e), 1, n). */
 int32_t moe_expert_choice_capacity(int32_t n, int32_t n_expert, double capacity_factor);
 

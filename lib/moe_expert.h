@@ -73,7 +73,15 @@ struct moe_expert_ops {
  * (hin), w2 (h, d), b2 (d), mult_bias (h) (views MOE_PARAM_W1.. of
  * moe_params). */
 extern const moe_expert_ops moe_expert_ffn;
-/* The ops a config's experts use: cfg->expert, or &moe_expert_ffn. */
+/* The built-in ln_mlp expert (cfg->expert_kind = MOE_EXPERT_LN_MLP, INI
+ * moe.expert = ln_mlp; the Soft MoE write-up's expert, no residual):
+ * y = LN_out(relu(relu(LN_in(x) W1 + b1) W2 + b2)), LayerNorm eps 1e-5,
+ * ReLU whatever cfg->act says; tensors (moe_params ex0 .. ex7): g_in (d)
+ * init 1, b_in (d) 0, w1 (d, h), b1 (h) if bias, w2 (h, d), b2 (d) if
+ * bias, g_out (d) 1, b_out (d) 0. lib/core/expert_ln_mlp.c. */
+extern const moe_expert_ops moe_expert_ln_mlp;
+/* The ops a config's experts use: cfg->expert, else the built-in expert of
+ * cfg->expert_kind (&moe_expert_ffn or &moe_expert_ln_mlp). */
 const moe_expert_ops *moe_expert_ops_of(const moe_config *cfg);
 
 #ifdef __cplusplus

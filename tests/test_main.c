@@ -15,8 +15,11 @@ int main(int argc, char **argv) {
     suite_gemm();
     suite_expert();
     suite_expert_ops();
+    void suite_ln_mlp(void); suite_ln_mlp();
     suite_straight_through();
     suite_router();
+    void suite_capacity(void); suite_capacity();
+    void suite_ec_cap(void); suite_ec_cap();
     suite_layer();
     suite_gradcheck();
     suite_golden();

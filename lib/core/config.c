@@ -64,6 +64,7 @@ moe_config moe_config_base(moe_family family) {
     /* shared, so that a config switched to topk_dropless by its family
      * field alone (an INI file, the trainer) renormalises as Mixtral */
     c.dropless.renormalize = true;
+    c.min_expert_capacity = 4; /* mesh_tensorflow */
     return c;
 }
 
@@ -91,9 +92,16 @@ moe_status moe_config_validate_shared(const moe_config *c, const char *family) {
 }
 
 int32_t moe_capacity(int32_t n, int32_t n_expert, double capacity_factor) {
-    double c = floor((double)n * capacity_factor / (double)n_expert);
+    return moe_capacity_min_k(n, n_expert, capacity_factor, 4, 1);
+}
+
+int32_t moe_capacity_min_k(int32_t n, int32_t n_expert, double capacity_factor,
+                           int32_t min_capacity, int32_t k) {
+    MOE_ASSERT(min_capacity >= 0 && k >= 1 && n_expert >= 1);
+    /* (n k) cf / e: with k = 1 the same bits as n cf / e */
+    double c = floor((double)n * (double)k * capacity_factor / (double)n_expert);
     int64_t cap = c > (double)n ? n : (int64_t)c;
-    return (int32_t)(cap < 4 ? 4 : cap);
+    return (int32_t)(cap < min_capacity ? min_capacity : cap);
 }
 
 int32_t moe_expert_choice_capacity(int32_t n, int32_t n_expert, double capacity_factor) {

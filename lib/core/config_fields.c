@@ -5,13 +5,16 @@
 #include <string.h>
 
 _Static_assert(sizeof(moe_act) == sizeof(int) && sizeof(moe_policy) == sizeof(int) &&
-               sizeof(moe_priority) == sizeof(int) && sizeof(moe_router_noise) == sizeof(int),
+               sizeof(moe_priority) == sizeof(int) && sizeof(moe_router_noise) == sizeof(int) &&
+               sizeof(moe_capacity_mode) == sizeof(int) && sizeof(moe_expert_kind) == sizeof(int),
                "CHOICE fields are int-sized (INI_CHOICE writes an int)");
 
 const char *const moe_act_names[] = {"relu", "gelu", "geglu", "swiglu", NULL};
 const char *const moe_policy_names[] = {"all", "none", "threshold", "random", NULL};
 const char *const moe_priority_names[] = {"token", "bpr", NULL};
 const char *const moe_router_noise_names[] = {"none", "jitter", "gumbel", "dropout", NULL};
+const char *const moe_capacity_mode_names[] = {"shared", "per_choice", NULL};
+const char *const moe_expert_kind_names[] = {"ffn", "ln_mlp", NULL};
 
 #define OFF(m) offsetof(moe_config, m)
 /* key, member, range, families (NULL: all), help (NULL: no INI key) */
@@ -34,7 +37,13 @@ static const moe_config_field fields[] = {
     {.key = "n_expert_inner", .field = "hierarchical.n_expert_inner", .type = MOE_FIELD_INT32,
      .offset = OFF(hierarchical.n_expert_inner), .lo = 2, .hi = 65536, .zero_unused = true,
      .families = "hierarchical", .help = "hierarchical inner experts"},
+    {.key = "capacity_factor_second_level", .field = "hierarchical.capacity_factor_second_level",
+     .type = MOE_FIELD_FLOAT, .offset = OFF(hierarchical.capacity_factor_second_level), .lo = 0,
+     .hi = 1e6, .families = "hierarchical",
+     .help = "hierarchical inner capacity factor (0: the outer one)"},
     INT("d_hidden", d_hidden, 1, 1 << 22, NULL, "expert hidden width"),
+    CHOICE("expert", expert_kind, moe_expert_kind_names, NULL,
+           "built-in expert network (ln_mlp: Soft MoE's LayerNorm MLP)"),
     CHOICE("activation", act, moe_act_names, NULL, "expert (and dense FFN) activation"),
     BOOL("bias", bias, NULL, "expert biases"),
     BOOL("mult_bias", mult_bias, NULL, "geglu / swiglu multiplicative bias"),
@@ -47,6 +56,12 @@ static const moe_config_field fields[] = {
         "training capacity factor"),
     FLT("capacity_factor_eval", capacity_factor_eval, 0, 1e6, true, false, NULL,
         "evaluation capacity factor"),
+    INT("min_expert_capacity", min_expert_capacity, 1, 1 << 30, TOKEN_CHOICE " hierarchical",
+        "capacity floor per expert and group (token choice, hierarchical)"),
+    CHOICE("capacity_mode", capacity_mode, moe_capacity_mode_names, TOKEN_CHOICE,
+           "shared (n cf / e) or per_choice (k n cf / e) capacity"),
+    INT("ec_cap", expert_choice.cap, 0, 65536, "expert_choice",
+        "expert_choice: experts per token at most (0: no cap)"),
     CHOICE("priority", priority, moe_priority_names, NULL, "slot order (bpr: encoder only)"),
     FLT("balance_coef", balance_coef, 0, 1e6, false, false, NULL, "balance loss weight"),
     FLT("z_coef", z_coef, 0, 1e6, false, false, NULL, "router z-loss weight"),

@@ -62,7 +62,8 @@ const moe_expert_ops moe_expert_ffn = {
 };
 
 const moe_expert_ops *moe_expert_ops_of(const moe_config *c) {
-    return c->expert ? c->expert : &moe_expert_ffn;
+    if (c->expert) return c->expert;
+    return c->expert_kind == MOE_EXPERT_LN_MLP ? &moe_expert_ln_mlp : &moe_expert_ffn;
 }
 
 /* ----------------------------------------------------------- the views */
@@ -72,7 +73,8 @@ int32_t moe_expert_tensors(const moe_config *c, moe_expert_tensor *t,
     const moe_expert_ops *ops = moe_expert_ops_of(c);
     const int32_t n = ops->tensors(c, ops->user, t);
     MOE_ASSERT(n >= 1 && n <= MOE_EXPERT_MAX_TENSORS);
-    *first_view = c->expert ? MOE_PARAM_EX0 : MOE_PARAM_W1;
+    /* the FFN keeps its named views; every other expert uses ex0 .. */
+    *first_view = ops == &moe_expert_ffn ? MOE_PARAM_W1 : MOE_PARAM_EX0;
     return n;
 }
 
@@ -88,6 +90,13 @@ size_t moe_expert_scratch(const moe_config *c) {
 
 moe_status moe_expert_ops_validate(const moe_config *c) {
     const moe_expert_ops *ops = c->expert;
+    if (ops && c->expert_kind != MOE_EXPERT_FFN)
+        return moe_fail(MOE_EINVAL, "expert_kind = %d: user-defined expert ops '%s' are set, "
+                        "so the built-in expert must be ffn (the default)", (int)c->expert_kind,
+                        ops->name ? ops->name : "(unnamed)");
+    if (!ops && c->expert_kind == MOE_EXPERT_LN_MLP && c->mult_bias)
+        return moe_fail(MOE_EINVAL, "mult_bias = 1: the ln_mlp expert has no multiplicative "
+                        "bias (allowed with expert = ffn and activation = geglu)");
     if (!ops) return MOE_OK;
     const char *name = ops->name ? ops->name : "(unnamed)";
     if (!ops->tensors || !ops->forward || !ops->backward)

@@ -329,10 +329,14 @@ static moe_status hier_route(moe_layer *L, const moe_params *p, const float *x,
     const moe_config *c = &L->cfg;
     const double cf = L->train ? c->capacity_factor_train : c->capacity_factor_eval;
     MOE_ASSERT(p->w_gate && p->w_gate_inner);
-    moe_status st = hier_ensure(L, moe_capacity(L->n, c->n_expert, cf));
+    const int32_t min = c->min_expert_capacity;
+    moe_status st = hier_ensure(L, moe_capacity_min_k(L->n, c->n_expert, cf, min, 1));
     if (st != MOE_OK) return st;
     hier_state *H = L->fam;
-    H->c2 = moe_capacity(H->c1, c->hierarchical.n_expert_inner, cf);
+    /* the inner level: its own factor if set (mesh-tf reads
+     * moe_capacity_factor_second_level in training and eval alike) */
+    const float cf2 = c->hierarchical.capacity_factor_second_level;
+    H->c2 = moe_capacity_min_k(H->c1, c->hierarchical.n_expert_inner, cf2 > 0.0f ? cf2 : cf, min, 1);
     const float *u_out, *u_in;
     hier_draws(L, draws, &u_out, &u_in);
     if ((st = moe_token_choice_route(L, p, x, u_out)) != MOE_OK) return st;
@@ -360,6 +364,9 @@ static moe_status hier_validate(const moe_config *c) {
         return moe_fail(MOE_EINVAL, "n_expert (eo) = %d: hierarchical needs >= 2 outer experts", c->n_expert);
     if (c->top_n != 2)
         return moe_fail(MOE_EINVAL, "top_n = %d: hierarchical routes top-2 at both levels", c->top_n);
+    if (c->capacity_mode != MOE_CAPACITY_SHARED)
+        return moe_fail(MOE_EINVAL, "capacity_mode = per_choice: hierarchical has shared capacity "
+                        "only (allowed: shared)");
     return MOE_OK; /* n_expert_inner, policy, threshold: the range table */
 }
 

@@ -36,13 +36,18 @@ static int64_t count_ec(const moe_route *r, int32_t G, int32_t *before, int32_t 
     const int32_t e = r->n_expert, k = r->k, n = r->T / G;
     int32_t *taken = calloc((size_t)n, sizeof *taken);
     int64_t multi = 0;
+    for (int32_t j = 0; j < e; j++) before[j] = after[j] = 0;
     for (int32_t b = 0; taken && b < G; b++) {
         memset(taken, 0, (size_t)n * sizeof *taken);
-        for (size_t q = 0; q < (size_t)e * k; q++) taken[r->ec_token[(size_t)b * e * k + q]]++;
+        for (size_t q = 0; q < (size_t)e * k; q++) {
+            const int32_t tok = r->ec_token[(size_t)b * e * k + q];
+            if (tok < 0) continue; /* an empty slot of capped expert choice */
+            taken[tok]++;
+            before[q / k]++, after[q / k]++;
+        }
         for (int32_t i = 0; i < n; i++) multi += taken[i] >= 2;
     }
     free(taken);
-    for (int32_t j = 0; j < e; j++) before[j] = after[j] = G * k;
     return multi;
 }
 

@@ -94,7 +94,8 @@ moe_status moe_token_choice_route(moe_layer *L, const moe_params *p, const float
     const moe_config *c = &L->cfg;
     const int32_t T = L->T;
     const double cf = L->train ? c->capacity_factor_train : c->capacity_factor_eval;
-    L->cap = moe_capacity(L->n, c->n_expert, cf);
+    L->cap = moe_capacity_min_k(L->n, c->n_expert, cf, c->min_expert_capacity,
+                                c->capacity_mode == MOE_CAPACITY_PER_CHOICE ? c->top_n : 1);
     router_forward(L, p, x);
     if (needs_draws(c) && !draws) {
         const uint64_t Tw = L->draw_T ? (uint64_t)L->draw_T : (uint64_t)T;
@@ -218,34 +219,91 @@ static size_t ec_max_choices(const moe_layer *L, int32_t G, int32_t n) {
     return (size_t)G * L->cfg.n_expert * ec_k(L, n);
 }
 
-/* Each expert takes the k tokens of a group with the highest probability
- * for it, in descending order. */
+/* Expert choice: each expert takes the k tokens of group b with the
+ * highest probability for it, in descending order; writes ec_token /
+ * ec_gate (e, k) of the group. */
+static void ec_group_uncapped(moe_layer *L, int32_t b, int32_t k) {
+    const int32_t n = L->n, e = L->cfg.n_expert;
+    for (int32_t j = 0; j < e; j++) {
+        for (int32_t i = 0; i < n; i++) {
+            L->key[i] = L->probs[((size_t)b * n + i) * e + j];
+            L->order[i] = i;
+        }
+        moe_argsort_desc(L->key, L->order, n, L->tmp);
+        for (int32_t q = 0; q < k; q++) {
+            const size_t at = ((size_t)b * e + j) * k + q;
+            L->ec_token[at] = L->order[q];
+            L->ec_gate[at] = L->key[L->order[q]];
+        }
+    }
+}
+
+/* EC-CAP (lib/families/README.md, "Capped expert choice"): the (expert,
+ * token) pairs of group b are taken greedily in descending probability
+ * (ties: lower expert, then lower token), a pair only while its expert
+ * has fewer than k tokens and its token fewer than cap experts. Each
+ * expert's tokens come out in descending order; a slot left empty (every
+ * remaining token at its cap) gets token -1 and gate 0. Picking pair by
+ * pair costs O(e n) per pick, O(e^2 k n) per group, with no workspace
+ * beyond the counters: an expert's next candidate is its best token
+ * after its last pick (in (probability desc, token asc) order) that is
+ * below the cap, since a skipped token stays at its cap. */
+static void ec_group_capped(moe_layer *L, int32_t b, int32_t k, int32_t cap) {
+    const int32_t n = L->n, e = L->cfg.n_expert;
+    const float *P = L->probs + (size_t)b * n * e; /* (n, e) of the group */
+    int32_t *tok_used = L->tmp, *got = L->count;   /* (n), (e)            */
+    memset(tok_used, 0, (size_t)n * sizeof *tok_used);
+    memset(got, 0, (size_t)e * sizeof *got);
+    for (;;) {
+        int32_t bj = -1, bi = -1;
+        float bp = 0.0f;
+        for (int32_t j = 0; j < e; j++) {
+            if (got[j] == k) continue;
+            const size_t row = ((size_t)b * e + j) * k; /* its last pick at got - 1 */
+            const float lp = got[j] ? L->ec_gate[row + got[j] - 1] : INFINITY;
+            const int32_t li = got[j] ? L->ec_token[row + got[j] - 1] : -1;
+            for (int32_t i = 0; i < n; i++) {
+                const float p = P[(size_t)i * e + j];
+                if (tok_used[i] >= cap || p > lp || (p == lp && i <= li)) continue;
+                if (bj < 0 || p > bp) bj = j, bi = i, bp = p;
+            }
+        }
+        if (bj < 0) break;
+        const size_t at = ((size_t)b * e + bj) * k + got[bj]++;
+        L->ec_token[at] = bi;
+        L->ec_gate[at] = bp;
+        tok_used[bi]++;
+    }
+    for (int32_t j = 0; j < e; j++)
+        for (int32_t q = got[j]; q < k; q++) {
+            L->ec_token[((size_t)b * e + j) * k + q] = -1;
+            L->ec_gate[((size_t)b * e + j) * k + q] = 0.0f;
+        }
+}
+
 static moe_status ec_route(moe_layer *L, const moe_params *p, const float *x,
                            const float *draws) {
     (void)draws;
-    const int32_t G = L->G, n = L->n, e = L->cfg.n_expert;
+    const int32_t G = L->G, n = L->n, e = L->cfg.n_expert, cap = L->cfg.expert_choice.cap;
     const int32_t k = L->cap = ec_k(L, n);
     router_forward(L, p, x);
     int64_t C = 0;
     for (int32_t b = 0; b < G; b++) {
-        for (int32_t j = 0; j < e; j++) {
-            for (int32_t i = 0; i < n; i++) {
-                L->key[i] = L->probs[((size_t)b * n + i) * e + j];
-                L->order[i] = i;
-            }
-            moe_argsort_desc(L->key, L->order, n, L->tmp);
+        if (cap > 0)
+            ec_group_capped(L, b, k, cap);
+        else
+            ec_group_uncapped(L, b, k);
+        for (int32_t j = 0; j < e; j++)
             for (int32_t q = 0; q < k; q++) {
                 const size_t at = ((size_t)b * e + j) * k + q;
-                const int32_t t = b * n + L->order[q];
-                L->ec_token[at] = L->order[q];
-                L->ec_gate[at] = L->key[L->order[q]];
+                if (L->ec_token[at] < 0) continue; /* an empty EC-CAP slot */
+                const int32_t t = b * n + L->ec_token[at];
                 L->ch_expert[C] = j;
                 L->ch_token[C] = t;
                 L->ch_id[C] = t * e + j;
                 L->ch_gate[C] = L->ec_gate[at];
                 C++;
             }
-        }
     }
     L->n_choice = C;
     L->aux.capacity = k;
