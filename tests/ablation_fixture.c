@@ -61,6 +61,14 @@ static void write_train(hid_t f, const fx_run *r) {
     col(f, "/train/dropped", half, n);
     col(f, "/routing/layer1/cv_load", half, n);
     col(f, "/routing/layer3/cv_load", one5, n);
+    /* tokens_after (10 steps, 4 experts): layer 1 balanced except the last
+     * 2 steps (all on expert 0: max/mean 4), layer 3 always 2 2 0 0 (2) */
+    int32_t t1[10][4], t3[10][4];
+    for (int i = 0; i < 10; i++)
+        for (int e = 0; e < 4; e++) t1[i][e] = i < 8 ? 1 : 4 * (e == 0), t3[i][e] = 2 * (e < 2);
+    hsize_t d2[2] = {10, 4};
+    dset(f, "/routing/layer1/tokens_after", H5T_NATIVE_INT32, 2, d2, t1);
+    dset(f, "/routing/layer3/tokens_after", H5T_NATIVE_INT32, 2, d2, t3);
 }
 
 static void write_valid(hid_t f, const fx_run *r) {

@@ -202,6 +202,7 @@ void suite_ablation(void) {
     T(test_mutual_info_is_log_n_for_a_specialised_trace_and_0_for_an_independent_one);
     T(test_claims_are_decided_by_the_paired_ci_with_both_numbers);
     T(test_paired_ci_and_verdicts_match_hand_computed_values);
+    T(test_max_mean_kept_reads_the_rows_each_expert_ran);
     T(test_tie_claims_need_seeds_and_a_margin);
     T(test_claims_within_the_seed_noise_say_so);
     T(test_missing_and_unfinished_arms_say_so_in_their_row);

@@ -38,6 +38,7 @@ void test_claims_within_the_seed_noise_say_so(void);
 void test_mutual_info_is_log_n_for_a_specialised_trace_and_0_for_an_independent_one(void);
 void test_claims_are_decided_by_the_paired_ci_with_both_numbers(void);
 void test_paired_ci_and_verdicts_match_hand_computed_values(void);
+void test_max_mean_kept_reads_the_rows_each_expert_ran(void);
 void test_tie_claims_need_seeds_and_a_margin(void);
 void test_missing_and_unfinished_arms_say_so_in_their_row(void);
 void test_valid_at_cf_reads_the_extra_row_and_valid_the_main_one(void);

@@ -131,6 +131,15 @@ void test_claims_are_decided_by_the_paired_ci_with_both_numbers(void) {
     CU_ASSERT_PTR_NOT_NULL(strstr(csv, "\np,t2.3,valid_ppl,c < b,nan,20.5,nan,nan,nan,0,undecided,"));
 }
 
+void test_max_mean_kept_reads_the_rows_each_expert_ran(void) {
+    const char *names[] = {"max_mean_kept"};
+    double v;
+    int fin;
+    fx_write(tmpdir_path("kept.h5"), &(fx_run){1, 10, 0, 0, 1, 0, NULL});
+    CU_ASSERT_EQUAL_FATAL(moe_run_metrics(tmpdir_path("kept.h5"), names, 1, &v, &fin), MOE_OK);
+    CU_ASSERT_DOUBLE_EQUAL(v, (4.0 + 2.0) / 2, 1e-12); /* layers 1 and 3, last 2 of 10 steps */
+}
+
 void test_paired_ci_and_verdicts_match_hand_computed_values(void) {
     CU_ASSERT_DOUBLE_EQUAL(moe_t975(1), 12.7062, 1e-4);
     CU_ASSERT_DOUBLE_EQUAL(moe_t975(2), 4.3027, 1e-4);

@@ -10,7 +10,7 @@
 
 static const char *const metrics[] = {
     "valid_ppl", "valid_ce", "valid_acc", "valid_nlp", "train_loss", "cv_importance",
-    "cv_load", "max_mean_load", "dropped", "dropped_capacity", "dropped_policy",
+    "cv_load", "max_mean_load", "max_mean_kept", "dropped", "dropped_capacity", "dropped_policy",
     "second_frac", "mean_lse", "entropy", "z_loss", "balance_loss", "mi_tag",
     "mi_source", "tokens_per_s", "wall_s", "n_params", "diverged", "sd_valid_ppl",
     "sd_valid_nlp", NULL};

@@ -76,6 +76,33 @@ static double valid_value(const run_file *r, const char *col, double cf) {
     return out;
 }
 
+/* max / mean over the experts of /routing/layer<L>/tokens_after (the rows
+ * each expert ran: what sets a step's time), per step, averaged over the
+ * last 20% of the steps and the MoE layers. */
+static double kept_max_mean(const run_file *r) {
+    if (!r->n_layers) return NAN;
+    double sum = 0;
+    for (int i = 0; i < r->n_layers; i++) {
+        char ds[128];
+        snprintf(ds, sizeof ds, "/routing/layer%d/tokens_after", r->layers[i]);
+        int64_t want[2] = {-1, -1};
+        int32_t *t = NULL;
+        if (!moe_h5_has(r->f, ds) || moe_h5_read_ints(r->f, ds, 2, want, &t, r->path) != MOE_OK)
+            return NAN;
+        const int64_t S = want[0], E = want[1], k = (S + 4) / 5;
+        double acc = 0;
+        for (int64_t s = S - k; s < S && E > 0; s++) {
+            double mx = 0, m = 0;
+            for (int64_t e = 0; e < E; e++) mx = fmax(mx, t[s * E + e]), m += t[s * E + e];
+            acc += m > 0 ? mx / (m / (double)E) : 0;
+        }
+        free(t);
+        if (S == 0 || E == 0) return NAN;
+        sum += acc / (double)k;
+    }
+    return sum / r->n_layers;
+}
+
 static double attr_or_nan(hid_t loc, const char *name, const char *path) {
     double v;
     if (!moe_h5_has_attr(loc, name) || moe_h5_attr_double(loc, name, &v, path) != MOE_OK)
@@ -175,6 +202,7 @@ static double metric(const run_file *r, const char *m) {
     if (!strcmp(m, "valid_nlp")) return -valid_value(r, "ce", 0);
     if (!strncmp(m, "valid_ppl@", 10) || !strncmp(m, "valid_acc@", 10))
         return valid_value(r, m[6] == 'p' ? "ppl" : "acc", strtod(m + 10, NULL));
+    if (!strcmp(m, "max_mean_kept")) return kept_max_mean(r);
     if (!strcmp(m, "train_loss")) return tail_mean(r, "/train/loss");
     if (!strcmp(m, "dropped")) return tail_mean(r, "/train/dropped");
     if (!strcmp(m, "mi_tag")) return trace_mi(r, "tag", -1);
