@@ -360,51 +360,6 @@ static moe_status build_image(const char *path, int64_t step,
     return MOE_OK;
 }
 
-/* Writes the image to fd and fsyncs it. */
-static moe_status write_image(const char *path, const char *tmp, int fd,
-                              const char *img, size_t size) {
-    for (size_t at = 0; at < size;) {
-        ssize_t w = write(fd, img + at, size - at);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0)
-            return moe_fail(MOE_EIO, "%s: writing %s failed (%s), previous file kept", path, tmp,
-                            w < 0 ? strerror(errno) : "no progress");
-        at += (size_t)w;
-    }
-    if (fsync(fd) != 0)
-        return moe_fail(MOE_EIO, "%s: fsync of %s failed (%s), previous file kept", path, tmp, strerror(errno));
-    return MOE_OK;
-}
-
-/* fsync of a directory by name. */
-static int sync_dir(const char *p) {
-    int fd = open(p, O_RDONLY | O_DIRECTORY);
-    if (fd < 0) return -1;
-    int r = fsync(fd);
-    close(fd);
-    return r;
-}
-
-/* The directory of path ("." if none) into a new string. */
-static char *dir_of(const char *path) {
-    const char *slash = strrchr(path, '/');
-    if (!slash) return strdup(".");
-    if (slash == path) return strdup("/");
-    return strndup(path, (size_t)(slash - path));
-}
-
-/* Renames tmp (synced) over path and syncs the directory. */
-static moe_status commit(const char *path, const char *tmp) {
-    if (rename(tmp, path) != 0)
-        return moe_fail(MOE_EIO, "%s: rename from %s failed (%s), previous file kept", path, tmp, strerror(errno));
-    char *dir = dir_of(path);
-    if (dir) { /* best effort: the rename is done */
-        sync_dir(dir);
-        free(dir);
-    }
-    return MOE_OK;
-}
-
 moe_status moe_ckpt_save(const char *path, int64_t step, const char *config,
                          const moe_ckpt_entry *entries, int32_t n) {
     MOE_ASSERT(path && n >= 0 && (n == 0 || entries));
@@ -416,28 +371,7 @@ moe_status moe_ckpt_save(const char *path, int64_t step, const char *config,
     size_t size = 0;
     st = build_image(path, step, config, entries, n, &img, &size);
     if (st != MOE_OK) return st;
-    size_t len = strlen(path);
-    char *tmp = malloc(len + 16);
-    if (!tmp) {
-        free(img);
-        return moe_fail(MOE_ENOMEM, "%s: out of memory", path);
-    }
-    snprintf(tmp, len + 16, "%s.tmp-XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        st = moe_fail(MOE_EIO, "%s: cannot create a temporary file in its directory (%s)",
-                      path, strerror(errno));
-        free(tmp);
-        free(img);
-        return st;
-    }
-    (void)fchmod(fd, 0644);
-    st = write_image(path, tmp, fd, img, size);
+    st = moe_h5_replace_file(path, img, size, 1);
     free(img);
-    if (close(fd) != 0 && st == MOE_OK)
-        st = moe_fail(MOE_EIO, "%s: closing %s failed (%s), previous file kept", path, tmp, strerror(errno));
-    if (st == MOE_OK) st = commit(path, tmp);
-    if (st != MOE_OK) unlink(tmp);
-    free(tmp);
     return st;
 }
