@@ -84,7 +84,8 @@ static moe_status finish_config(run_state *s) {
                                    s->extra_cf, &s->n_extra);
 }
 
-static moe_status setup(run_state *s, const moe_train_opts *o, int64_t *step0) {
+static moe_status setup(run_state *s, const moe_train_opts *o, const char *text,
+                        int64_t *step0) {
     moe_train_config *c = &s->cfg;
     moe_status st;
     /* every output path is checked before the run (not at the first save) */
@@ -127,7 +128,8 @@ static moe_status setup(run_state *s, const moe_train_opts *o, int64_t *step0) {
     }
     moe_train_dist_init_params(s);
     *step0 = 0;
-    return o->resume ? moe_train_checkpoint_load(s, o->resume, step0) : MOE_OK;
+    return o->resume ? moe_train_checkpoint_load(s, o->resume, text, c->allow_change, step0)
+                     : MOE_OK;
 }
 
 /* Mean cross-entropy and accuracy over eval_batches validation batches
@@ -339,7 +341,7 @@ moe_status moe_train_run_dist(const moe_train_config *cfg, const char *config_te
     moe_set_threads(cfg->threads);
     int64_t step0 = 0;
     const double t0 = moe_now_s();
-    moe_status st = moe_train_dist_agree(&s, setup(&s, opts, &step0));
+    moe_status st = moe_train_dist_agree(&s, setup(&s, opts, config_text, &step0));
     if (st == MOE_OK && dist && (st = dist->same_text(dist->ctx, config_text)))
         s.dist_failed = 1; /* every rank saw the difference */
     res->steps_done = step0;
