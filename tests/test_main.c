@@ -38,6 +38,7 @@ int main(int argc, char **argv) {
     suite_optim();
     suite_checkpoint();
     suite_runlog();
+    suite_ckpt_integrity();
     suite_plot();
     suite_ablation();
     suite_reproduce();

@@ -184,7 +184,7 @@ static moe_status check_state(run_state *s, const char *path, int64_t step, cons
         if (i >= 0)
             return moe_fail(MOE_EINVAL, "%s: entry '%s'[%lld] = %g: %s", path, names[k],
                             (long long)i, (double)bufs[k][i],
-                            k == 2 ? "Adam's second moment is finite and >= 0" : "not finite");
+                            k == 2 ? "Adam's second moment must be finite and >= 0" : "not finite");
     }
     return MOE_OK;
 }
