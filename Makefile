@@ -149,6 +149,7 @@ test: all $(TEST_BIN) $(MOE_BIN) $(EX_BIN)
 	$(if $(filter 1,$(SANITIZE)),,scripts/check_layers.sh $(BUILD))
 	MOE_BIN=$(MOE_BIN) $(TEST_BIN)
 ifneq ($(SANITIZE),1)
+	scripts/test_kill.sh $(MOE_BIN)
 	MAKE="$(MAKE)" scripts/test_install.sh
 	@$(MAKE) --no-print-directory SANITIZE=1 test
 ifneq ($(MPI),0)

@@ -293,6 +293,11 @@ static moe_status train_loop(run_state *s, const char *text, FILE *log, int64_t 
             if (cfg->eval_every && step % cfg->eval_every == 0 && step != last &&
                 (st = moe_train_dist_agree(s, st)) == MOE_OK)
                 st = report_eval(s, log, step, res);
+            /* write order: the metrics rows up to step are on disk before
+             * the checkpoint of step, so a resume never lacks rows */
+            if (st == MOE_OK && cfg->checkpoint[0] && cfg->checkpoint_every &&
+                step % cfg->checkpoint_every == 0 && s->tm)
+                st = moe_train_metrics_flush(s->tm);
             if (st == MOE_OK && cfg->checkpoint[0] && cfg->checkpoint_every &&
                 step % cfg->checkpoint_every == 0 && (st = moe_train_dist_agree(s, st)) == MOE_OK)
                 st = moe_train_checkpoint_save(s, step, text);
@@ -315,15 +320,18 @@ static moe_status finish_run(run_state *s, const char *text, FILE *log, double t
     } else {
         st = moe_train_dist_agree(s, report_eval(s, log, res->steps_done, res));
         if (st == MOE_OK) st = moe_train_dist_agree(s, extra_evals(s, res->steps_done));
-        if (st == MOE_OK && cfg->checkpoint[0])
-            st = moe_train_checkpoint_save(s, res->steps_done, text);
     }
+    /* write order: the complete metrics file before the last checkpoint
+     * (killed between the two, a resume redoes the last steps from the
+     * previous checkpoint and writes the same rows again) */
     if (st == MOE_OK && s->tm) {
         const double wall = moe_train_metrics_time_offset(s->tm) + moe_now_s() - t0;
         st = moe_train_metrics_finish(s->tm, res, wall,
                                       res->diverged || res->steps_done >= cfg->steps);
         s->tm = NULL;
     }
+    if (st == MOE_OK && !res->diverged && cfg->checkpoint[0])
+        st = moe_train_checkpoint_save(s, res->steps_done, text);
     if (st == MOE_OK && log && !res->diverged)
         fprintf(log, "done: %lld steps, %.0f tokens/s%s%s\n", (long long)res->steps_done,
                 res->tokens_per_s, cfg->checkpoint[0] ? ", checkpoint " : "", cfg->checkpoint);
