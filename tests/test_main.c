@@ -39,6 +39,7 @@ int main(int argc, char **argv) {
     suite_checkpoint();
     suite_runlog();
     suite_ckpt_integrity();
+    suite_disk_full();
     suite_plot();
     suite_ablation();
     suite_reproduce();

@@ -110,6 +110,7 @@ void suite_optim(void);
 void suite_checkpoint(void);
 void suite_runlog(void);
 void suite_ckpt_integrity(void);
+void suite_disk_full(void);
 void suite_plot(void);
 void suite_ablation(void);
 void suite_reproduce(void);
