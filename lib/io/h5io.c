@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -191,8 +192,17 @@ moe_status moe_h5_attr_doubles(hid_t loc, const char *name, double *out,
     hid_t sp = H5Aget_space(a), ty = H5Aget_type(a);
     H5T_class_t cls = H5Tget_class(ty);
     hssize_t npts = H5Sget_simple_extent_npoints(sp);
-    if (cls != H5T_INTEGER && cls != H5T_FLOAT)
-        st = moe_fail(MOE_EFORMAT, "%s: attribute '%s' is not numeric", where, name);
+    for (int i = 0; i < cap; i++) out[i] = NAN; /* nothing stale survives a short read */
+    /* floats: IEEE binary32/64 only (another float layout goes through
+     * HDF5's soft conversion, which a damaged type message can fool) */
+    const int ieee = cls == H5T_FLOAT &&
+                     (H5Tequal(ty, H5T_IEEE_F32LE) > 0 || H5Tequal(ty, H5T_IEEE_F32BE) > 0 ||
+                      H5Tequal(ty, H5T_IEEE_F64LE) > 0 || H5Tequal(ty, H5T_IEEE_F64BE) > 0);
+    if (cls == H5T_STRING)
+        st = moe_fail(MOE_EFORMAT, "%s: attribute '%s' is a string, not a number", where, name);
+    else if (cls != H5T_INTEGER && !ieee)
+        st = moe_fail(MOE_EFORMAT, "%s: attribute '%s' is not numeric (allowed: integers, "
+                      "IEEE float32/float64)", where, name);
     else if (npts < 0 || npts > cap)
         st = moe_fail(MOE_EFORMAT, "%s: attribute '%s' has %lld values (at most %d allowed)",
                       where, name, (long long)npts, cap);
@@ -224,10 +234,15 @@ moe_status moe_h5_attr_string(hid_t loc, const char *name, char *out,
     if (H5Tget_class(ty) != H5T_STRING) {
         st = moe_fail(MOE_EFORMAT, "%s: attribute '%s' is not a string", where, name);
     } else if (H5Tis_variable_str(ty) > 0) {
-        hid_t mt = H5Tcopy(H5T_C_S1);
+        hid_t mt = H5Tcopy(H5T_C_S1), sp = H5Aget_space(a);
         H5Tset_size(mt, H5T_VARIABLE);
+        H5Tset_cset(mt, H5Tget_cset(ty)); /* h5py writes UTF-8; HDF5 does not convert csets */
         char *s = NULL;
-        if (H5Aread(a, mt, &s) < 0 || !s) {
+        const int one = H5Sget_simple_extent_npoints(sp) == 1;
+        H5Sclose(sp);
+        if (!one) {
+            st = moe_fail(MOE_EFORMAT, "%s: attribute '%s' is not one string", where, name);
+        } else if (H5Aread(a, mt, &s) < 0 || !s) {
             st = moe_fail(MOE_EFORMAT, "%s: cannot read attribute '%s'", where, name);
         } else {
             snprintf(out, cap, "%s", s);
