@@ -235,10 +235,34 @@ static void test_a_changed_config_is_refused_unless_allowed(void) {
     CU_ASSERT_EQUAL(run(c, base, 0), MOE_OK);
 }
 
+/* bin/moe train: --set optim.lr on --resume exits 1 naming the key;
+ * --allow-change optim.lr lets it run. */
+static void test_the_cli_refuses_a_changed_key_unless_allowed(void) {
+    char ini[512], ck[512], args[2048], out[4096];
+    snprintf(ini, sizeof ini, "%s", tmpdir_path("cli.ini"));
+    snprintf(ck, sizeof ck, "%s", tmpdir_path("cli.ckpt"));
+    FILE *fp = fopen(ini, "w");
+    CU_ASSERT_FATAL(fp != NULL);
+    fprintf(fp, "[model]\nd_model = 16\nn_layer = 2\nn_head = 2\nd_ff = 32\nseq_len = 8\n"
+                "[moe]\nn_expert = 4\nd_hidden = 16\n[data]\nbatch_size = 4\nsynth_vocab = 32\n"
+                "synth_docs = 64\n[optim]\nwarmup_steps = 2\n[run]\nsteps = 12\nlog_every = 100\n"
+                "eval_every = 0\nthreads = 1\ncheckpoint = %s\n", ck);
+    fclose(fp);
+    snprintf(args, sizeof args, "train '%s' --quiet --stop-at 6", ini);
+    CU_ASSERT_EQUAL_FATAL(run_moe(args, out, sizeof out), 0);
+    snprintf(args, sizeof args, "train '%s' --quiet --resume '%s' --set optim.lr=0.05", ini, ck);
+    CU_ASSERT_EQUAL(run_moe(args, out, sizeof out), 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "optim.lr = 0.05, but the checkpoint was written with"));
+    snprintf(args, sizeof args, "train '%s' --quiet --resume '%s' --set optim.lr=0.05 "
+             "--allow-change optim.lr", ini, ck);
+    CU_ASSERT_EQUAL(run_moe(args, out, sizeof out), 0);
+}
+
 void suite_ckpt_integrity(void) {
     CU_pSuite s = CU_add_suite("ckpt_integrity", setup, teardown);
     CU_add_test(s, "base_checkpoint_and_its_resave_resume", test_base_checkpoint_and_its_resave_resume);
     CU_add_test(s, "changed_bytes_fail_their_checksum", test_changed_bytes_fail_their_checksum);
     CU_add_test(s, "states_no_run_writes_are_refused", test_states_no_run_writes_are_refused);
     CU_add_test(s, "a_changed_config_is_refused_unless_allowed", test_a_changed_config_is_refused_unless_allowed);
+    CU_add_test(s, "the_cli_refuses_a_changed_key_unless_allowed", test_the_cli_refuses_a_changed_key_unless_allowed);
 }
