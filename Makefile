@@ -150,6 +150,7 @@ test: all $(TEST_BIN) $(MOE_BIN) $(EX_BIN)
 	MOE_BIN=$(MOE_BIN) $(TEST_BIN)
 ifneq ($(SANITIZE),1)
 	scripts/test_write_golden.sh $(MOE_BIN)
+	scripts/test_kill.sh $(MOE_BIN)
 	MAKE="$(MAKE)" scripts/test_install.sh
 	@$(MAKE) --no-print-directory SANITIZE=1 test
 ifneq ($(MPI),0)

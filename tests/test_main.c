@@ -42,7 +42,9 @@ int main(int argc, char **argv) {
     suite_optim();
     suite_checkpoint();
     suite_runlog();
-    void suite_diff(void); suite_diff();
+    suite_diff();
+    suite_ckpt_integrity();
+    suite_disk_full();
     suite_plot();
     suite_ablation();
     suite_reproduce();

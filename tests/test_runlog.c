@@ -358,6 +358,44 @@ static void test_resuming_a_finished_run_changes_nothing(void) {
     free(m0), free(c0), free(m1), free(c1);
 }
 
+/* Issue 15 item 1: a byte flipped inside the first chunk of /train/step
+ * (a run killed mid-flush in HDF5 days) made resume keep 0 rows of every
+ * series and exit 0, deleting steps 1-30. Resume now fails naming the
+ * series and leaves the file byte for byte unchanged. */
+static void test_resume_of_an_unreadable_step_series_keeps_the_file(void) {
+    moe_train_config c = tiny(60, "corrupt.h5");
+    snprintf(c.checkpoint, sizeof c.checkpoint, "%s", tmpdir_path("corrupt.ckpt"));
+    c.checkpoint_every = 10, c.flush_every = 5;
+    CU_ASSERT_EQUAL_FATAL(train(&c, NULL, 0, 30), MOE_OK);
+    hid_t f, ds;
+    haddr_t at = 0;
+    hsize_t size = 0, off[1] = {0};
+    unsigned mask;
+    CU_ASSERT_EQUAL_FATAL(moe_h5_open_ro(c.metrics, &f), MOE_OK);
+    CU_ASSERT_FATAL((ds = H5Dopen2(f, "train/step", H5P_DEFAULT)) >= 0);
+    CU_ASSERT_FATAL(H5Dget_chunk_info_by_coord(ds, off, &mask, &at, &size) >= 0);
+    H5Dclose(ds), H5Fclose(f);
+    CU_ASSERT_FATAL(size > 4);
+    FILE *fp = fopen(c.metrics, "r+b");
+    CU_ASSERT_FATAL(fp != NULL);
+    unsigned char b[2];
+    fseek(fp, (long)(at + size / 2), SEEK_SET);
+    CU_ASSERT_FATAL(fread(b, 1, 2, fp) == 2);
+    b[0] ^= 0xff, b[1] ^= 0x5a;
+    fseek(fp, (long)(at + size / 2), SEEK_SET);
+    fwrite(b, 1, 2, fp);
+    fclose(fp);
+    long n0, n1 = -1;
+    char *m0 = slurp(c.metrics, &n0);
+    moe_status st = train(&c, c.checkpoint, 0, 0);
+    CU_ASSERT_EQUAL(st, MOE_EFORMAT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "cannot read 'train/step' to resume"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "left unchanged"));
+    char *m1 = slurp(c.metrics, &n1);
+    CU_ASSERT(m0 && m1 && n0 == n1 && !memcmp(m0, m1, (size_t)n0));
+    free(m0), free(m1);
+}
+
 static void test_a_diverging_run_stops_and_says_diverged(void) {
     moe_train_config c = tiny(40, "diverge.h5");
     c.optim.lr = 10, c.optim.weight_decay = 10, c.optim.warmup_steps = 0;
@@ -483,6 +521,7 @@ void suite_runlog(void) {
     CU_add_test(s, "a_metrics_path_that_is_a_directory_is_named_as_one", test_a_metrics_path_that_is_a_directory_is_named_as_one);
     CU_add_test(s, "resume_appends_rows_equal_to_a_straight_run", test_resume_appends_rows_equal_to_a_straight_run);
     CU_add_test(s, "resuming_a_finished_run_changes_nothing", test_resuming_a_finished_run_changes_nothing);
+    CU_add_test(s, "resume_of_an_unreadable_step_series_keeps_the_file", test_resume_of_an_unreadable_step_series_keeps_the_file);
     CU_add_test(s, "a_diverging_run_stops_and_says_diverged", test_a_diverging_run_stops_and_says_diverged);
     CU_add_test(s, "a_killed_run_leaves_a_file_with_every_flushed_step", test_a_killed_run_leaves_a_file_with_every_flushed_step);
     CU_add_test(s, "a_file_being_written_reads_as_of_its_last_flush", test_a_file_being_written_reads_as_of_its_last_flush);

@@ -39,11 +39,16 @@ moe_status moe_write_file(const char *path, const char *text, size_t len) {
         return moe_fail(MOE_EINVAL, "%s: path too long", path);
     FILE *f = fopen(tmp, "wb");
     if (!f) return moe_fail(MOE_EIO, "%s: cannot write: %s", tmp, strerror(errno));
-    int bad = fwrite(text, 1, len, f) != len;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path) != 0) {
+    /* the OS reason of the first failing step (disk full, file size
+     * limit, a folder removed meanwhile) */
+    int err = 0;
+    const char *what = "writing";
+    if (fwrite(text, 1, len, f) != len || fflush(f) != 0) err = errno ? errno : EIO;
+    if (fclose(f) != 0 && !err) err = errno ? errno : EIO;
+    if (!err && rename(tmp, path) != 0) err = errno, what = "renaming";
+    if (err) {
         unlink(tmp);
-        return moe_fail(MOE_EIO, "%s: cannot write", path);
+        return moe_fail(MOE_EIO, "%s: cannot write (%s %s: %s)", path, what, tmp, strerror(err));
     }
     return MOE_OK;
 }

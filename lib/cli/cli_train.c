@@ -9,7 +9,7 @@
 
 static const char *usage_text =
     "usage: moe train CONFIG.ini [--set section.key=value ...] [--resume CKPT]\n"
-    "                 [--stop-at STEP] [--force] [--quiet]\n"
+    "                 [--allow-change KEY,...] [--stop-at STEP] [--force] [--quiet]\n"
     "       moe train --keys     list every configuration key with its default\n"
     "\n"
     "Trains a transformer with MoE layers as the INI file says (sections\n"
@@ -18,7 +18,10 @@ static const char *usage_text =
     "run.eval_every steps. run.checkpoint names an HDF5 checkpoint written\n"
     "atomically; an existing one is refused unless --force, or continued\n"
     "with --resume; --stop-at STEP stops early (and checkpoints) keeping the\n"
-    "schedule of run.steps. Exit status: 0 done, 1 error, 2 usage.\n";
+    "schedule of run.steps. A resumed checkpoint must match its checksums and\n"
+    "the config it was written with; --allow-change section.key,... names the\n"
+    "keys that may differ (run.threads, the run.* paths and periods always\n"
+    "may). Exit status: 0 done, 1 error, 2 usage.\n";
 
 const struct moe_train_dist *cli_train_dist = NULL;
 
@@ -50,6 +53,7 @@ int cli_train(int argc, char **argv) {
     moe_train_config cfg = moe_train_config_default();
     const char **sets = calloc((size_t)argc, sizeof *sets);
     int n_sets = 0, rc = 0;
+    char allow[sizeof cfg.allow_change] = "";
     if (!sets) return 1;
     for (int i = 1; i < argc && !rc; i++) {
         const char *a = argv[i];
@@ -69,6 +73,20 @@ int cli_train(int argc, char **argv) {
             } else {
                 o.resume = argv[++i];
             }
+        } else if (!strcmp(a, "--allow-change")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "moe train: --allow-change needs a value (section.key,...)\n");
+                rc = 2;
+            } else {
+                const size_t used = strlen(allow), len = strlen(argv[++i]);
+                if (used + len + 2 > sizeof allow) {
+                    fprintf(stderr, "moe train: --allow-change: more than %zu characters of "
+                                    "keys\n", sizeof allow - 1);
+                    rc = 2;
+                } else {
+                    snprintf(allow + used, sizeof allow - used, "%s%s", used ? "," : "", argv[i]);
+                }
+            }
         } else if (!strcmp(a, "--stop-at")) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "moe train: --stop-at needs a value\n");
@@ -82,8 +100,8 @@ int cli_train(int argc, char **argv) {
         } else if (!strcmp(a, "--quiet")) {
             o.log = NULL;
         } else if (a[0] == '-') {
-            fprintf(stderr, "moe train: unknown option '%s' (allowed: --set, --resume, --stop-at, "
-                            "--force, --quiet, --keys, --help)\n", a);
+            fprintf(stderr, "moe train: unknown option '%s' (allowed: --set, --resume, "
+                            "--allow-change, --stop-at, --force, --quiet, --keys, --help)\n", a);
             rc = 2;
         } else if (cfg_path) {
             fprintf(stderr, "moe train: one CONFIG.ini only ('%s' and '%s')\n", cfg_path, a);
@@ -99,6 +117,7 @@ int cli_train(int argc, char **argv) {
     moe_status st = MOE_OK;
     if (!rc) st = ini_load(keys, nk, &cfg, cfg_path);
     for (int i = 0; !rc && st == MOE_OK && i < n_sets; i++) st = ini_set_arg(keys, nk, &cfg, sets[i]);
+    snprintf(cfg.allow_change, sizeof cfg.allow_change, "%s", allow);
     static char text[16384];
     if (!rc && st == MOE_OK && ini_dump(keys, nk, &cfg, text, sizeof text) < 0)
         st = MOE_ENOMEM;

@@ -55,13 +55,12 @@ typedef struct {
     int n, cap;
 } name_list;
 
+/* Every object at the root is a case: one that is not a group (a
+ * dataset in place of a case) fails as such in run_case, never skipped. */
 static herr_t list_groups(hid_t g, const char *name, const H5L_info_t *info,
                           void *data) {
-    (void)info;
+    (void)g, (void)info;
     name_list *l = data;
-    H5O_info_t oi;
-    if (H5Oget_info_by_name(g, name, &oi, H5P_DEFAULT) < 0 || oi.type != H5O_TYPE_GROUP)
-        return 0;
     if (l->n == l->cap) {
         int cap = l->cap ? 2 * l->cap : 16;
         void *p = realloc(l->names, (size_t)cap * sizeof *l->names);

@@ -146,23 +146,32 @@ moe_status gcase_f32(gcase *c, const char *path, float **out, int rank, ...) {
 }
 
 /* The file's tolerance of tensor `key`: attribute tolerance/<key>, where
- * routing tensors route/<k> are stored as output/<k>; else the floor. */
-static double tolerance(gcase *c, const char *key_in) {
-    double tol = strncmp(key_in, "grad/", 5) == 0 ? 1e-4 : 1e-5;
+ * routing tensors route/<k> are stored as output/<k>; the floor when the
+ * file has none. One that is there but not a finite positive number (a
+ * string, an odd float type, 0, NaN) is an error, never the floor. */
+static moe_status tolerance(gcase *c, const char *key_in, double *tol) {
+    *tol = strncmp(key_in, "grad/", 5) == 0 ? 1e-4 : 1e-5;
     char key[96];
     if (strncmp(key_in, "route/", 6) == 0)
         snprintf(key, sizeof key, "output/%s", key_in + 6);
     else
         snprintf(key, sizeof key, "%s", key_in);
-    if (moe_h5_has(c->g, "tolerance")) {
-        hid_t t = H5Gopen2(c->g, "tolerance", H5P_DEFAULT);
-        double v;
-        if (t >= 0 && moe_h5_has_attr(t, key) &&
-            moe_h5_attr_double(t, key, &v, c->where) == MOE_OK && v > 0)
-            tol = v;
-        if (t >= 0) H5Gclose(t);
+    if (!moe_h5_has(c->g, "tolerance")) return MOE_OK;
+    hid_t t = H5Gopen2(c->g, "tolerance", H5P_DEFAULT);
+    if (t < 0) return moe_fail(MOE_EFORMAT, "%s: 'tolerance' is not a group", c->where);
+    double v = NAN;
+    moe_status st = MOE_OK;
+    char where[448];
+    snprintf(where, sizeof where, "%s: tolerance", c->where);
+    if (moe_h5_has_attr(t, key)) {
+        st = moe_h5_attr_double(t, key, &v, where);
+        if (st == MOE_OK && !(isfinite(v) && v > 0))
+            st = moe_fail(MOE_EFORMAT, "%s: attribute '%s' = %g: allowed a finite number > 0",
+                          where, key, v);
+        if (st == MOE_OK) *tol = v;
     }
-    return tol;
+    H5Gclose(t);
+    return st;
 }
 
 static void record(gcase *c, const char *key, double err, double tol) {
@@ -201,9 +210,11 @@ moe_status gcase_cmp_dims(gcase *c, const char *key, const float *got, int rank,
     size_t n;
     moe_status st = read_ref(c, key, rank, dims, &ref, &n);
     if (st != MOE_OK) return st;
-    record(c, key, rel_err(got, ref, n), tolerance(c, key));
+    double tol;
+    st = tolerance(c, key, &tol);
+    if (st == MOE_OK) record(c, key, rel_err(got, ref, n), tol);
     free(ref);
-    return MOE_OK;
+    return st;
 }
 
 moe_status gcase_cmp_scalar(gcase *c, const char *key, double got, int required) {

@@ -32,6 +32,57 @@ static hid_t mem_type(moe_ckpt_dtype t) {
          : t == MOE_CKPT_I64 ? H5T_NATIVE_INT64 : H5T_NATIVE_UINT64;
 }
 
+/* ------------------------------------------------------------ checksums */
+
+#define FNV_OFFSET 0xcbf29ce484222325ull
+#define FNV_PRIME 0x100000001b3ull
+
+/* FNV-1a 64 of n bytes, continuing from h. */
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * FNV_PRIME;
+    return h;
+}
+
+static size_t dtype_size(moe_ckpt_dtype t) { return t == MOE_CKPT_F32 ? 4 : 8; }
+
+/* The checksum of an entry's values (little-endian bytes, as stored). */
+static uint64_t entry_sum(const moe_ckpt_entry *e) {
+    return fnv1a(FNV_OFFSET, e->data, e->len * dtype_size(e->dtype));
+}
+
+/* The checksum of the header: the step (8 bytes little-endian), then the
+ * configuration text with its NUL. */
+static uint64_t header_sum(int64_t step, const char *config) {
+    unsigned char b[8];
+    for (int i = 0; i < 8; i++) b[i] = (unsigned char)((uint64_t)step >> (8 * i));
+    const char *t = config ? config : "";
+    return fnv1a(fnv1a(FNV_OFFSET, b, 8), t, strlen(t) + 1);
+}
+
+/* Reads the uint64 attribute name of obj into *v; 0 if absent or not a
+ * 64-bit unsigned integer. */
+static int read_sum(hid_t obj, const char *name, uint64_t *v) {
+    if (H5Aexists(obj, name) <= 0) return 0;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT), ty = a >= 0 ? H5Aget_type(a) : -1;
+    hid_t sp = a >= 0 ? H5Aget_space(a) : -1;
+    int ok = ty >= 0 && H5Tequal(ty, H5T_STD_U64LE) > 0 && H5Sget_simple_extent_npoints(sp) == 1 &&
+             H5Aread(a, H5T_NATIVE_UINT64, v) >= 0;
+    if (sp >= 0) H5Sclose(sp);
+    if (ty >= 0) H5Tclose(ty);
+    if (a >= 0) H5Aclose(a);
+    return ok;
+}
+
+static herr_t write_sum(hid_t obj, const char *name, uint64_t v) {
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(obj, name, H5T_STD_U64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t e = a >= 0 ? H5Awrite(a, H5T_NATIVE_UINT64, &v) : -1;
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(sp);
+    return e;
+}
+
 /* ------------------------------------------------------ HDF5 messages */
 
 /* The innermost HDF5 error description of the current error stack, on
@@ -70,10 +121,6 @@ static moe_status read_header(hid_t f, const char *path, int64_t *step,
     H5Tclose(ty);
     H5Aclose(a);
     if (!ok) return moe_fail(MOE_EFORMAT, "%s: attribute 'step' is not an integer", path);
-    if (!config) {
-        if (step) *step = s;
-        return MOE_OK;
-    }
     a = H5Aexists(f, "config") > 0 ? H5Aopen(f, "config", H5P_DEFAULT) : -1;
     if (a < 0) return moe_fail(MOE_EFORMAT, "%s: missing attribute 'config'", path);
     hid_t mt = H5Tcopy(H5T_C_S1);
@@ -90,7 +137,19 @@ static moe_status read_header(hid_t f, const char *path, int64_t *step,
     char *copy = strdup(vl ? vl : "");
     if (vl) H5free_memory(vl);
     if (!copy) return moe_fail(MOE_ENOMEM, "%s: out of memory reading 'config'", path);
-    *config = copy;
+    uint64_t want = 0;
+    if (!read_sum(f, "checksum", &want)) {
+        free(copy);
+        return moe_fail(MOE_EFORMAT, "%s: no header checksum (attribute 'checksum', uint64): "
+                        "not written by this version, or damaged", path);
+    }
+    if (want != header_sum(s, copy)) {
+        free(copy);
+        return moe_fail(MOE_EFORMAT, "%s: the header (step %lld, config) does not match its "
+                        "checksum: the file was changed or is corrupt", path, (long long)s);
+    }
+    if (config) *config = copy;
+    else free(copy);
     if (step) *step = s;
     return MOE_OK;
 }
@@ -176,12 +235,24 @@ static moe_status read_entries(hid_t f, const char *path, const moe_ckpt_entry *
         moe_status st = open_entry(f, path, &es[i], &ds);
         if (st != MOE_OK) return st;
         herr_t r = es[i].len ? read_part(ds, &es[i], parts ? &parts[i] : NULL) : 0;
+        uint64_t want = 0;
+        const int has_sum = read_sum(ds, "fnv1a64", &want);
         H5Dclose(ds);
         if (r < 0) {
             char why[160];
             return moe_fail(MOE_EFORMAT, "%s: cannot read entry '%s', corrupt or truncated file (%s)",
                             path, es[i].name, moe_h5_reason(why));
         }
+        if (!has_sum)
+            return moe_fail(MOE_EFORMAT, "%s: entry '%s' has no checksum (attribute 'fnv1a64', "
+                            "uint64)", path, es[i].name);
+        /* a part (expert parallelism) leaves the rest of data unread */
+        const int whole = !parts || !parts[i].n_ranges;
+        if (whole && entry_sum(&es[i]) != want)
+            return moe_fail(MOE_EFORMAT, "%s: entry '%s' does not match its checksum (stored "
+                            "%016llx, computed %016llx): the file was changed or is corrupt",
+                            path, es[i].name, (unsigned long long)want,
+                            (unsigned long long)entry_sum(&es[i]));
     }
     return MOE_OK;
 }
@@ -291,7 +362,8 @@ static moe_status write_attrs(hid_t f, int64_t step, const char *config,
     int ok = a1 >= 0 && a2 >= 0 && a3 >= 0 &&
              H5Awrite(a1, ft, MOE_CKPT_FORMAT) >= 0 &&
              H5Awrite(a2, H5T_NATIVE_INT64, &step) >= 0 &&
-             H5Awrite(a3, vt, &text) >= 0;
+             H5Awrite(a3, vt, &text) >= 0 &&
+             write_sum(f, "checksum", header_sum(step, text)) >= 0;
     if (!ok) moe_h5_reason(why);
     if (a1 >= 0) H5Aclose(a1);
     if (a2 >= 0) H5Aclose(a2);
@@ -312,7 +384,8 @@ static moe_status write_entry(hid_t f, const moe_ckpt_entry *e, char why[160]) {
                           H5P_DEFAULT, H5P_DEFAULT);
     int ok = ds >= 0 && (e->len == 0 ||
                          H5Dwrite(ds, mem_type(e->dtype), H5S_ALL, H5S_ALL,
-                                  H5P_DEFAULT, e->data) >= 0);
+                                  H5P_DEFAULT, e->data) >= 0) &&
+             write_sum(ds, "fnv1a64", entry_sum(e)) >= 0;
     if (!ok) moe_h5_reason(why);
     if (ds >= 0) ok = H5Dclose(ds) >= 0 && ok;
     H5Pclose(lcpl);
@@ -360,51 +433,6 @@ static moe_status build_image(const char *path, int64_t step,
     return MOE_OK;
 }
 
-/* Writes the image to fd and fsyncs it. */
-static moe_status write_image(const char *path, const char *tmp, int fd,
-                              const char *img, size_t size) {
-    for (size_t at = 0; at < size;) {
-        ssize_t w = write(fd, img + at, size - at);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0)
-            return moe_fail(MOE_EIO, "%s: writing %s failed (%s), previous file kept", path, tmp,
-                            w < 0 ? strerror(errno) : "no progress");
-        at += (size_t)w;
-    }
-    if (fsync(fd) != 0)
-        return moe_fail(MOE_EIO, "%s: fsync of %s failed (%s), previous file kept", path, tmp, strerror(errno));
-    return MOE_OK;
-}
-
-/* fsync of a directory by name. */
-static int sync_dir(const char *p) {
-    int fd = open(p, O_RDONLY | O_DIRECTORY);
-    if (fd < 0) return -1;
-    int r = fsync(fd);
-    close(fd);
-    return r;
-}
-
-/* The directory of path ("." if none) into a new string. */
-static char *dir_of(const char *path) {
-    const char *slash = strrchr(path, '/');
-    if (!slash) return strdup(".");
-    if (slash == path) return strdup("/");
-    return strndup(path, (size_t)(slash - path));
-}
-
-/* Renames tmp (synced) over path and syncs the directory. */
-static moe_status commit(const char *path, const char *tmp) {
-    if (rename(tmp, path) != 0)
-        return moe_fail(MOE_EIO, "%s: rename from %s failed (%s), previous file kept", path, tmp, strerror(errno));
-    char *dir = dir_of(path);
-    if (dir) { /* best effort: the rename is done */
-        sync_dir(dir);
-        free(dir);
-    }
-    return MOE_OK;
-}
-
 moe_status moe_ckpt_save(const char *path, int64_t step, const char *config,
                          const moe_ckpt_entry *entries, int32_t n) {
     MOE_ASSERT(path && n >= 0 && (n == 0 || entries));
@@ -416,28 +444,7 @@ moe_status moe_ckpt_save(const char *path, int64_t step, const char *config,
     size_t size = 0;
     st = build_image(path, step, config, entries, n, &img, &size);
     if (st != MOE_OK) return st;
-    size_t len = strlen(path);
-    char *tmp = malloc(len + 16);
-    if (!tmp) {
-        free(img);
-        return moe_fail(MOE_ENOMEM, "%s: out of memory", path);
-    }
-    snprintf(tmp, len + 16, "%s.tmp-XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        st = moe_fail(MOE_EIO, "%s: cannot create a temporary file in its directory (%s)",
-                      path, strerror(errno));
-        free(tmp);
-        free(img);
-        return st;
-    }
-    (void)fchmod(fd, 0644);
-    st = write_image(path, tmp, fd, img, size);
+    st = moe_h5_replace_file(path, img, size, 1);
     free(img);
-    if (close(fd) != 0 && st == MOE_OK)
-        st = moe_fail(MOE_EIO, "%s: closing %s failed (%s), previous file kept", path, tmp, strerror(errno));
-    if (st == MOE_OK) st = commit(path, tmp);
-    if (st != MOE_OK) unlink(tmp);
-    free(tmp);
     return st;
 }

@@ -7,10 +7,13 @@
  *     format  string  "moe-checkpoint/1"
  *     step    int64   completed optimizer updates
  *     config  string  the trainer's configuration text, verbatim (may be "")
+ *     checksum uint64 FNV-1a 64 of the step (8 bytes little-endian) then
+ *                     the config text with its terminating NUL
  *   one 1-D dataset per entry, named by the caller (e.g. "params",
  *   "adam_m", "adam_v", "rng", "data_pos"; a '/' in a name makes groups):
  *     float32 (IEEE little-endian), int64 or uint64, any length (scalars
- *     are length 1). Values are stored bit-exactly.
+ *     are length 1). Values are stored bit-exactly. Each has the attribute
+ *     fnv1a64 (uint64): FNV-1a 64 of its values' little-endian bytes.
  *   Datasets the reader does not ask for are ignored.
  *
  * Writing: the file is built in memory (peak memory: the entries plus one
@@ -20,8 +23,9 @@
  * behind (except after a crash). An existing PATH that is not a
  * moe-checkpoint/1 file is never overwritten.
  *
- * Reading checks the format attribute and, for each requested entry, that
- * it exists with the requested dtype and length; every error is one line
+ * Reading checks the format attribute, the header checksum and, for each
+ * requested entry, that it exists with the requested dtype and length
+ * and (when read whole) matches its checksum; every error is one line
  * naming the file, the entry and the problem.
  */
 #ifndef MOE_CHECKPOINT_H
@@ -84,7 +88,8 @@ moe_status moe_ckpt_info(const char *path, int64_t *step, char **config);
  * buffer is written; if reading then fails (a corrupt file), the buffers'
  * contents are unspecified. Errors: MOE_EIO (missing or unreadable file),
  * MOE_EFORMAT (not HDF5, truncated, not a moe-checkpoint/1 file, an entry
- * missing or of another dtype or length: a checkpoint of another model). */
+ * missing or of another dtype or length: a checkpoint of another model;
+ * a header or entry not matching its checksum). */
 moe_status moe_ckpt_load(const char *path, int64_t *step, char **config,
                          const moe_ckpt_entry *entries, int32_t n);
 /* The same reading only parts[i] of entry i into the same places of its

@@ -2,8 +2,12 @@
 #include "io/h5io.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 void moe_h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
@@ -33,6 +37,82 @@ const char *moe_h5_reason(char buf[160]) {
     return buf;
 }
 
+/* ------------------------------------------------- atomic file images */
+
+/* Writes all of img to fd (fsync'ed when sync); -1 with errno set. */
+static int write_all(int fd, const char *img, size_t size, int sync) {
+    for (size_t at = 0; at < size;) {
+        ssize_t w = write(fd, img + at, size - at);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return -1;
+        if (w == 0) {
+            errno = ENOSPC;
+            return -1;
+        }
+        at += (size_t)w;
+    }
+    return sync && fsync(fd) != 0 ? -1 : 0;
+}
+
+/* fsync of the directory of path (best effort: the rename is done). */
+static void sync_dir_of(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char dir[1024];
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return;
+    (void)fsync(fd);
+    close(fd);
+}
+
+moe_status moe_h5_replace_file(const char *path, const void *img, size_t size, int sync) {
+    const size_t len = strlen(path);
+    char *tmp = malloc(len + 16);
+    if (!tmp) return moe_fail(MOE_ENOMEM, "%s: out of memory", path);
+    snprintf(tmp, len + 16, "%s.tmp-XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        moe_status st = moe_fail(MOE_EIO, "%s: cannot create a temporary file in its directory (%s)",
+                                 path, strerror(errno));
+        free(tmp);
+        return st;
+    }
+    (void)fchmod(fd, 0644);
+    moe_status st = MOE_OK;
+    if (write_all(fd, img, size, sync) != 0)
+        st = moe_fail(MOE_EIO, "%s: writing %s failed (%s), previous file kept", path, tmp,
+                      strerror(errno));
+    if (close(fd) != 0 && st == MOE_OK)
+        st = moe_fail(MOE_EIO, "%s: closing %s failed (%s), previous file kept", path, tmp,
+                      strerror(errno));
+    if (st == MOE_OK && rename(tmp, path) != 0)
+        st = moe_fail(MOE_EIO, "%s: rename from %s failed (%s), previous file kept", path, tmp,
+                      strerror(errno));
+    if (st != MOE_OK) unlink(tmp);
+    else if (sync) sync_dir_of(path);
+    free(tmp);
+    return st;
+}
+
+moe_status moe_h5_commit_image(hid_t f, const char *path, int sync) {
+    char why[160] = "out of memory";
+    ssize_t sz = H5Fflush(f, H5F_SCOPE_GLOBAL) >= 0 ? H5Fget_file_image(f, NULL, 0) : -1;
+    void *img = sz > 0 ? malloc((size_t)sz) : NULL;
+    if (img && H5Fget_file_image(f, img, (size_t)sz) != sz) {
+        free(img);
+        img = NULL;
+    }
+    if (!img) {
+        if (sz <= 0) moe_h5_reason(why);
+        return moe_fail(MOE_ENOMEM, "%s: cannot make the file image (%s), previous file kept",
+                        path, why);
+    }
+    moe_status st = moe_h5_replace_file(path, img, (size_t)sz, sync);
+    free(img);
+    return st;
+}
 
 moe_status moe_h5_open_ro(const char *path, hid_t *out) {
     moe_h5_quiet();
@@ -112,8 +192,17 @@ moe_status moe_h5_attr_doubles(hid_t loc, const char *name, double *out,
     hid_t sp = H5Aget_space(a), ty = H5Aget_type(a);
     H5T_class_t cls = H5Tget_class(ty);
     hssize_t npts = H5Sget_simple_extent_npoints(sp);
-    if (cls != H5T_INTEGER && cls != H5T_FLOAT)
-        st = moe_fail(MOE_EFORMAT, "%s: attribute '%s' is not numeric", where, name);
+    for (int i = 0; i < cap; i++) out[i] = NAN; /* nothing stale survives a short read */
+    /* floats: IEEE binary32/64 only (another float layout goes through
+     * HDF5's soft conversion, which a damaged type message can fool) */
+    const int ieee = cls == H5T_FLOAT &&
+                     (H5Tequal(ty, H5T_IEEE_F32LE) > 0 || H5Tequal(ty, H5T_IEEE_F32BE) > 0 ||
+                      H5Tequal(ty, H5T_IEEE_F64LE) > 0 || H5Tequal(ty, H5T_IEEE_F64BE) > 0);
+    if (cls == H5T_STRING)
+        st = moe_fail(MOE_EFORMAT, "%s: attribute '%s' is a string, not a number", where, name);
+    else if (cls != H5T_INTEGER && !ieee)
+        st = moe_fail(MOE_EFORMAT, "%s: attribute '%s' is not numeric (allowed: integers, "
+                      "IEEE float32/float64)", where, name);
     else if (npts < 0 || npts > cap)
         st = moe_fail(MOE_EFORMAT, "%s: attribute '%s' has %lld values (at most %d allowed)",
                       where, name, (long long)npts, cap);
@@ -145,10 +234,15 @@ moe_status moe_h5_attr_string(hid_t loc, const char *name, char *out,
     if (H5Tget_class(ty) != H5T_STRING) {
         st = moe_fail(MOE_EFORMAT, "%s: attribute '%s' is not a string", where, name);
     } else if (H5Tis_variable_str(ty) > 0) {
-        hid_t mt = H5Tcopy(H5T_C_S1);
+        hid_t mt = H5Tcopy(H5T_C_S1), sp = H5Aget_space(a);
         H5Tset_size(mt, H5T_VARIABLE);
+        H5Tset_cset(mt, H5Tget_cset(ty)); /* h5py writes UTF-8; HDF5 does not convert csets */
         char *s = NULL;
-        if (H5Aread(a, mt, &s) < 0 || !s) {
+        const int one = H5Sget_simple_extent_npoints(sp) == 1;
+        H5Sclose(sp);
+        if (!one) {
+            st = moe_fail(MOE_EFORMAT, "%s: attribute '%s' is not one string", where, name);
+        } else if (H5Aread(a, mt, &s) < 0 || !s) {
             st = moe_fail(MOE_EFORMAT, "%s: cannot read attribute '%s'", where, name);
         } else {
             snprintf(out, cap, "%s", s);

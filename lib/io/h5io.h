@@ -24,6 +24,19 @@ moe_status moe_h5_open_ro(const char *path, hid_t *out);
  * if it is HDF5 of another kind (the file is closed). */
 moe_status moe_h5_open_format(const char *path, const char *format, hid_t *out);
 
+/* Writes size bytes of img as path atomically: to PATH.tmp-XXXXXX in the
+ * same directory, fsync'ed when sync, renamed over path, then the
+ * directory fsync'ed (when sync). A crash or a failed write (disk full,
+ * file size limit) leaves the previous path intact; errors are MOE_EIO
+ * naming path, the step and the OS reason (strerror(errno)), the
+ * temporary file removed. */
+moe_status moe_h5_replace_file(const char *path, const void *img, size_t size, int sync);
+
+/* Writes the image of the open HDF5 file f (e.g. one held in memory by
+ * the core driver) to path with moe_h5_replace_file: every on-disk state
+ * of path is a complete image. MOE_ENOMEM if the image cannot be made. */
+moe_status moe_h5_commit_image(hid_t f, const char *path, int sync);
+
 /* Whether loc has an attribute / a link (dataset or group) of that name. */
 int moe_h5_has_attr(hid_t loc, const char *name);
 int moe_h5_has(hid_t loc, const char *path);

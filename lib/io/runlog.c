@@ -38,10 +38,13 @@ struct moe_runlog {
     int n_keep;
     char keep_group[MAX_KEEP][32];
     int64_t keep_rows[MAX_KEEP];
+    int dirty;  /* changed since the last image written */
+    int broken; /* an HDF5 call failed: the image is never written again */
 };
 
-static moe_status h5_fail(const moe_runlog *R, const char *what) {
+static moe_status h5_fail(moe_runlog *R, const char *what) {
     char why[160];
+    R->broken = 1;
     return moe_fail(MOE_EIO, "%s: %s: %s", R->path, what, moe_h5_reason(why));
 }
 
@@ -80,6 +83,16 @@ moe_status moe_runlog_check_new(const char *path, int force) {
     return MOE_OK;
 }
 
+/* The file lives in memory (HDF5 core driver, no backing store): HDF5
+ * never writes to path; each flush writes the whole image atomically
+ * (moe_h5_commit_image), so a SIGKILL or a full disk at any moment leaves
+ * the previous flushed file. */
+static hid_t core_fapl(void) {
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_fapl_core(fapl, 1 << 16, 0);
+    return fapl;
+}
+
 static moe_runlog *alloc_log(const char *path) {
     moe_runlog *R = calloc(1, sizeof *R);
     if (R) snprintf(R->path, sizeof R->path, "%s", path), R->f = -1;
@@ -113,12 +126,16 @@ moe_status moe_runlog_create(const char *path, int force, moe_runlog **out) {
     if (!R) return moe_fail(MOE_ENOMEM, "%s: out of memory", path);
     moe_h5_quiet();
     R->resume_step = -1;
-    R->f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t fapl = core_fapl();
+    R->f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
     if (R->f < 0) st = h5_fail(R, "cannot create");
     if (st == MOE_OK && !(st = moe_runlog_attr_str(R, "/", "format", MOE_RUN_FORMAT)) &&
         !(st = moe_runlog_attr_i64(R, "/", "finished", 0)))
         st = write_versions(R);
+    if (st == MOE_OK) st = moe_runlog_flush(R); /* the file exists from now on */
     if (st != MOE_OK) {
+        R->broken = 1;
         moe_runlog_close(R);
         return st;
     }
@@ -138,7 +155,7 @@ static void read_time0(moe_runlog *R) {
     H5Sclose(ms), H5Sclose(fs), H5Dclose(ds);
 }
 
-static int64_t keep_rows(moe_runlog *R, const char *series_path);
+static moe_status keep_rows(moe_runlog *R, const char *series_path, int64_t *keep);
 
 moe_status moe_runlog_resume(const char *path, int64_t step, moe_runlog **out) {
     *out = NULL;
@@ -147,18 +164,22 @@ moe_status moe_runlog_resume(const char *path, int64_t step, moe_runlog **out) {
     moe_h5_quiet();
     R->resume_step = step;
     moe_status st = MOE_OK;
-    R->f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t fapl = core_fapl();
+    R->f = H5Fopen(path, H5F_ACC_RDWR, fapl);
+    H5Pclose(fapl);
     if (R->f < 0) st = h5_fail(R, "cannot open to resume");
     char fmt[32] = "";
     if (st == MOE_OK && (moe_h5_attr_string(R->f, "format", fmt, sizeof fmt, path) != MOE_OK ||
                          strcmp(fmt, MOE_RUN_FORMAT)))
         st = moe_fail(MOE_EFORMAT, "%s: not a " MOE_RUN_FORMAT " file (format '%s')", path, fmt);
+    int64_t keep;
+    if (st == MOE_OK) st = keep_rows(R, "train/step", &keep);
     if (st == MOE_OK) st = moe_runlog_attr_i64(R, "/", "finished", 0);
     if (st != MOE_OK) {
+        R->broken = 1;
         moe_runlog_close(R);
         return st;
     }
-    keep_rows(R, "train/step");
     read_time0(R);
     *out = R;
     return MOE_OK;
@@ -192,6 +213,7 @@ static moe_status put_attr(moe_runlog *R, const char *obj, const char *name, hid
     if (a >= 0) H5Aclose(a);
     if (o >= 0) H5Oclose(o);
     H5Sclose(sp);
+    R->dirty = 1;
     if (e >= 0) return MOE_OK;
     char what[160];
     snprintf(what, sizeof what, "cannot write attribute '%s' of '%s'", name, obj);
@@ -238,26 +260,42 @@ moe_status moe_runlog_attr_f64(moe_runlog *R, const char *obj, const char *name,
 /* -------------------------------------------------------------- series */
 
 /* Resume: rows of the top group of series_path to keep (steps <= the
- * resumed step, by "<top>/step"; "routing" follows "train"). */
-static int64_t keep_rows(moe_runlog *R, const char *series_path) {
+ * resumed step, by "<top>/step"; "routing" follows "train") into *keep.
+ * A group without a readable step series is an error (its rows would be
+ * dropped): the file is then never rewritten. */
+static moe_status keep_rows(moe_runlog *R, const char *series_path, int64_t *keep) {
     char top[32];
     size_t len = strcspn(series_path, "/");
     snprintf(top, sizeof top, "%.*s", (int)(len < sizeof top ? len : sizeof top - 1), series_path);
     if (!strcmp(top, "routing")) snprintf(top, sizeof top, "train");
     for (int i = 0; i < R->n_keep; i++)
-        if (!strcmp(R->keep_group[i], top)) return R->keep_rows[i];
+        if (!strcmp(R->keep_group[i], top)) return *keep = R->keep_rows[i], MOE_OK;
     char sp[64];
     snprintf(sp, sizeof sp, "%s/step", top);
-    int64_t want = -1, keep = 0;
+    int64_t want = -1, k = 0;
     double *steps = NULL;
-    if (moe_h5_has(R->f, sp) && moe_h5_read_doubles(R->f, sp, 1, &want, &steps, R->path) == MOE_OK)
-        while (keep < want && steps[keep] <= (double)R->resume_step) keep++;
-    free(steps);
+    if (moe_h5_has(R->f, sp)) {
+        if (moe_h5_read_doubles(R->f, sp, 1, &want, &steps, R->path) != MOE_OK) {
+            char why[400];
+            snprintf(why, sizeof why, "%s", moe_errmsg());
+            R->broken = 1;
+            return moe_fail(MOE_EFORMAT, "%s: cannot read '%s' to resume (%s); the file is "
+                            "left unchanged (copy its readable rows elsewhere, or start "
+                            "a new run file)", R->path, sp, why);
+        }
+        while (k < want && steps[k] <= (double)R->resume_step) k++;
+        free(steps);
+    } else if (moe_h5_has(R->f, top)) {
+        R->broken = 1;
+        return moe_fail(MOE_EFORMAT, "%s: group '%s' has no '%s' to resume by; the file is "
+                        "left unchanged", R->path, top, sp);
+    }
     if (R->n_keep < MAX_KEEP) {
         snprintf(R->keep_group[R->n_keep], sizeof R->keep_group[0], "%s", top);
-        R->keep_rows[R->n_keep++] = keep;
+        R->keep_rows[R->n_keep++] = k;
     }
-    return keep;
+    *keep = k;
+    return MOE_OK;
 }
 
 static hid_t create_series(moe_runlog *R, const char *path, const series *s) {
@@ -283,7 +321,11 @@ static hid_t reopen_series(moe_runlog *R, const char *path, series *s) {
     const int rank = H5Sget_simple_extent_ndims(fs);
     H5Sget_simple_extent_dims(fs, d, NULL);
     H5Sclose(fs);
-    const int64_t keep = keep_rows(R, path);
+    int64_t keep = 0;
+    if (keep_rows(R, path, &keep) != MOE_OK) {
+        H5Dclose(ds);
+        return -3;
+    }
     if (rank != s->rank || d[1] != s->dims[1] || d[2] != s->dims[2]) {
         H5Dclose(ds);
         return -2;
@@ -309,6 +351,9 @@ moe_status moe_runlog_series(moe_runlog *R, const char *path, moe_rl_type t,
     s->row_bytes = type_size(t) * s->dims[1] * s->dims[2];
     s->ds = R->resume_step >= 0 && moe_h5_has(R->f, path) ? reopen_series(R, path, s)
                                                            : create_series(R, path, s);
+    if (s->ds == -3) return MOE_EFORMAT; /* keep_rows' message */
+    R->dirty = 1;
+    if (s->ds == -2) R->broken = 1;
     if (s->ds == -2)
         return moe_fail(MOE_EFORMAT, "%s: dataset '%s' has another shape than this run's",
                         R->path, path);
@@ -332,6 +377,7 @@ moe_status moe_runlog_append(moe_runlog *R, int id, const void *row) {
     }
     memcpy(s->buf + (size_t)s->nbuf * s->row_bytes, row, s->row_bytes);
     s->nbuf++;
+    R->dirty = 1;
     return MOE_OK;
 }
 
@@ -352,15 +398,20 @@ static herr_t write_rows(series *s) {
 }
 
 moe_status moe_runlog_flush(moe_runlog *R) {
+    if (R->broken)
+        return moe_fail(MOE_EIO, "%s: not written after an earlier error (file left as "
+                        "of its last flush)", R->path);
     for (int i = 0; i < R->n_series; i++)
         if (R->s[i].nbuf > 0 && write_rows(&R->s[i]) < 0) return h5_fail(R, "cannot append rows");
-    if (H5Fflush(R->f, H5F_SCOPE_GLOBAL) < 0) return h5_fail(R, "cannot flush");
-    return MOE_OK;
+    if (!R->dirty) return MOE_OK;
+    moe_status st = moe_h5_commit_image(R->f, R->path, 1);
+    if (st == MOE_OK) R->dirty = 0;
+    return st;
 }
 
 moe_status moe_runlog_close(moe_runlog *R) {
     if (!R) return MOE_OK;
-    moe_status st = R->f >= 0 ? moe_runlog_flush(R) : MOE_OK;
+    moe_status st = R->f >= 0 && !R->broken ? moe_runlog_flush(R) : MOE_OK;
     for (int i = 0; i < R->n_series; i++) {
         if (R->s[i].ds >= 0) H5Dclose(R->s[i].ds);
         free(R->s[i].buf);

@@ -1,8 +1,10 @@
 /* The writer of moe-run/1 HDF5 run files (results/FORMAT.md): attributes
  * and extendable series (chunks of 256 rows, shuffle + deflate 4) whose
- * rows are buffered in memory and appended at each moe_runlog_flush (then
- * H5Fflush), so that a killed writer leaves a file holding every flushed
- * row. Never SWMR. */
+ * rows are buffered in memory and appended at each moe_runlog_flush. The
+ * HDF5 file itself lives in memory (core driver); each flush writes its
+ * whole image to PATH.tmp-XXXXXX, fsyncs it and renames it over PATH, so
+ * that a writer killed (SIGKILL, power loss) or out of disk at any moment
+ * leaves the complete file of its last successful flush. Never SWMR. */
 #ifndef MOE_RUNLOG_H
 #define MOE_RUNLOG_H
 
@@ -26,7 +28,10 @@ moe_status moe_runlog_create(const char *path, int force, moe_runlog **out);
 
 /* Opens an existing run file to continue after `step`: sets finished =
  * 0; every series registered later keeps only the rows of steps <= step
- * (by the `step` dataset of its top group; /routing follows /train). */
+ * (by the `step` dataset of its top group; /routing follows /train).
+ * A `step` series that cannot be read (corrupt chunk), or a group
+ * without one, is MOE_EFORMAT naming it: the file is never rewritten
+ * then (no row it cannot read is dropped). */
 moe_status moe_runlog_resume(const char *path, int64_t step, moe_runlog **out);
 
 /* Wall seconds already spent: the last kept /train/time_s (0 if new). */
@@ -56,7 +61,11 @@ moe_status moe_runlog_series(moe_runlog *R, const char *path, moe_rl_type t,
 moe_status moe_runlog_append(moe_runlog *R, int id, const void *row);
 /* Rows of series id: in the file plus buffered. */
 int64_t moe_runlog_rows(const moe_runlog *R, int id);
-/* Appends every buffered row to its dataset, then H5Fflush. */
+/* Appends every buffered row to its dataset, then writes the file
+ * atomically (above; nothing is written if nothing changed). MOE_EIO
+ * with the OS reason if the write fails (the previous file is kept and
+ * the rows stay in memory for the next flush). After an HDF5 failure
+ * the log is broken: flushes fail and close writes nothing. */
 moe_status moe_runlog_flush(moe_runlog *R);
 
 /* Flushes and closes; frees R (NULL is a no-op). The first failure is

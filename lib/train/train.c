@@ -84,7 +84,8 @@ static moe_status finish_config(run_state *s) {
                                    s->extra_cf, &s->n_extra);
 }
 
-static moe_status setup(run_state *s, const moe_train_opts *o, int64_t *step0) {
+static moe_status setup(run_state *s, const moe_train_opts *o, const char *text,
+                        int64_t *step0) {
     moe_train_config *c = &s->cfg;
     moe_status st;
     /* every output path is checked before the run (not at the first save) */
@@ -127,7 +128,8 @@ static moe_status setup(run_state *s, const moe_train_opts *o, int64_t *step0) {
     }
     moe_train_dist_init_params(s);
     *step0 = 0;
-    return o->resume ? moe_train_checkpoint_load(s, o->resume, step0) : MOE_OK;
+    return o->resume ? moe_train_checkpoint_load(s, o->resume, text, c->allow_change, step0)
+                     : MOE_OK;
 }
 
 /* Mean cross-entropy and accuracy over eval_batches validation batches
@@ -291,6 +293,11 @@ static moe_status train_loop(run_state *s, const char *text, FILE *log, int64_t 
             if (cfg->eval_every && step % cfg->eval_every == 0 && step != last &&
                 (st = moe_train_dist_agree(s, st)) == MOE_OK)
                 st = report_eval(s, log, step, res);
+            /* write order: the metrics rows up to step are on disk before
+             * the checkpoint of step, so a resume never lacks rows */
+            if (st == MOE_OK && cfg->checkpoint[0] && cfg->checkpoint_every &&
+                step % cfg->checkpoint_every == 0 && s->tm)
+                st = moe_train_metrics_flush(s->tm);
             if (st == MOE_OK && cfg->checkpoint[0] && cfg->checkpoint_every &&
                 step % cfg->checkpoint_every == 0 && (st = moe_train_dist_agree(s, st)) == MOE_OK)
                 st = moe_train_checkpoint_save(s, step, text);
@@ -313,15 +320,18 @@ static moe_status finish_run(run_state *s, const char *text, FILE *log, double t
     } else {
         st = moe_train_dist_agree(s, report_eval(s, log, res->steps_done, res));
         if (st == MOE_OK) st = moe_train_dist_agree(s, extra_evals(s, res->steps_done));
-        if (st == MOE_OK && cfg->checkpoint[0])
-            st = moe_train_checkpoint_save(s, res->steps_done, text);
     }
+    /* write order: the complete metrics file before the last checkpoint
+     * (killed between the two, a resume redoes the last steps from the
+     * previous checkpoint and writes the same rows again) */
     if (st == MOE_OK && s->tm) {
         const double wall = moe_train_metrics_time_offset(s->tm) + moe_now_s() - t0;
         st = moe_train_metrics_finish(s->tm, res, wall,
                                       res->diverged || res->steps_done >= cfg->steps);
         s->tm = NULL;
     }
+    if (st == MOE_OK && !res->diverged && cfg->checkpoint[0])
+        st = moe_train_checkpoint_save(s, res->steps_done, text);
     if (st == MOE_OK && log && !res->diverged)
         fprintf(log, "done: %lld steps, %.0f tokens/s%s%s\n", (long long)res->steps_done,
                 res->tokens_per_s, cfg->checkpoint[0] ? ", checkpoint " : "", cfg->checkpoint);
@@ -339,7 +349,7 @@ moe_status moe_train_run_dist(const moe_train_config *cfg, const char *config_te
     moe_set_threads(cfg->threads);
     int64_t step0 = 0;
     const double t0 = moe_now_s();
-    moe_status st = moe_train_dist_agree(&s, setup(&s, opts, &step0));
+    moe_status st = moe_train_dist_agree(&s, setup(&s, opts, config_text, &step0));
     if (st == MOE_OK && dist && (st = dist->same_text(dist->ctx, config_text)))
         s.dist_failed = 1; /* every rank saw the difference */
     res->steps_done = step0;

@@ -34,6 +34,10 @@ typedef struct {
     int32_t trace_every;     /* routing trace period (steps), 0 = none     */
     char extra_eval_cf[256]; /* eval capacity factors of extra final
                                 validations, space-separated, "" = none   */
+    char allow_change[512];  /* resume: comma-separated section.key that may
+                                differ from the checkpoint's config (not
+                                an INI key: moe train --allow-change; the
+                                run.* paths, periods and threads always may) */
 } moe_train_config;
 
 /* Defaults: the synthetic task, a 4-layer decoder with top-2 MoE every

@@ -58,8 +58,19 @@ moe_status moe_train_dist_comm_row(run_state *s, int64_t step);
 
 /* The run's state (parameters, Adam moments, data position) from the
  * checkpoint path, at *step0: in a spread run each rank loads its parts.
- * MOE_EINVAL when *step0 is beyond run.steps. */
-moe_status moe_train_checkpoint_load(run_state *s, const char *path, int64_t *step0);
+ * The checkpoint's config must equal text (this run's) but for the keys
+ * that never change the bits (run.threads, paths, periods) and those in
+ * allow (comma-separated section.key, NULL: none); MOE_EINVAL naming the
+ * key otherwise, and when the state is not one a run writes: step < 1 or
+ * beyond run.steps, data_pos not the position after step batches, a
+ * non-finite parameter or moment, a negative adam_v. */
+moe_status moe_train_checkpoint_load(run_state *s, const char *path, const char *text,
+                                     const char *allow, int64_t *step0);
+/* The comparison above alone: MOE_OK if saved and now (INI texts as
+ * ini_dump writes them) differ only in keys that may change; an unknown
+ * key in allow is MOE_EINVAL. */
+moe_status moe_train_config_compare(const char *path, const char *saved, const char *now,
+                                    const char *allow);
 /* MOE_OK when the checkpoint file path can be written: its folder exists
  * and is writable, and path is not a directory (else the path and the OS
  * reason). Nothing is created. */

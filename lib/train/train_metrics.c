@@ -258,6 +258,8 @@ moe_status moe_train_metrics_valid(train_metrics *T, int64_t step, double ce, do
     return st == MOE_OK ? moe_runlog_flush(T->R) : st;
 }
 
+moe_status moe_train_metrics_flush(train_metrics *T) { return moe_runlog_flush(T->R); }
+
 moe_status moe_train_metrics_finish(train_metrics *T, const moe_train_result *r,
                                     double wall_s, int finished) {
     moe_runlog *R = T->R;

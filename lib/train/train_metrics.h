@@ -33,6 +33,8 @@ moe_status moe_train_metrics_comm_row(train_metrics *T, int64_t step, int R, con
 /* One /valid row; flushes. */
 moe_status moe_train_metrics_valid(train_metrics *T, int64_t step, double ce, double acc,
                                    double dropped, double cf);
+/* Writes the buffered rows now (moe_runlog_flush): before a checkpoint. */
+moe_status moe_train_metrics_flush(train_metrics *T);
 /* /summary, the attribute finished (1: the run is over; 0: stopped early
  * to be resumed), close; frees T (also on failure). */
 moe_status moe_train_metrics_finish(train_metrics *T, const moe_train_result *r,
