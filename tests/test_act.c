@@ -112,6 +112,18 @@ static void test_exp_sum_and_max_match_double(void) {
     }
 }
 
+/* A NaN input gives NaN, not an out-of-range integer shift (UBSan's "left
+ * shift of negative value" in exp_range, issue 15 item 2). */
+static void test_nan_inputs_give_nan(void) {
+    float x[4] = {NAN, 1.0f, NAN, -2.0f}, y[4], g[4], a[2];
+    moe_exp_sum(x, 0.0f, y, 4);
+    CU_ASSERT(isnan(y[0]) && isnan(y[2]) && y[1] > 2.7f && y[3] > 0.13f);
+    moe_gelu_forward(x, g, 4);
+    CU_ASSERT(isnan(g[0]) && isnan(g[2]));
+    moe_swiglu_forward(x, a, 2); /* value NaN, 1; gate NaN, -2 */
+    CU_ASSERT(isnan(a[0]));
+}
+
 /* SwiGLU a = v silu(g) and both halves of its backward against double on
  * the gate grid (value v ~ N(0, 1) per point), plus far-out gates.
  * Tolerance 1e-6 relative: exp's truncation (5e-9), its range reduction
@@ -235,6 +247,7 @@ void suite_act(void) {
               {"results_do_not_depend_on_position", test_results_do_not_depend_on_position},
               {"relu_and_its_mask", test_relu_and_its_mask},
               {"exp_sum_and_max_match_double", test_exp_sum_and_max_match_double},
+              {"nan_inputs_give_nan", test_nan_inputs_give_nan},
               {"swiglu_and_its_derivative_match_double", test_swiglu_and_its_derivative_match_double},
               {"swiglu_backward_matches_finite_differences", test_swiglu_backward_matches_finite_differences});
 }

@@ -24,8 +24,9 @@
 /* the vectoriser needs the helpers inlined into its loops */
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
-/* e^x for x in [-87, 88]. */
+/* e^x for x in [-87, 88]; NaN for NaN (which passes the callers' clamps). */
 ALWAYS_INLINE float exp_range(float x) {
+    if (x != x) return x;
     const float magic = 12582912.0f; /* 1.5 * 2^23: rounds to an integer */
     float k = x * 1.44269504088896341f + magic;
     k -= magic;
@@ -39,7 +40,7 @@ ALWAYS_INLINE float exp_range(float x) {
     p = fmaf(p, r, 0.5f);
     p = fmaf(p, r, 1.0f);
     p = fmaf(p, r, 1.0f);
-    int32_t bits = ((int32_t)k + 127) << 23;
+    uint32_t bits = (uint32_t)((int32_t)k + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
