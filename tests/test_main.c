@@ -13,6 +13,7 @@ int main(int argc, char **argv) {
     suite_config();
     suite_act();
     suite_gemm();
+    void suite_bf16(void); suite_bf16();
     suite_expert();
     suite_expert_ops();
     suite_straight_through();
