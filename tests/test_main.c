@@ -14,6 +14,7 @@ int main(int argc, char **argv) {
     suite_act();
     suite_gemm();
     void suite_bf16(void); suite_bf16();
+    void suite_bf16_layer(void); suite_bf16_layer();
     suite_expert();
     suite_expert_ops();
     suite_straight_through();

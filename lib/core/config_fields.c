@@ -5,13 +5,15 @@
 #include <string.h>
 
 _Static_assert(sizeof(moe_act) == sizeof(int) && sizeof(moe_policy) == sizeof(int) &&
-               sizeof(moe_priority) == sizeof(int) && sizeof(moe_router_noise) == sizeof(int),
+               sizeof(moe_priority) == sizeof(int) && sizeof(moe_router_noise) == sizeof(int) &&
+               sizeof(moe_precision) == sizeof(int),
                "CHOICE fields are int-sized (INI_CHOICE writes an int)");
 
 const char *const moe_act_names[] = {"relu", "gelu", "geglu", NULL};
 const char *const moe_policy_names[] = {"all", "none", "threshold", "random", NULL};
 const char *const moe_priority_names[] = {"token", "bpr", NULL};
 const char *const moe_router_noise_names[] = {"none", "jitter", "gumbel", "dropout", NULL};
+const char *const moe_precision_names[] = {"fp32", "bf16", NULL};
 
 #define OFF(m) offsetof(moe_config, m)
 /* key, member, range, families (NULL: all), help (NULL: no INI key) */
@@ -66,6 +68,10 @@ static const moe_config_field fields[] = {
     INT("slots", soft_moe.slots, 1, 65536, "soft_moe", "soft_moe slots per expert"),
     BOOL("normalize", soft_moe.normalize, "soft_moe", "soft_moe l2 normalisation"),
     INT("d_gate", dense_softmax.d_gate, 1, 1 << 20, "dense_softmax", "dense_softmax gate MLP width"),
+    CHOICE("precision", precision, moe_precision_names, NULL,
+           "experts' products: fp32 or bf16 operands (float32 sums)"),
+    CHOICE("router_precision", router_precision, moe_precision_names, TOKEN_CHOICE,
+           "router logits from bf16-rounded input and weights (token choice)"),
 };
 
 const moe_config_field *moe_config_fields(size_t *n) {

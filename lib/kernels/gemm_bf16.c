@@ -173,14 +173,14 @@ static moe_bf16 *rows_bf16(int i, const float *x, int r, int c, int rp, int cp) 
 }
 
 /* x (r, c) row-major -> VNNI over its rows: out[(p/2)][j][p%2] = x[p][j],
- * rows padded to even with zeros. (As libxsmm's A: column-major c x r.) */
-static void vnni_rows(const float *x, int r, int c, moe_bf16 *out) {
-    const int rp = even(r);
+ * rows padded to rp (even) with zeros. (As libxsmm's A: column-major
+ * c x rp.) */
+static void vnni_rows(const float *x, int r, int c, int rp, moe_bf16 *out) {
     for (int p = 0; p < rp; p += 2) {
         moe_bf16 *o = out + (size_t)p * c;
-        const float *x0 = x + (size_t)p * c, *x1 = p + 1 < r ? x0 + c : NULL;
+        const float *x0 = p < r ? x + (size_t)p * c : NULL, *x1 = p + 1 < r ? x0 + c : NULL;
         for (int j = 0; j < c; j++) {
-            o[2 * j] = moe_bf16_from_float(x0[j]);
+            o[2 * j] = x0 ? moe_bf16_from_float(x0[j]) : 0;
             o[2 * j + 1] = x1 ? moe_bf16_from_float(x1[j]) : 0;
         }
     }
@@ -266,7 +266,7 @@ static const moe_bf16 *weights(const float *w, int k, int n, int layout) {
     pthread_mutex_lock(&e->lock);
     if (e->gen != gen || memcmp(s, e->sample, sizeof s)) {
         if (layout == FWD)
-            vnni_rows(w, k, n, e->packed);
+            vnni_rows(w, k, n, even(k), e->packed);
         else
             vnni_cols(w, k, n, e->packed);
         memcpy(e->sample, s, sizeof s);
@@ -301,9 +301,11 @@ void moe_bf16_matmul_backward(const float *x, const float *w, const float *dy,
                               int32_t n) {
     if (m <= 0) return;
     if (dw) { /* dw^T (n x k, column-major) += dy^T (n x m) x (m x k) */
-        const int mp = even(m), kpad = padded(k);
+        /* the token sum padded to a multiple of NB with zero rows (adding
+         * exact zeros): few distinct kernels whatever the token count */
+        const int mp = padded(m), kpad = padded(k);
         moe_bf16 *a = buffer(1, (size_t)mp * n), *b = buffer(0, (size_t)kpad * mp);
-        vnni_rows(dy, m, n, a);
+        vnni_rows(dy, m, n, mp, a);
         enum { T = 16 }; /* b[i][r] = x[r][i]: x^T, rows padded, in T x T blocks */
         for (int i0 = 0; i0 < kpad; i0 += T)
             for (int r0 = 0; r0 < mp; r0 += T)
