@@ -33,10 +33,12 @@ float moe_bf16_to_float(moe_bf16 b) {
 float moe_bf16_round(float x) { return moe_bf16_to_float(moe_bf16_from_float(x)); }
 
 void moe_bf16_from_floats(const float *x, moe_bf16 *y, size_t n) {
+#pragma omp simd
     for (size_t i = 0; i < n; i++) y[i] = moe_bf16_from_float(x[i]);
 }
 
 void moe_bf16_round_floats(float *x, size_t n) {
+#pragma omp simd
     for (size_t i = 0; i < n; i++) x[i] = moe_bf16_round(x[i]);
 }
 
@@ -50,7 +52,7 @@ typedef struct {
 } kernel;
 
 static pthread_mutex_t kernel_lock = PTHREAD_MUTEX_INITIALIZER;
-static kernel kernels[128];
+static kernel kernels[512];
 static int n_kernels;
 static const char *target;
 
@@ -105,9 +107,8 @@ static void kernel_ref(int m, int n, int k, const moe_bf16 *A, int lda,
         }
 }
 
-static void call(int m, int n, int k, const moe_bf16 *A, int lda,
-                 const moe_bf16 *B, int ldb, float *C, int ldc, int beta) {
-    libxsmm_bsmmfunction f = kernel_get(m, n, k, lda, ldb, ldc, beta);
+static void call(libxsmm_bsmmfunction f, int m, int n, int k, const moe_bf16 *A,
+                 int lda, const moe_bf16 *B, int ldb, float *C, int ldc, int beta) {
     if (f)
         f((const libxsmm_bfloat16 *)A, (const libxsmm_bfloat16 *)B, C);
     else
@@ -116,27 +117,32 @@ static void call(int m, int n, int k, const moe_bf16 *A, int lda,
 
 /* C (column-major M x N, ldc) [+]= A (M x K, VNNI, K even) B (K x N,
  * ldb = K; allocated for N rounded up to NB columns, the pad zero).
- * Tiles of MB x NB; the last tile's columns go through a copy. */
+ * Tiles of MB x NB; the last tile's columns go through a copy. The (at
+ * most 4) kernels are looked up once per call. */
 static void run(const moe_bf16 *A, const moe_bf16 *B, float *C, int M, int N,
                 int K, int ldc, int beta) {
-    const int nm = (M + MB - 1) / MB, nn = (N + NB - 1) / NB;
+    const int nm = (M + MB - 1) / MB, nn = (N + NB - 1) / NB, mr = M - (nm - 1) * MB;
     const long tiles = (long)nm * nn;
+    /* [m tail][through the tile copy] */
+    libxsmm_bsmmfunction f[2][2] = {
+        {kernel_get(MB, NB, K, M, K, ldc, beta), kernel_get(MB, NB, K, M, K, MB, beta)},
+        {kernel_get(mr, NB, K, M, K, ldc, beta), kernel_get(mr, NB, K, M, K, mr, beta)}};
 #pragma omp parallel for schedule(static) if (moe_top_level() && tiles > 1 && (double)M * N * K >= (1 << 20))
     for (long t = 0; t < tiles; t++) {
         const int im = (int)(t % nm), in = (int)(t / nm);
-        const int m0 = im * MB, mt = M - m0 < MB ? M - m0 : MB;
+        const int m0 = im * MB, mt = M - m0 < MB ? M - m0 : MB, tail = mt != MB;
         const int n0 = in * NB, nt = N - n0 < NB ? N - n0 : NB;
         const moe_bf16 *a = A + (size_t)m0 * 2, *b = B + (size_t)n0 * K;
         float *c = C + (size_t)n0 * ldc + m0;
         if (nt == NB) {
-            call(mt, NB, K, a, M, b, K, c, ldc, beta);
+            call(f[tail][0], mt, NB, K, a, M, b, K, c, ldc, beta);
             continue;
         }
         float tile[MB * NB];
         for (int j = 0; j < NB; j++)
             for (int i = 0; i < mt; i++)
                 tile[j * mt + i] = beta && j < nt ? c[(size_t)j * ldc + i] : 0.0f;
-        call(mt, NB, K, a, M, b, K, tile, mt, beta);
+        call(f[tail][1], mt, NB, K, a, M, b, K, tile, mt, beta);
         for (int j = 0; j < nt; j++) memcpy(c + (size_t)j * ldc, tile + j * mt, (size_t)mt * sizeof(float));
     }
 }
@@ -178,10 +184,18 @@ static moe_bf16 *rows_bf16(int i, const float *x, int r, int c, int rp, int cp) 
 static void vnni_rows(const float *x, int r, int c, int rp, moe_bf16 *out) {
     for (int p = 0; p < rp; p += 2) {
         moe_bf16 *o = out + (size_t)p * c;
-        const float *x0 = p < r ? x + (size_t)p * c : NULL, *x1 = p + 1 < r ? x0 + c : NULL;
-        for (int j = 0; j < c; j++) {
-            o[2 * j] = x0 ? moe_bf16_from_float(x0[j]) : 0;
-            o[2 * j + 1] = x1 ? moe_bf16_from_float(x1[j]) : 0;
+        const float *x0 = x + (size_t)p * c, *x1 = x0 + c;
+        if (p + 1 < r) {
+#pragma omp simd
+            for (int j = 0; j < c; j++) {
+                o[2 * j] = moe_bf16_from_float(x0[j]);
+                o[2 * j + 1] = moe_bf16_from_float(x1[j]);
+            }
+        } else if (p < r) {
+#pragma omp simd
+            for (int j = 0; j < c; j++) o[2 * j] = moe_bf16_from_float(x0[j]), o[2 * j + 1] = 0;
+        } else {
+            memset(o, 0, 2 * (size_t)c * sizeof *o);
         }
     }
 }
