@@ -184,6 +184,36 @@ static void test_switch_golden_inputs_within_bf16_bound(void) {
     check_case(MOE_FAMILY_SWITCH_TOP1, 16, 32, 8, 2, 32, "tests/golden/switch_top1.h5", "switch_cf1");
 }
 
+/* router_precision = bf16: the router logits are those of the bf16-rounded
+ * input and weights, summed in float32 (within gamma_d sum |x w| of the
+ * double product of the rounded values), and not the fp32 router's. */
+static void test_bf16_router_rounds_input_and_weights(void) {
+    const int d = 16, e = 8;
+    moe_config cfg = tcfg(MOE_FAMILY_SWITCH_TOP1, MOE_ACT_RELU, d, 32, e), c32 = cfg;
+    cfg.router_precision = MOE_BF16;
+    tcase c, f;
+    tcase_init(&c, &cfg, 2, 32, 7, 1.0f);
+    tcase_init(&f, &c32, 2, 32, 7, 1.0f);
+    tcase_forward(&c), tcase_forward(&f);
+    moe_route r, r32;
+    moe_layer_route(c.L, &r), moe_layer_route(f.L, &r32);
+    const double gamma = d * 0x1p-24 / (1 - d * 0x1p-24);
+    int bad = 0;
+    for (int t = 0; t < c.T; t++)
+        for (int j = 0; j < e; j++) {
+            double s = 0, mag = 0;
+            for (int i = 0; i < d; i++) {
+                const double p = (double)moe_bf16_round(c.x[(size_t)t * d + i]) *
+                                 moe_bf16_round(c.p.w_gate[i * e + j]);
+                s += p, mag += fabs(p);
+            }
+            bad += !(fabs(r.logits[(size_t)t * e + j] - s) <= gamma * mag);
+        }
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT(memcmp(r.logits, r32.logits, (size_t)c.T * e * sizeof(float)) != 0);
+    tcase_free(&c), tcase_free(&f);
+}
+
 /* experiments/train/synthetic_tiny.ini (60 steps, top-2 MoE) trained in
  * model.precision = fp32 and bf16 (every product; norms, softmaxes,
  * losses, routers and AdamW in float32). The bound: each product's
@@ -223,5 +253,6 @@ void suite_bf16_layer(void) {
     ADD_SUITE("bf16_layer",
               {"top2_golden_inputs_within_bf16_bound", test_top2_golden_inputs_within_bf16_bound},
               {"switch_golden_inputs_within_bf16_bound", test_switch_golden_inputs_within_bf16_bound},
+              {"bf16_router_rounds_input_and_weights", test_bf16_router_rounds_input_and_weights},
               {"tiny_training_tracks_fp32", test_tiny_training_tracks_fp32});
 }
