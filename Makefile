@@ -6,7 +6,8 @@
 # are installed first (as root) by scripts/setup.sh.
 
 CC      ?= cc
-PKGS    := openblas hdf5
+# libxsmm (Debian's libxsmm-dev, static): the bf16 products (lib/kernels/gemm_bf16.c)
+PKGS    := libxsmm openblas hdf5
 CSTD    := -std=c11 -D_POSIX_C_SOURCE=200809L
 WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 OPT     := -O2 -march=native -fopenmp
@@ -258,7 +259,7 @@ hashes: $(HASHES_BIN)
 # checker or CLI), as build/lib/libmoe.a (the optimised objects of
 # build/rel, those the tests run) and build/lib/libmoe.so (the same sources
 # compiled again with -fPIC in build/pic, so that build/rel stays as it is).
-# It needs OpenBLAS, OpenMP (libgomp) and libm, written into libmoe.pc.
+# It needs OpenBLAS, libxsmm, OpenMP (libgomp) and libm, written into libmoe.pc.
 LIB_VERSION := 0.1.0
 LIB_SOMAJOR := $(firstword $(subst ., ,$(LIB_VERSION)))
 LIB_LAYERS  := base kernels core families model
@@ -266,7 +267,7 @@ LIB_API_SRC := $(wildcard $(LIB_LAYERS:%=lib/%/*.c))
 PIC         := build/pic
 LIB_A       := build/lib/libmoe.a
 LIB_SO      := build/lib/libmoe.so.$(LIB_VERSION)
-LIB_SO_LIBS  = $(shell pkg-config --libs openblas 2>/dev/null) -lm
+LIB_SO_LIBS  = $(shell pkg-config --libs libxsmm openblas 2>/dev/null) -lm
 # the public headers: lib/moe.h and lib/moe_*.h but the golden checker's
 PUBLIC_H    := lib/moe.h $(filter-out lib/moe_golden.h,$(wildcard lib/moe_*.h))
 # where `make install` puts them (DESTDIR: a staging root, for packagers)
@@ -315,7 +316,7 @@ install: $(LIB_A) $(LIB_SO)
 	  'Name: libmoe' \
 	  'Description: Mixture-of-experts layers (routing families, experts, model) in C11' \
 	  'Version: $(LIB_VERSION)' \
-	  'Requires.private: openblas' \
+	  'Requires.private: openblas libxsmm' \
 	  'Cflags: -I$${includedir}' \
 	  'Libs: -L$${libdir} -lmoe' \
 	  'Libs.private: -lgomp -lm' > $(DESTDIR)$(PKGCONFIGDIR)/libmoe.pc

@@ -88,6 +88,11 @@ typedef enum {
  * a = v * silu(g), silu(g) = g sigmoid(g) (swiglu, Mixtral's experts). */
 typedef enum { MOE_ACT_RELU = 0, MOE_ACT_GELU, MOE_ACT_GEGLU, MOE_ACT_SWIGLU } moe_act;
 
+/* Operands of the matrix products: float32, or bfloat16 (rounded to
+ * nearest even) with float32 accumulation through libxsmm; parameters,
+ * gradients and optimizer state stay float32 either way. */
+typedef enum { MOE_FP32 = 0, MOE_BF16 } moe_precision;
+
 typedef enum {
     MOE_POLICY_ALL = 0,   /* second expert always kept                   */
     MOE_POLICY_NONE,      /* never                                       */
@@ -163,6 +168,13 @@ typedef struct {
      * weight g: the same value as x_t, but dL/dg gains <dL/dxe_row, x_t>.
      * false (default): the dispatch carries no gradient (mesh_tensorflow). */
     bool straight_through;
+    /* The experts' products (built-in FFN), forward and backward: fp32
+     * (default) or bf16 operands with float32 sums. */
+    moe_precision precision;
+    /* The router logits (token-choice families) from the router input and
+     * weights rounded to bf16 (MOE_BF16; float32 sums, its backward is
+     * float32) or float32 (default): Switch's "selective precision". */
+    moe_precision router_precision;
     /* ------------------------------------- each family's own */
     struct {             /* top2_gshard and hierarchical                 */
         moe_policy policy;   /* second-expert policy                     */

@@ -4,7 +4,7 @@
 # usage: scripts/setup.sh [EXTRA-PACKAGE ...]
 set -eu
 pkgs=(build-essential pkg-config libopenblas-dev libhdf5-dev hdf5-tools
-      libcunit1-dev gnuplot-nox libopenmpi-dev openmpi-bin "$@")
+      libcunit1-dev gnuplot-nox libopenmpi-dev openmpi-bin libxsmm-dev "$@")
 missing=()
 for p in "${pkgs[@]}"; do
     status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

@@ -106,16 +106,18 @@ static void test_small_shape_prints_a_table_and_writes_json_with_every_key(void)
         snprintf(fam, sizeof fam, "\"family\": \"%s\"", families[i]);
         if (!strstr(s, fam)) CU_FAIL(families[i]);
     }
-    const int rows = (int)(sizeof families / sizeof families[0]);
+    /* every family in fp32 and in bf16 (libxsmm), each with its own limit */
+    CU_ASSERT(strstr(s, "\"precision\": \"fp32\"") && strstr(s, "\"precision\": \"bf16\""));
+    const int rows = 2 * (int)(sizeof families / sizeof families[0]);
     /* every timing, rate and ratio of every row is a finite number > 0 */
-    CU_ASSERT_EQUAL(all_positive(s, "median_s"), rows * 4 + 2); /* + mt of top2 */
-    CU_ASSERT_EQUAL(all_positive(s, "min_s"), rows * 4 + 2);
-    CU_ASSERT_EQUAL(all_positive(s, "forward_gflops"), rows + 1);
-    CU_ASSERT_EQUAL(all_positive(s, "forward_backward_gflops"), rows + 1);
+    CU_ASSERT_EQUAL(all_positive(s, "median_s"), rows * 4 + 4); /* + mt of top2 (2 precisions) */
+    CU_ASSERT_EQUAL(all_positive(s, "min_s"), rows * 4 + 4);
+    CU_ASSERT_EQUAL(all_positive(s, "forward_gflops"), rows + 2);
+    CU_ASSERT_EQUAL(all_positive(s, "forward_backward_gflops"), rows + 2);
     CU_ASSERT_EQUAL(all_positive(s, "forward_backward_to_forward_limit"), rows);
     CU_ASSERT_EQUAL(all_positive(s, "rows"), rows);
     CU_ASSERT_EQUAL(all_positive(s, "total"), rows);
-    CU_ASSERT_EQUAL(all_positive(s, "overhead_share"), rows - 1); /* not soft_moe */
+    CU_ASSERT_EQUAL(all_positive(s, "overhead_share"), rows - 2); /* not soft_moe */
     CU_ASSERT(strstr(s, "\"shape\": \"seed\"") == NULL); /* small only */
     CU_ASSERT(strstr(s, "\"train\"") == NULL);
     free(s);
@@ -181,6 +183,7 @@ static void test_an_existing_out_file_is_kept_unless_force(void) {
                           "allocated_activations_bytes", "peak_over_needed"};
     const char *train = strstr(s, "\"train\": {");
     CU_ASSERT_FATAL(train != NULL);
+    CU_ASSERT(strstr(s, "\"train_bf16\": {") != NULL); /* the step in both precisions */
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         if (all_positive(train, keys[i]) < 1) CU_FAIL(keys[i]);
     /* gradients are as big as the parameters, AdamW twice that */

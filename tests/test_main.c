@@ -13,6 +13,8 @@ int main(int argc, char **argv) {
     suite_config();
     suite_act();
     suite_gemm();
+    void suite_bf16(void); suite_bf16();
+    void suite_bf16_layer(void); suite_bf16_layer();
     suite_expert();
     suite_expert_ops();
     void suite_ln_mlp(void); suite_ln_mlp();

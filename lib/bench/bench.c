@@ -2,6 +2,8 @@
  * helpers are in bench_util.c. */
 #include "bench/bench_internal.h"
 
+#include "kernels/gemm_bf16.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +29,7 @@ const moe_bench_shape *moe_bench_shape_get(const char *name) {
 static moe_status bench_family(moe_bench_row *w, int reps) {
     const moe_bench_shape *s = &w->shape;
     moe_config cfg = moe_bench_config(w->family, s->d, s->h, s->e, s->n);
+    cfg.precision = w->prec;
     moe_bench_layer *B = NULL;
     moe_status st = moe_bench_layer_create(&cfg, s->b, s->n, &B);
     if (st != MOE_OK) return st;
@@ -46,7 +49,7 @@ static moe_status bench_family(moe_bench_row *w, int reps) {
     /* one N-thread sgemm per product against experts in parallel: measured
      * once per shape, on top2_gshard */
     w->has_mt = w->family == MOE_FAMILY_TOP2_GSHARD;
-    st = moe_bench_limit_run(s->d, s->h, w->experts, m, reps, w->has_mt ? &w->mt : NULL,
+    st = moe_bench_limit_run(w->prec, s->d, s->h, w->experts, m, reps, w->has_mt ? &w->mt : NULL,
                              &w->par);
     free(m);
     if (st == MOE_OK) {
@@ -59,6 +62,7 @@ static moe_status bench_family(moe_bench_row *w, int reps) {
         w->fwdbwd_ratio_fwdlimit = w->fwdbwd_gflops / w->par.fwd_gflops;
     }
     moe_bench_layer_free(B);
+    moe_bf16_cache_clear();
     return st;
 }
 
@@ -67,7 +71,8 @@ moe_status moe_bench_shape_run(const moe_bench_shape *s, int reps,
     MOE_ASSERT(s && r && reps >= 1);
     r->threads = moe_get_threads();
     r->reps = reps;
-    for (size_t i = 0; i < sizeof families / sizeof families[0]; i++) {
+    for (size_t q = 0; q < 2 * (sizeof families / sizeof families[0]); q++) {
+        const size_t i = q / 2; /* each family in fp32, then bf16 */
         moe_family f = MOE_FAMILY_TOP2_GSHARD;
         const moe_status ps = moe_family_parse(families[i], &f);
         MOE_ASSERT(ps == MOE_OK); /* the names above are registered */
@@ -78,6 +83,7 @@ moe_status moe_bench_shape_run(const moe_bench_shape *s, int reps,
         memset(w, 0, sizeof *w);
         w->shape = *s;
         w->family = f;
+        w->prec = q % 2 ? MOE_BF16 : MOE_FP32;
         moe_status st = bench_family(w, reps);
         if (st != MOE_OK) return st;
         r->n_rows++;

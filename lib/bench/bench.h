@@ -46,6 +46,8 @@ typedef struct {
 typedef struct {
     moe_bench_shape shape;
     moe_family family;
+    moe_precision prec;        /* the layer's and its limit's products:
+                                  fp32 (cblas_sgemm) or bf16 (libxsmm)   */
     int32_t experts;           /* experts with weights (hierarchical: eo*ei) */
     int64_t rows;              /* expert rows computed by the last forward */
     int32_t rows_min, rows_max; /* over the experts                      */
@@ -76,6 +78,7 @@ typedef struct {
 /* A training step of the default model (bench_train.c). */
 typedef struct {
     int32_t d, n_layer, n_head, d_ff, vocab, e, h, B, N;
+    moe_precision prec;        /* model.precision of the step and limits */
     moe_bench_time step;       /* forward + backward + AdamW             */
     double tokens_per_s;
     /* model FLOPs of one step: 3 x the forward's matrix products */
@@ -94,7 +97,7 @@ typedef struct {
     double mem_ratio;          /* vmhwm over the four needed parts       */
 } moe_bench_train;
 
-#define MOE_BENCH_MAX_ROWS 32
+#define MOE_BENCH_MAX_ROWS 48
 #define MOE_BENCH_MAX_SCALE 16
 
 typedef struct {
@@ -102,7 +105,9 @@ typedef struct {
     int n_rows, n_scale, has_train;
     moe_bench_row rows[MOE_BENCH_MAX_ROWS];
     moe_bench_scale scale[MOE_BENCH_MAX_SCALE];
-    moe_bench_train train;
+    moe_bench_train train;     /* fp32                                    */
+    int has_train_bf16;
+    moe_bench_train train_bf16; /* model.precision = bf16                */
 } moe_bench_report;
 
 /* The shapes "seed" (d 512, e 16, h 2048, 4 x 1024) and "small" (d 128,

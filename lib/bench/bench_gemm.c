@@ -12,11 +12,14 @@
  * Each is 2 m d h FLOPs. */
 #include "bench/bench_internal.h"
 
+#include "kernels/gemm_bf16.h"
+
 #include <cblas.h>
 #include <stdlib.h>
 
 typedef struct {
     int32_t d, h, E, mt;        /* mt: one N-thread call per product      */
+    moe_precision prec;
     const int32_t *m;           /* (E) rows of each expert               */
     size_t *r0;                 /* (E) first row of each expert          */
     float *w1, *w2, *gw1, *gw2; /* (E, d, h) (E, h, d) (E, d, h) (E, h, d) */
@@ -31,6 +34,11 @@ static void fwd_j(const lim_ctx *g, int32_t j) {
     const int m = g->m[j], d = g->d, h = g->h;
     if (m == 0) return;
     const size_t r = g->r0[j], wd = (size_t)j * d * h;
+    if (g->prec == MOE_BF16) {
+        moe_bf16_matmul(g->x + r * d, g->w1 + wd, g->hid + r * h, m, d, h);
+        moe_bf16_matmul(g->hid + r * h, g->w2 + wd, g->y + r * d, m, h, d);
+        return;
+    }
     cblas_sgemm(RM, N_, N_, m, h, d, 1.0f, g->x + r * d, d, g->w1 + wd, h, 0.0f,
                 g->hid + r * h, h);
     cblas_sgemm(RM, N_, N_, m, d, h, 1.0f, g->hid + r * h, h, g->w2 + wd, d, 0.0f,
@@ -41,6 +49,13 @@ static void bwd_j(const lim_ctx *g, int32_t j) {
     const int m = g->m[j], d = g->d, h = g->h;
     if (m == 0) return;
     const size_t r = g->r0[j], wd = (size_t)j * d * h;
+    if (g->prec == MOE_BF16) {
+        moe_bf16_matmul_backward(g->hid + r * h, g->w2 + wd, g->dy + r * d, NULL, g->gw2 + wd, m, h, d);
+        moe_bf16_matmul_backward_input(g->w2 + wd, g->dy + r * d, g->da + r * h, m, h, d);
+        moe_bf16_matmul_backward(g->x + r * d, g->w1 + wd, g->da + r * h, NULL, g->gw1 + wd, m, d, h);
+        moe_bf16_matmul_backward_input(g->w1 + wd, g->da + r * h, g->dx + r * d, m, d, h);
+        return;
+    }
     cblas_sgemm(RM, T_, N_, h, d, m, 1.0f, g->hid + r * h, h, g->dy + r * d, d, 1.0f,
                 g->gw2 + wd, d);
     cblas_sgemm(RM, N_, T_, m, h, d, 1.0f, g->dy + r * d, d, g->w2 + wd, d, 0.0f,
@@ -74,12 +89,13 @@ static void measure(lim_ctx *g, int reps, double flop6, moe_bench_limit *out) {
  * share one measurement). */
 static struct {
     int32_t d, h, E, reps, has_mt, m[256];
+    moe_precision prec;
     moe_bench_limit mt, par;
 } last;
 
-static int same_as_last(int32_t d, int32_t h, int32_t E, const int32_t *m, int reps,
+static int same_as_last(moe_precision prec, int32_t d, int32_t h, int32_t E, const int32_t *m, int reps,
                         const moe_bench_limit *mt) {
-    if (last.d != d || last.h != h || last.E != E || last.reps != reps || E > 256 ||
+    if (last.prec != prec || last.d != d || last.h != h || last.E != E || last.reps != reps || E > 256 ||
         (mt && !last.has_mt))
         return 0;
     for (int32_t j = 0; j < E; j++)
@@ -87,25 +103,25 @@ static int same_as_last(int32_t d, int32_t h, int32_t E, const int32_t *m, int r
     return 1;
 }
 
-static void remember(int32_t d, int32_t h, int32_t E, const int32_t *m, int reps,
+static void remember(moe_precision prec, int32_t d, int32_t h, int32_t E, const int32_t *m, int reps,
                      const moe_bench_limit *mt, const moe_bench_limit *par) {
     last.E = 0;
     if (E > 256) return;
-    last.d = d, last.h = h, last.E = E, last.reps = reps, last.has_mt = mt != NULL;
+    last.prec = prec, last.d = d, last.h = h, last.E = E, last.reps = reps, last.has_mt = mt != NULL;
     for (int32_t j = 0; j < E; j++) last.m[j] = m[j];
     if (mt) last.mt = *mt;
     last.par = *par;
 }
 
-moe_status moe_bench_limit_run(int32_t d, int32_t h, int32_t E,
+moe_status moe_bench_limit_run(moe_precision prec, int32_t d, int32_t h, int32_t E,
                                const int32_t *m, int reps,
                                moe_bench_limit *mt, moe_bench_limit *par) {
-    if (same_as_last(d, h, E, m, reps, mt)) {
+    if (same_as_last(prec, d, h, E, m, reps, mt)) {
         if (mt) *mt = last.mt;
         *par = last.par;
         return MOE_OK;
     }
-    lim_ctx g = {.d = d, .h = h, .E = E, .m = m};
+    lim_ctx g = {.d = d, .h = h, .E = E, .m = m, .prec = prec};
     size_t R = 0;
     g.r0 = malloc((size_t)E * sizeof *g.r0);
     for (int32_t j = 0; g.r0 && j < E; j++) g.r0[j] = R, R += (size_t)m[j];
@@ -130,8 +146,9 @@ moe_status moe_bench_limit_run(int32_t d, int32_t h, int32_t E,
         }
         g.mt = 0;
         measure(&g, reps, flop6, par);
-        remember(d, h, E, m, reps, mt, par);
+        remember(prec, d, h, E, m, reps, mt, par);
     }
+    moe_bf16_cache_clear(); /* the bf16 copies of the freed weights */
     free(g.r0), free(g.w1), free(g.w2), free(g.gw1), free(g.gw2);
     free(g.x), free(g.dy), free(g.hid), free(g.da), free(g.y), free(g.dx);
     return st;

@@ -16,10 +16,11 @@ void moe_bench_time_reps(void (*fn)(void *), void *ctx, int reps,
  * do not matter (sgemm timing) but must be written (no zero pages). */
 float *moe_bench_fill(size_t count);
 
-/* The limit at one layer's shapes: E experts of d x h, expert j on m[j]
+/* The limit at one layer's shapes (prec: cblas_sgemm, or the library's
+ * bf16 products through libxsmm, operand conversion included): E experts of d x h, expert j on m[j]
  * rows (bench_gemm.c); threads as moe_get_threads(). mt NULL: experts in
  * parallel only. The last shapes' result is reused for the same shapes. */
-moe_status moe_bench_limit_run(int32_t d, int32_t h, int32_t E,
+moe_status moe_bench_limit_run(moe_precision prec, int32_t d, int32_t h, int32_t E,
                                const int32_t *m, int reps,
                                moe_bench_limit *mt, moe_bench_limit *par);
 

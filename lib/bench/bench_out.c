@@ -41,11 +41,11 @@ static void json_limit(FILE *f, const char *key, const moe_bench_limit *l) {
 static void json_row(FILE *f, const moe_bench_row *w) {
     const moe_bench_shape *s = &w->shape;
     const moe_bench_split *p = &w->split;
-    fprintf(f, "\n    {\"shape\": \"%s\", \"family\": \"%s\", \"d\": %d, \"h\": %d, "
+    fprintf(f, "\n    {\"shape\": \"%s\", \"family\": \"%s\", \"precision\": \"%s\", \"d\": %d, \"h\": %d, "
                "\"experts\": %d, \"groups\": %d, \"tokens\": %d,\n     \"rows\": %lld, "
                "\"rows_per_expert_min\": %d, \"rows_per_expert_max\": %d, "
                "\"useful_flop_forward\": %.6g,\n     \"limit\": {",
-            s->name, moe_family_name(w->family), s->d, s->h, w->experts, s->b, s->n,
+            s->name, moe_family_name(w->family), w->prec == MOE_BF16 ? "bf16" : "fp32", s->d, s->h, w->experts, s->b, s->n,
             (long long)w->rows, w->rows_min, w->rows_max, w->flop_fwd);
     json_limit(f, "experts_in_parallel", &w->par);
     if (w->has_mt) {
@@ -79,10 +79,10 @@ static void json_scale(FILE *f, const moe_bench_scale *p) {
     fprintf(f, ", \"gflops\": %.6g, \"time_ratio\": %.6g}", p->gflops, p->time_ratio);
 }
 
-static void json_train(FILE *f, const moe_bench_train *t) {
-    fprintf(f, ",\n  \"train\": {\"d\": %d, \"layers\": %d, \"heads\": %d, \"d_ff\": %d, "
+static void json_train(FILE *f, const char *key, const moe_bench_train *t) {
+    fprintf(f, ",\n  \"%s\": {\"d\": %d, \"layers\": %d, \"heads\": %d, \"d_ff\": %d, "
                "\"vocab\": %d, \"experts\": %d, \"hidden\": %d, \"batch\": %d, \"seq_len\": %d,\n    ",
-            t->d, t->n_layer, t->n_head, t->d_ff, t->vocab, t->e, t->h, t->B, t->N);
+            key, t->d, t->n_layer, t->n_head, t->d_ff, t->vocab, t->e, t->h, t->B, t->N);
     json_time(f, "step", &t->step);
     fprintf(f, ",\n    \"tokens_per_s\": %.6g, \"flop\": {\"attention_projections\": %.6g, "
                "\"attention_scores\": %.6g, \"dense_ffn\": %.6g, \"moe_experts\": %.6g, "
@@ -140,7 +140,8 @@ static void write_body(FILE *f, const moe_bench_report *r) {
         json_scale(f, &r->scale[i]);
     }
     fputs("\n  ]", f);
-    if (r->has_train) json_train(f, &r->train);
+    if (r->has_train) json_train(f, "train", &r->train);
+    if (r->has_train_bf16) json_train(f, "train_bf16", &r->train_bf16);
     fputs("\n}\n", f);
 }
 

@@ -18,11 +18,15 @@ static const char *legend =
     "  capacity; soft_moe = its slots (b x e x s rows, s = n / e); dense_softmax =\n"
     "  every expert on every token. Routers, dispatch and combine are not counted.\n"
     "ratio: layer GF/s / the par limit of the same products (f+b/fwd-limit: the\n"
-    "  forward+backward rate over the forward-only limit, the first cut's column).\n";
+    "  forward+backward rate over the forward-only limit, the first cut's column).\n"
+    "p: precision of the layer's products and of its limit's: fp32 = cblas_sgemm,\n"
+    "  bf16 = bf16 operands, float32 sums through libxsmm (kernels/gemm_bf16.c; the\n"
+    "  limit: the same bf16 products at the same per-expert shapes, conversion\n"
+    "  included, in the same run).\n";
 
 static void print_rows(FILE *f, const moe_bench_report *r) {
-    fprintf(f, "%-5s %-13s %3s %6s %9s | %6s %6s %6s %6s | %8s %6s %5s | %8s %6s %5s %5s\n",
-            "shape", "family", "E", "rows", "per-exp", "parFwd", "parF+B", "mtFwd", "mtF+B",
+    fprintf(f, "%-5s %-13s %-4s %3s %6s %9s | %6s %6s %6s %6s | %8s %6s %5s | %8s %6s %5s %5s\n",
+            "shape", "family", "p", "E", "rows", "per-exp", "parFwd", "parF+B", "mtFwd", "mtF+B",
             "fwd ms", "GF/s", "ratio", "f+b ms", "GF/s", "ratio", "/fwdL");
     for (int i = 0; i < r->n_rows; i++) {
         const moe_bench_row *w = &r->rows[i];
@@ -32,9 +36,10 @@ static void print_rows(FILE *f, const moe_bench_report *r) {
             snprintf(mf, sizeof mf, "%.1f", w->mt.fwd_gflops);
             snprintf(mfb, sizeof mfb, "%.1f", w->mt.fwdbwd_gflops);
         }
-        fprintf(f, "%-5s %-13s %3d %6lld %9s | %6.1f %6.1f %6s %6s | %8.2f %6.1f %5.2f | "
+        fprintf(f, "%-5s %-13s %-4s %3d %6lld %9s | %6.1f %6.1f %6s %6s | %8.2f %6.1f %5.2f | "
                    "%8.2f %6.1f %5.2f %5.2f\n",
-                w->shape.name, moe_family_name(w->family), w->experts, (long long)w->rows, per,
+                w->shape.name, moe_family_name(w->family),
+                w->prec == MOE_BF16 ? "bf16" : "fp32", w->experts, (long long)w->rows, per,
                 w->par.fwd_gflops, w->par.fwdbwd_gflops, mf, mfb,
                 1e3 * w->fwd.median, w->fwd_gflops, w->fwd_ratio, 1e3 * w->fwdbwd.median,
                 w->fwdbwd_gflops, w->fwdbwd_ratio, w->fwdbwd_ratio_fwdlimit);
@@ -78,19 +83,21 @@ static void print_scale(FILE *f, const moe_bench_report *r) {
 
 static void print_train(FILE *f, const moe_bench_train *t) {
     const double mb = 1.0 / 1048576.0;
-    fprintf(f, "\nTraining step of the default model (brown_lm.ini shapes: d %d, %d layers, %d "
+    fprintf(f, "\nTraining step of the default model, model.precision = %s (brown_lm.ini shapes: d %d, %d layers, %d "
                "heads, d_ff %d, top-2 of %d x %d every other layer, %d x %d tokens, vocab %d;\n"
                "forward + backward + AdamW). Model FLOPs = 3 x forward products (bench_train.c).\n",
-            t->d, t->n_layer, t->n_head, t->d_ff, t->e, t->h, t->B, t->N, t->vocab);
+            t->prec == MOE_BF16 ? "bf16" : "fp32", t->d, t->n_layer, t->n_head, t->d_ff, t->e,
+            t->h, t->B, t->N, t->vocab);
     fprintf(f, "step %.2f ms, %.0f tokens/s, %.3f GFLOP/step (attn proj %.3f, scores %.3f, "
                "ffn %.3f, moe %.3f, router %.3f, out %.3f), %.1f GFLOP/s\n",
             1e3 * t->step.median, t->tokens_per_s, 1e-9 * t->flop_step,
             1e-9 * t->flop_attn_proj, 1e-9 * t->flop_attn_scores, 1e-9 * t->flop_ffn,
             1e-9 * t->flop_moe, 1e-9 * t->flop_router, 1e-9 * t->flop_out, t->model_gflops);
-    fprintf(f, "MFU %.1f%% of the %.1f GF/s N-thread sgemm of the biggest product (output "
+    fprintf(f, "MFU %.1f%% of the %.1f GF/s N-thread %s of the biggest product (output "
                "projection; the one used for the target),\n    %.1f%% of the %.1f GF/s "
                "experts-in-parallel 6-product rate at the MoE layer's rows\n",
-            100.0 * t->mfu_dense, t->dense_gflops, 100.0 * t->mfu_par, t->par_gflops);
+            100.0 * t->mfu_dense, t->dense_gflops,
+            t->prec == MOE_BF16 ? "bf16 product" : "sgemm", 100.0 * t->mfu_par, t->par_gflops);
     const double need = t->bytes_params + t->bytes_grads + t->bytes_optim + t->bytes_acts;
     fprintf(f, "memory: peak VmHWM %.1f MB (ru_maxrss %.1f MB; %.1f MB resident before the "
                "model), needed %.1f MB = params %.1f + grads %.1f + AdamW %.1f + activations "
@@ -111,4 +118,10 @@ void moe_bench_print(FILE *f, const moe_bench_report *r) {
     }
     if (r->n_scale) print_scale(f, r);
     if (r->has_train) print_train(f, &r->train);
+    if (r->has_train_bf16) {
+        print_train(f, &r->train_bf16);
+        if (r->has_train)
+            fprintf(f, "bf16 / fp32 training step: %.2fx tokens/s\n",
+                    r->train_bf16.tokens_per_s / r->train.tokens_per_s);
+    }
 }

@@ -18,6 +18,7 @@
  * that its peak resident size is the step's (plus the process's base,
  * reported as rss_base_mb). */
 #include "bench/bench_internal.h"
+#include "kernels/gemm_bf16.h"
 #include "model/model_internal.h"
 #include "train/train.h"
 
@@ -74,18 +75,22 @@ static void count_flops(const moe_model *M, moe_bench_train *t) {
 typedef struct {
     int32_t m, n, k;
     float *a, *b, *c;
+    moe_precision prec; /* bf16: the library's bf16 product (libxsmm)   */
 } dense_ctx;
 
 static void dense_call(void *ctx) {
     dense_ctx *g = ctx;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->m, g->n, g->k, 1.0f, g->a,
-                g->k, g->b, g->n, 0.0f, g->c, g->n);
+    if (g->prec == MOE_BF16)
+        moe_bf16_matmul(g->a, g->b, g->c, g->m, g->k, g->n);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->m, g->n, g->k, 1.0f, g->a,
+                    g->k, g->b, g->n, 0.0f, g->c, g->n);
 }
 
 /* The N-thread sgemm rate of the biggest product (output projection
  * (T, d) x (d, V)) and the experts-in-parallel rate at MoE layer 1's rows. */
 static moe_status limits(const moe_model *M, int reps, moe_bench_train *t) {
-    dense_ctx g = {t->B * t->N, t->vocab, t->d, NULL, NULL, NULL};
+    dense_ctx g = {t->B * t->N, t->vocab, t->d, NULL, NULL, NULL, t->prec};
     g.a = moe_bench_fill((size_t)g.m * g.k), g.b = moe_bench_fill((size_t)g.k * g.n);
     g.c = moe_bench_fill((size_t)g.m * g.n);
     int32_t m[256];
@@ -101,20 +106,21 @@ static moe_status limits(const moe_model *M, int reps, moe_bench_train *t) {
         t->dense_gflops = 2.0 * g.m * g.n * (double)g.k / dt.median * 1e-9;
         moe_bench_model_rows(M, 1, m);
         moe_bench_limit par;
-        st = moe_bench_limit_run(t->d, t->h, moe_n_experts(&M->moe), m, reps, NULL, &par);
+        st = moe_bench_limit_run(t->prec, t->d, t->h, moe_n_experts(&M->moe), m, reps, NULL, &par);
         t->par_gflops = par.fwdbwd_gflops;
     }
     free(g.a), free(g.b), free(g.c);
     return st;
 }
 
-static moe_status setup(train_ctx *c, moe_bench_train *t) {
+static moe_status setup(train_ctx *c, moe_precision prec, moe_bench_train *t) {
     c->cfg = moe_train_config_default();
     moe_model_config *mc = &c->cfg.model;
     c->cfg.batch_size = 32;
     mc->moe.family = MOE_FAMILY_TOP2_GSHARD, mc->moe.act = MOE_ACT_GELU;
     mc->moe.n_expert = 8, mc->moe.d_hidden = 512;
     mc->moe.capacity_factor_train = 1.25f;
+    mc->precision = prec;
     moe_status st = moe_train_config_finish(&c->cfg, 4098, 0, NULL, NULL);
     if (st == MOE_OK) st = moe_model_create(mc, &c->M);
     if (st != MOE_OK) return st;
@@ -137,15 +143,16 @@ static moe_status setup(train_ctx *c, moe_bench_train *t) {
     t->d = mc->d_model, t->n_layer = mc->n_layer, t->n_head = mc->n_head;
     t->d_ff = mc->d_ff, t->vocab = mc->vocab, t->e = mc->moe.n_expert;
     t->h = mc->moe.d_hidden, t->B = c->cfg.batch_size, t->N = mc->seq_len;
+    t->prec = prec;
     return MOE_OK;
 }
 
 /* The child's whole job: steps, memory, then the limits. */
-static moe_status child_run(int reps, moe_bench_train *t) {
+static moe_status child_run(int reps, moe_precision prec, moe_bench_train *t) {
     const double base = moe_bench_proc_mb("VmRSS");
     train_ctx c;
     memset(&c, 0, sizeof c);
-    moe_status st = setup(&c, t);
+    moe_status st = setup(&c, prec, t);
     if (st == MOE_OK) {
         moe_bench_time_reps(step_once, &c, reps, &t->step);
         struct rusage ru;
@@ -175,7 +182,8 @@ typedef struct {
     moe_bench_train t;
 } child_msg;
 
-moe_status moe_bench_train_run(int reps, moe_bench_report *r) {
+/* One precision's step in a forked child into *t. */
+static moe_status train_child(int reps, moe_precision prec, moe_bench_train *t) {
     int fd[2];
     if (pipe(fd)) return moe_fail(MOE_EIO, "moe bench: pipe for the training child failed");
     fflush(NULL);
@@ -187,7 +195,7 @@ moe_status moe_bench_train_run(int reps, moe_bench_report *r) {
     if (pid == 0) {
         close(fd[0]);
         static child_msg cm;
-        cm.st = child_run(reps, &cm.t);
+        cm.st = child_run(reps, prec, &cm.t);
         snprintf(cm.msg, sizeof cm.msg, "%s", cm.st ? moe_errmsg() : "");
         const char *p = (const char *)&cm;
         for (size_t left = sizeof cm; left > 0;) {
@@ -210,8 +218,16 @@ moe_status moe_bench_train_run(int reps, moe_bench_report *r) {
         return moe_fail(MOE_EIO, "moe bench: the training-step child failed (exit status %d)",
                         WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     if (cm.st != MOE_OK) return moe_fail(cm.st, "%s", cm.msg);
-    r->train = cm.t;
+    *t = cm.t;
+    return MOE_OK;
+}
+
+moe_status moe_bench_train_run(int reps, moe_bench_report *r) {
+    moe_status st = train_child(reps, MOE_FP32, &r->train);
+    if (st != MOE_OK) return st;
     r->has_train = 1;
+    if ((st = train_child(reps, MOE_BF16, &r->train_bf16)) != MOE_OK) return st;
+    r->has_train_bf16 = 1;
     r->threads = moe_get_threads();
     r->reps = reps;
     return MOE_OK;

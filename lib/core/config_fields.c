@@ -6,7 +6,8 @@
 
 _Static_assert(sizeof(moe_act) == sizeof(int) && sizeof(moe_policy) == sizeof(int) &&
                sizeof(moe_priority) == sizeof(int) && sizeof(moe_router_noise) == sizeof(int) &&
-               sizeof(moe_capacity_mode) == sizeof(int) && sizeof(moe_expert_kind) == sizeof(int),
+               sizeof(moe_capacity_mode) == sizeof(int) && sizeof(moe_expert_kind) == sizeof(int) &&
+               sizeof(moe_precision) == sizeof(int),
                "CHOICE fields are int-sized (INI_CHOICE writes an int)");
 
 const char *const moe_act_names[] = {"relu", "gelu", "geglu", "swiglu", NULL};
@@ -15,6 +16,7 @@ const char *const moe_priority_names[] = {"token", "bpr", NULL};
 const char *const moe_router_noise_names[] = {"none", "jitter", "gumbel", "dropout", NULL};
 const char *const moe_capacity_mode_names[] = {"shared", "per_choice", NULL};
 const char *const moe_expert_kind_names[] = {"ffn", "ln_mlp", NULL};
+const char *const moe_precision_names[] = {"fp32", "bf16", NULL};
 
 #define OFF(m) offsetof(moe_config, m)
 /* key, member, range, families (NULL: all), help (NULL: no INI key) */
@@ -83,6 +85,10 @@ static const moe_config_field fields[] = {
     INT("d_gate", dense_softmax.d_gate, 1, 1 << 20, "dense_softmax", "dense_softmax gate MLP width"),
     BOOL("renormalize", dropless.renormalize, "topk_dropless",
          "topk_dropless weights over their sum (0: raw probabilities)"),
+    CHOICE("precision", precision, moe_precision_names, NULL,
+           "experts' products: fp32 or bf16 operands (float32 sums)"),
+    CHOICE("router_precision", router_precision, moe_precision_names, TOKEN_CHOICE,
+           "router logits from bf16-rounded input and weights (token choice)"),
 };
 
 const moe_config_field *moe_config_fields(size_t *n) {

@@ -42,6 +42,7 @@ extern const char *const moe_priority_names[];
 extern const char *const moe_router_noise_names[];
 extern const char *const moe_capacity_mode_names[];
 extern const char *const moe_expert_kind_names[];
+extern const char *const moe_precision_names[];
 
 /* The table, in the order of the INI keys; *n entries. */
 const moe_config_field *moe_config_fields(size_t *n);

@@ -3,7 +3,8 @@
  * with act relu, exact gelu x Phi(x), geglu or swiglu (first h columns of
  * hpre are the value, last h the gate: a = value * gelu(gate), value *
  * silu(gate)), vectorised in act.c.
- * One cblas_sgemm per matrix product (kernels/matmul.c). */
+ * One cblas_sgemm per matrix product (kernels/matmul.c), or with prec
+ * = MOE_BF16 one libxsmm bf16 product (kernels/gemm_bf16.c). */
 #include "core/expert.h"
 
 #include "kernels/act.h"
@@ -63,28 +64,40 @@ static void activation_backward(const moe_expert_w *w, moe_expert_w *g,
 
 void moe_expert_forward(const moe_expert_w *w, moe_act act, int32_t m,
                         const float *x, float *hpre, float *a, float *y) {
-    if (m == 0) return;
-    const int32_t d = w->d, h = w->h, hin = moe_act_gated(act) ? 2 * h : h;
-    moe_matmul(x, w->w1, hpre, m, d, hin);
-    if (w->b1) moe_add_rows(hpre, w->b1, m, hin);
-    activation_forward(w, act, m, hpre, a);
-    moe_matmul(a, w->w2, y, m, h, d);
-    if (w->b2) moe_add_rows(y, w->b2, m, d);
+    moe_expert_forward_p(w, MOE_FP32, act, m, x, hpre, a, y);
 }
 
 void moe_expert_backward(const moe_expert_w *w, moe_expert_w *g, moe_act act,
                          int32_t m, const float *x, const float *hpre,
                          const float *a, const float *dy, float *da,
                          float *dhpre, float *dx) {
+    moe_expert_backward_p(w, g, MOE_FP32, act, m, x, hpre, a, dy, da, dhpre, dx);
+}
+
+void moe_expert_forward_p(const moe_expert_w *w, moe_precision prec, moe_act act,
+                          int32_t m, const float *x, float *hpre, float *a, float *y) {
+    if (m == 0) return;
+    const int32_t d = w->d, h = w->h, hin = moe_act_gated(act) ? 2 * h : h;
+    moe_matmul_p(prec, x, w->w1, hpre, m, d, hin);
+    if (w->b1) moe_add_rows(hpre, w->b1, m, hin);
+    activation_forward(w, act, m, hpre, a);
+    moe_matmul_p(prec, a, w->w2, y, m, h, d);
+    if (w->b2) moe_add_rows(y, w->b2, m, d);
+}
+
+void moe_expert_backward_p(const moe_expert_w *w, moe_expert_w *g, moe_precision prec,
+                           moe_act act, int32_t m, const float *x, const float *hpre,
+                           const float *a, const float *dy, float *da, float *dhpre,
+                           float *dx) {
     if (m == 0) return;
     const int32_t d = w->d, h = w->h, hin = moe_act_gated(act) ? 2 * h : h;
     /* y = a W2 + b2 */
-    moe_matmul_backward(a, w->w2, dy, NULL, g->w2, m, h, d);
+    moe_matmul_backward_p(prec, a, w->w2, dy, NULL, g->w2, m, h, d);
     if (g->b2) moe_sum_rows(dy, g->b2, m, d);
-    moe_matmul_backward_input(w->w2, dy, da, m, h, d);
+    moe_matmul_backward_input_p(prec, w->w2, dy, da, m, h, d);
     activation_backward(w, g, act, m, hpre, da, dhpre);
     /* hpre = x W1 + b1 */
-    moe_matmul_backward(x, w->w1, dhpre, NULL, g->w1, m, d, hin);
+    moe_matmul_backward_p(prec, x, w->w1, dhpre, NULL, g->w1, m, d, hin);
     if (g->b1) moe_sum_rows(dhpre, g->b1, m, hin);
-    moe_matmul_backward_input(w->w1, dhpre, dx, m, d, hin);
+    moe_matmul_backward_input_p(prec, w->w1, dhpre, dx, m, d, hin);
 }

@@ -28,6 +28,15 @@ void moe_expert_backward(const moe_expert_w *w, moe_expert_w *g, moe_act act,
                          const float *a, const float *dy, float *da,
                          float *dhpre, float *dx);
 
+/* The same two with the four products' operands in precision prec
+ * (MOE_BF16: bf16 operands, float32 sums; kernels/matmul.h). */
+void moe_expert_forward_p(const moe_expert_w *w, moe_precision prec, moe_act act,
+                          int32_t m, const float *x, float *hpre, float *a, float *y);
+void moe_expert_backward_p(const moe_expert_w *w, moe_expert_w *g, moe_precision prec,
+                           moe_act act, int32_t m, const float *x, const float *hpre,
+                           const float *a, const float *dy, float *da, float *dhpre,
+                           float *dx);
+
 /* --- the expert interface (expert_ops.c) --- */
 
 /* The experts of a layer as its ops see them: E experts whose tensor i

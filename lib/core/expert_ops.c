@@ -39,7 +39,8 @@ static void ffn_forward(const moe_expert *ex, int32_t m, const float *x,
                         float *saved, float *y) {
     const moe_expert_w w = ffn_w(ex);
     const size_t hin = (size_t)moe_hin(ex->cfg);
-    moe_expert_forward(&w, ex->cfg->act, m, x, saved, saved + (size_t)m * hin, y);
+    moe_expert_forward_p(&w, ex->cfg->precision, ex->cfg->act, m, x, saved,
+                         saved + (size_t)m * hin, y);
 }
 
 static void ffn_backward(const moe_expert *ex, const moe_expert *grad, int32_t m,
@@ -48,8 +49,8 @@ static void ffn_backward(const moe_expert *ex, const moe_expert *grad, int32_t m
     const moe_expert_w w = ffn_w(ex);
     moe_expert_w g = ffn_w(grad);
     const size_t hin = (size_t)moe_hin(ex->cfg), h = (size_t)ex->cfg->d_hidden;
-    moe_expert_backward(&w, &g, ex->cfg->act, m, x, saved, saved + (size_t)m * hin,
-                        dy, scratch, scratch + (size_t)m * h, dx);
+    moe_expert_backward_p(&w, &g, ex->cfg->precision, ex->cfg->act, m, x, saved,
+                          saved + (size_t)m * hin, dy, scratch, scratch + (size_t)m * h, dx);
 }
 
 const moe_expert_ops moe_expert_ffn = {

@@ -52,7 +52,9 @@ static void router_forward(moe_layer *L, const moe_params *p, const float *x) {
         input_noise_forward(L, noise, x, L->noise, L->xr);
         xin = L->xr;
     }
-    moe_matmul(xin, p->w_gate, L->logits, T, d, e);
+    /* router_precision bf16: logits of the bf16-rounded input and weights
+     * (float32 sums); the backward stays float32 (straight through) */
+    moe_matmul_p(c->router_precision, xin, p->w_gate, L->logits, T, d, e);
     moe_softmax_forward(L->logits, L->probs, L->lse, T, e);
     L->rule.select = NULL;
     if (noise == MOE_NOISE_GUMBEL) { /* sample from the softmax: Gumbel-max */

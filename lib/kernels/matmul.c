@@ -3,6 +3,7 @@
 #include "kernels/matmul.h"
 
 #include "kernels/gemm.h"
+#include "kernels/gemm_bf16.h"
 
 /* C (m, n) = A (m, k) B (k, n) + beta C, row-major. */
 static void gemm_nn(int m, int n, int k, const float *A, const float *B,
@@ -36,6 +37,32 @@ void moe_matmul_backward(const float *x, const float *w, const float *dy,
 void moe_matmul_backward_input(const float *w, const float *dy, float *dx,
                                int32_t m, int32_t k, int32_t n) {
     if (m > 0) gemm_nt(m, k, n, dy, w, 0.0f, dx);
+}
+
+void moe_matmul_p(moe_precision p, const float *x, const float *w, float *y,
+                  int32_t m, int32_t k, int32_t n) {
+    if (p == MOE_BF16)
+        moe_bf16_matmul(x, w, y, m, k, n);
+    else
+        moe_matmul(x, w, y, m, k, n);
+}
+
+void moe_matmul_backward_p(moe_precision p, const float *x, const float *w,
+                           const float *dy, float *dx, float *dw, int32_t m,
+                           int32_t k, int32_t n) {
+    if (p == MOE_BF16)
+        moe_bf16_matmul_backward(x, w, dy, dx, dw, m, k, n);
+    else
+        moe_matmul_backward(x, w, dy, dx, dw, m, k, n);
+}
+
+void moe_matmul_backward_input_p(moe_precision p, const float *w,
+                                 const float *dy, float *dx, int32_t m,
+                                 int32_t k, int32_t n) {
+    if (p == MOE_BF16)
+        moe_bf16_matmul_backward_input(w, dy, dx, m, k, n);
+    else
+        moe_matmul_backward_input(w, dy, dx, m, k, n);
 }
 
 void moe_add_rows(float *y, const float *b, int32_t m, int32_t n) {

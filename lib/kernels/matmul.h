@@ -4,6 +4,8 @@
 #ifndef MOE_MATMUL_H
 #define MOE_MATMUL_H
 
+#include "moe.h" /* moe_precision */
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,6 +26,18 @@ void moe_matmul_backward(const float *x, const float *w, const float *dy,
  * gradient of moe_matmul without accumulation). m = 0 does nothing. */
 void moe_matmul_backward_input(const float *w, const float *dy, float *dx,
                                int32_t m, int32_t k, int32_t n);
+
+/* The same three products with operands of precision p: MOE_FP32 as
+ * above, MOE_BF16 with bf16 operands and float32 sums (kernels/gemm_bf16.h,
+ * the weights' bf16 copies cached until moe_bf16_weights_changed()). */
+void moe_matmul_p(moe_precision p, const float *x, const float *w, float *y,
+                  int32_t m, int32_t k, int32_t n);
+void moe_matmul_backward_p(moe_precision p, const float *x, const float *w,
+                           const float *dy, float *dx, float *dw, int32_t m,
+                           int32_t k, int32_t n);
+void moe_matmul_backward_input_p(moe_precision p, const float *w,
+                                 const float *dy, float *dx, int32_t m,
+                                 int32_t k, int32_t n);
 
 /* y (m, n) += b (n) on every row (rows in parallel when not already
  * inside a parallel region). */

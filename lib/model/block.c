@@ -205,7 +205,8 @@ static void ff_forward(moe_block *B, ff_acts *a, const float *norm, float *w1,
     const int32_t d = B->cfg.moe.d_model;
     moe_rmsnorm_forward(in, norm, a->xn, a->rstd, T, d, B->cfg.norm_eps);
     moe_expert_w w = ff_weights(B, w1, w2, mb);
-    moe_expert_forward(&w, B->cfg.moe.act, T, a->xn, a->hpre, a->act, B->u);
+    moe_expert_forward_p(&w, B->cfg.moe.precision, B->cfg.moe.act, T, a->xn, a->hpre,
+                         a->act, B->u);
     for (size_t i = 0; i < (size_t)T * d; i++) out[i] = in[i] + B->u[i];
 }
 
@@ -215,8 +216,8 @@ static void ff_backward(moe_block *B, ff_acts *a, const float *norm, float *w1,
                         float *gmb, const float *in, int32_t T) {
     const int32_t d = B->cfg.moe.d_model;
     moe_expert_w w = ff_weights(B, w1, w2, mb), gw = ff_weights(B, gw1, gw2, gmb);
-    moe_expert_backward(&w, &gw, B->cfg.moe.act, T, a->xn, a->hpre, a->act, B->g,
-                        B->da, B->dh, B->dxn);
+    moe_expert_backward_p(&w, &gw, B->cfg.moe.precision, B->cfg.moe.act, T, a->xn,
+                          a->hpre, a->act, B->g, B->da, B->dh, B->dxn);
     memcpy(B->gprev, B->g, (size_t)T * d * sizeof *B->g);
     moe_rmsnorm_backward(in, norm, a->rstd, B->dxn, B->gprev, gnorm, T, d);
 }

@@ -2,6 +2,7 @@
 #include "model/model_internal.h"
 
 #include "kernels/attention.h"
+#include "kernels/gemm_bf16.h"
 #include "core/expert.h"
 #include "core/tensor.h"
 #include "kernels/loss.h"
@@ -42,6 +43,7 @@ static moe_config layer_moe(const moe_model_config *c) {
     moe_config m = c->moe;
     m.d_model = c->d_model;
     m.causal = c->mode == MOE_DECODER;
+    if (c->precision == MOE_BF16) m.precision = MOE_BF16;
     return m;
 }
 
@@ -62,6 +64,8 @@ moe_status moe_model_config_validate(const moe_model_config *c) {
     RANGE(ff_before_moe, 0, 1);
     RANGE(ff_after_moe, 0, 1);
 #undef RANGE
+    if (c->precision != MOE_FP32 && c->precision != MOE_BF16)
+        return moe_fail(MOE_EINVAL, "precision: unknown value %d (allowed fp32|bf16)", (int)c->precision);
     if (c->d_model % c->n_head != 0)
         return moe_fail(MOE_EINVAL, "n_head = %d must divide d_model = %d", c->n_head, c->d_model);
     if (c->norm != MOE_RMSNORM && c->norm != MOE_LAYERNORM)
@@ -359,4 +363,5 @@ void moe_model_init_part(moe_model *M, float init_scale, uint64_t seed, const si
             t[j] = (float)(sd * z);
         }
     }
+    moe_bf16_weights_changed(); /* the bf16 copies of the old values */
 }

@@ -40,6 +40,11 @@ typedef struct {
                               its MoE sub-block (ST-MoE Table 16)         */
     int32_t ff_after_moe;  /* 1: the same after it                        */
     moe_config moe;      /* the MoE layers (d_model, causal are set here)  */
+    /* The model's products: attention projections, dense FFNs, output
+     * layer, and the MoE layers' experts (with MOE_BF16 whatever
+     * moe.precision says; moe.precision = bf16 alone: the experts only).
+     * Norms, softmaxes, losses and routers stay float32. */
+    moe_precision precision;
 } moe_model_config;
 
 /* Defaults: decoder, d 128, 4 layers, 4 heads, d_ff 512, RMSNorm 1e-6,

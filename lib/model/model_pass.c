@@ -151,7 +151,7 @@ static void ff_forward(moe_model *M, const ff_views *w, ff_acts *a, const float 
     const int32_t T = M->T, d = M->cfg.d_model;
     norm_fwd(M, in, w->g, w->b, a->xn, a->m, a->r, T);
     moe_expert_w ew = dense_w(M, w->w1, w->w2);
-    moe_expert_forward(&ew, M->cfg.moe.act, T, a->xn, a->hpre, a->act, M->fo);
+    moe_expert_forward_p(&ew, M->cfg.precision, M->cfg.moe.act, T, a->xn, a->hpre, a->act, M->fo);
     for (size_t i = 0; i < (size_t)T * d; i++) out[i] = in[i] + M->fo[i];
 }
 
@@ -161,7 +161,7 @@ static void ff_backward(moe_model *M, const ff_views *w, const ff_acts *a,
                         const float *in, float *d) {
     const int32_t T = M->T; /* M->dxn, da, dh: scratch */
     moe_expert_w ew = dense_w(M, w->w1, w->w2), gw = dense_w(M, GRAD(M, w->w1), GRAD(M, w->w2));
-    moe_expert_backward(&ew, &gw, M->cfg.moe.act, T, a->xn, a->hpre, a->act, d, M->da, M->dh,
+    moe_expert_backward_p(&ew, &gw, M->cfg.precision, M->cfg.moe.act, T, a->xn, a->hpre, a->act, d, M->da, M->dh,
                         M->dxn);
     norm_bwd(M, in, w->g, w->b, a->m, a->r, M->dxn, d, T);
 }
@@ -173,10 +173,10 @@ static moe_status layer_forward(moe_model *M, int32_t l, float *out) {
     layer_acts *a = &M->la[l];
     const int32_t T = M->T, d = c->d_model;
     norm_fwd(M, a->x_in, v->n1_g, v->n1_b, a->xn1, a->m1, a->r1, T);
-    moe_matmul(a->xn1, v->w_qkv, a->qkv, T, d, 3 * d);
+    moe_matmul_p(M->cfg.precision, a->xn1, v->w_qkv, a->qkv, T, d, 3 * d);
     moe_attention_forward(a->qkv, a->att, a->ctx, M->B, M->N, d, c->n_head,
                           c->mode == MOE_DECODER);
-    moe_matmul(a->ctx, v->w_o, a->x_mid, T, d, d);
+    moe_matmul_p(M->cfg.precision, a->ctx, v->w_o, a->x_mid, T, d, d);
     for (size_t i = 0; i < (size_t)T * d; i++) a->x_mid[i] += a->x_in[i];
     /* [h1 = x_mid + FFN_b(Norm(x_mid))], y = h1 + MoE(Norm2(h1)) or the
      * dense FFN, [out = y + FFN_a(Norm(y))] */
@@ -197,7 +197,7 @@ static moe_status layer_forward(moe_model *M, int32_t l, float *out) {
         M->losses.routed += x->n_choices;
     } else {
         moe_expert_w w = dense_w(M, v->f_w1, v->f_w2);
-        moe_expert_forward(&w, c->moe.act, T, a->xn2, a->hpre, a->act, M->fo);
+        moe_expert_forward_p(&w, c->precision, c->moe.act, T, a->xn2, a->hpre, a->act, M->fo);
     }
     for (size_t i = 0; i < (size_t)T * d; i++) y[i] = h1[i] + M->fo[i];
     if (v->ffa.w1) ff_forward(M, &v->ffa, &a->fa, a->h2, out);
@@ -231,7 +231,7 @@ moe_status moe_model_forward(moe_model *M, const int32_t *tok,
         if ((st = layer_forward(M, l, out)) != MOE_OK) return st;
     }
     norm_fwd(M, M->x_fin, M->nf_g, M->nf_b, M->xnf, M->mf, M->rf, T);
-    moe_matmul(M->xnf, M->w_out, M->logits, T, d, c->n_class);
+    moe_matmul_p(M->cfg.precision, M->xnf, M->w_out, M->logits, T, d, c->n_class);
     if (targets) {
         M->losses.ce = moe_xent_forward(M->logits, targets, M->probs, M->nll, T, c->n_class,
                                         &M->losses.counted);
@@ -261,7 +261,7 @@ static moe_status layer_backward(moe_model *M, int32_t l) {
     } else {
         moe_expert_w w = dense_w(M, v->f_w1, v->f_w2);
         moe_expert_w gw = dense_w(M, GRAD(M, v->f_w1), GRAD(M, v->f_w2));
-        moe_expert_backward(&w, &gw, c->moe.act, T, a->xn2, a->hpre, a->act, M->dx, M->da,
+        moe_expert_backward_p(&w, &gw, c->precision, c->moe.act, T, a->xn2, a->hpre, a->act, M->dx, M->da,
                             M->dh, M->dxn);
     }
     memcpy(M->dmid, M->dx, Td * sizeof *M->dx);
@@ -269,11 +269,11 @@ static moe_status layer_backward(moe_model *M, int32_t l) {
     if (v->ffb.w1) ff_backward(M, &v->ffb, &a->fb, a->x_mid, M->dmid); /* dL/d x_mid */
     /* x_mid = x_in + ctx W_o; ctx = attention(norm1(x_in) W_qkv) */
     memset(M->dctx, 0, Td * sizeof *M->dctx);
-    moe_matmul_backward(a->ctx, v->w_o, M->dmid, M->dctx, GRAD(M, v->w_o), T, d, d);
+    moe_matmul_backward_p(M->cfg.precision, a->ctx, v->w_o, M->dmid, M->dctx, GRAD(M, v->w_o), T, d, d);
     moe_attention_backward(a->qkv, a->att, M->dctx, M->dqkv, M->datt, M->B, M->N, d,
                            c->n_head, c->mode == MOE_DECODER);
     memset(M->dxn, 0, Td * sizeof *M->dxn);
-    moe_matmul_backward(a->xn1, v->w_qkv, M->dqkv, M->dxn, GRAD(M, v->w_qkv), T, d, 3 * d);
+    moe_matmul_backward_p(M->cfg.precision, a->xn1, v->w_qkv, M->dqkv, M->dxn, GRAD(M, v->w_qkv), T, d, 3 * d);
     memcpy(M->dx, M->dmid, Td * sizeof *M->dx);
     norm_bwd(M, a->x_in, v->n1_g, v->n1_b, a->m1, a->r1, M->dxn, M->dx, T);
     return MOE_OK;
@@ -286,7 +286,7 @@ moe_status moe_model_backward(moe_model *M) {
     const size_t Td = (size_t)T * d;
     moe_xent_backward(M->probs, M->tgt, M->dlogits, T, c->n_class, M->losses.counted, 1.0f);
     memset(M->dxn, 0, Td * sizeof *M->dxn);
-    moe_matmul_backward(M->xnf, M->w_out, M->dlogits, M->dxn, GRAD(M, M->w_out), T, d,
+    moe_matmul_backward_p(M->cfg.precision, M->xnf, M->w_out, M->dlogits, M->dxn, GRAD(M, M->w_out), T, d,
                         c->n_class);
     memset(M->dx, 0, Td * sizeof *M->dx);
     norm_bwd(M, M->x_fin, M->nf_g, M->nf_b, M->mf, M->rf, M->dxn, M->dx, T);

@@ -3,6 +3,7 @@
 #include "train/optim.h"
 
 #include "base/internal.h"
+#include "kernels/gemm_bf16.h"
 
 #include <math.h>
 #include <string.h>
@@ -298,6 +299,7 @@ moe_status moe_optim_step(const moe_optim_config *cfg, int64_t step,
         }
     }
     fill_stats(stats, lr, norm, &k, n_clipped, n_tensors);
+    moe_bf16_weights_changed(); /* bf16 products repack their weights */
     return MOE_OK;
 }
 
@@ -339,6 +341,7 @@ moe_status moe_optim_step_shard(const moe_optim_config *cfg, int64_t step,
             tensor_step(cfg, &k, lr, params + off[i], grads + off[i], m + off[i], v + off[i],
                         sh->hi[i] - sh->lo[i], tensors[i].decay);
         fill_stats(stats, lr, norm, &k, 0, n_tensors);
+        moe_bf16_weights_changed();
         return MOE_OK;
     }
     /* update clip: every tensor's sum of u^2 (split ones over processes) */
@@ -354,5 +357,6 @@ moe_status moe_optim_step_shard(const moe_optim_config *cfg, int64_t step,
                                           sh->hi[i] - sh->lo[i], sh->split[i] ? part[i] : ss[i],
                                           tensors[i].len, tensors[i].decay);
     fill_stats(stats, lr, norm, &k, n_clipped, n_tensors);
+    moe_bf16_weights_changed(); /* bf16 products repack their weights */
     return MOE_OK;
 }

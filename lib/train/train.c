@@ -1,5 +1,6 @@
 /* The training loop (see train.h). */
 #include "train/train_internal.h"
+#include "kernels/gemm_bf16.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -128,8 +129,10 @@ static moe_status setup(run_state *s, const moe_train_opts *o, const char *text,
     }
     moe_train_dist_init_params(s);
     *step0 = 0;
-    return o->resume ? moe_train_checkpoint_load(s, o->resume, text, c->allow_change, step0)
-                     : MOE_OK;
+    st = o->resume ? moe_train_checkpoint_load(s, o->resume, text, c->allow_change, step0)
+                   : MOE_OK;
+    moe_bf16_weights_changed(); /* the parameters as loaded (or initialised) */
+    return st;
 }
 
 /* Mean cross-entropy and accuracy over eval_batches validation batches

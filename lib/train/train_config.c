@@ -77,6 +77,8 @@ static const ini_key keys[] = {
     I("model.moe_every", model.moe_every, 0, 1024, "layer l is MoE when (l+1) % moe_every == 0; 0: dense"),
     I("model.ff_before_moe", model.ff_before_moe, 0, 1, "dense FFN sub-block before each MoE one (ST-MoE Table 16)"),
     I("model.ff_after_moe", model.ff_after_moe, 0, 1, "dense FFN sub-block after each MoE one"),
+    C("model.precision", model.precision, moe_precision_names,
+      "every product (experts included): fp32 or bf16 operands, float32 sums"),
     C("moe.family", model.moe.family, families, "routing family"),
     MOE_FIELDS_HERE, /* the moe_config fields (core/config_fields.c) */
     D("optim.lr", optim.lr, 1e-12, 10, "peak learning rate"),
