@@ -343,17 +343,9 @@ static void test_causal_output_never_depends_on_later_tokens(void) {
     CU_ASSERT_EQUAL(changed, c.T - 1); /* the control: the changed tokens' outputs move */
     free(ref), free(x0);
     tcase_free(&c);
-    moe_train_config tc = tiny_train_config(4);
     moe_config m = moe_config_default(dropless());
-    m.n_expert = tc.model.moe.n_expert, m.d_hidden = tc.model.moe.d_hidden;
     m.act = MOE_ACT_SWIGLU;
-    tc.model.moe = m;
-    CU_ASSERT_EQUAL(tc.model.mode, MOE_DECODER);
-    moe_train_opts o = {NULL, 0, 0, NULL};
-    moe_train_result r;
-    CU_ASSERT_EQUAL_FATAL(moe_train_run(&tc, "topk_dropless", &o, &r), MOE_OK);
-    CU_ASSERT_EQUAL(r.steps_done, 4);
-    CU_ASSERT(isfinite(r.train_loss) && !r.diverged);
+    check_trains_as_decoder(m, 4, "topk_dropless");
 }
 
 /* Defaults (Mixtral: top-2, renormalised, also in the trainer's config),

@@ -107,16 +107,7 @@ static void test_gradients_match_finite_differences(void) {
 }
 
 static void test_trains_in_the_model_as_a_decoder(void) {
-    moe_train_config c = tiny_train_config(4);
-    moe_config u = moe_config_default(uniform_family());
-    u.n_expert = c.model.moe.n_expert, u.d_hidden = c.model.moe.d_hidden;
-    c.model.moe = u;
-    CU_ASSERT_EQUAL(c.model.mode, MOE_DECODER);
-    moe_train_opts o = {NULL, 0, 0, NULL};
-    moe_train_result r;
-    CU_ASSERT_EQUAL_FATAL(moe_train_run(&c, "uniform", &o, &r), MOE_OK);
-    CU_ASSERT_EQUAL(r.steps_done, 4);
-    CU_ASSERT(isfinite(r.train_loss) && !r.diverged);
+    check_trains_as_decoder(moe_config_default(uniform_family()), 4, "uniform");
 }
 
 static void test_bad_configurations_are_rejected_naming_the_field(void) {

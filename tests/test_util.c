@@ -226,3 +226,15 @@ moe_train_config tiny_train_config(int64_t steps) {
     c.eval_every = 0, c.eval_batches = 2;
     return c;
 }
+
+void check_trains_as_decoder(moe_config m, int64_t steps, const char *name) {
+    moe_train_config c = tiny_train_config(steps);
+    m.n_expert = c.model.moe.n_expert, m.d_hidden = c.model.moe.d_hidden;
+    c.model.moe = m;
+    CU_ASSERT_EQUAL(c.model.mode, MOE_DECODER);
+    moe_train_opts o = {NULL, 0, 0, NULL};
+    moe_train_result r;
+    CU_ASSERT_EQUAL_FATAL(moe_train_run(&c, name, &o, &r), MOE_OK);
+    CU_ASSERT_EQUAL(r.steps_done, steps);
+    CU_ASSERT(isfinite(r.train_loss) && !r.diverged);
+}

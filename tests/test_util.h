@@ -76,6 +76,10 @@ int run_moe(const char *args, char *out, size_t cap);
  * synthetic LM (vocab 32), batches of 4 x 8, `steps` steps, warm-up 1, no
  * periodic validation, no checkpoint. */
 moe_train_config tiny_train_config(int64_t steps);
+/* Trains the tiny decoder for `steps` steps with the MoE layer m (its
+ * n_expert and d_hidden replaced by the tiny config's) and asserts that it
+ * runs every step, finite and not diverged. */
+void check_trains_as_decoder(moe_config m, int64_t steps, const char *name);
 
 /* A small config of a family with the given activation. */
 moe_config tcfg(moe_family f, moe_act act, int32_t d, int32_t h, int32_t e);
