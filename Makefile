@@ -327,7 +327,7 @@ endif
 # forward, backward and a checkpoint save. `make test` runs it in the
 # ASan + UBSan build (LeakSanitizer: no leak on any failure path).
 ALLOC_FAIL_BIN := $(BUILD)/alloc_fail
-ALLOC_WRAP     := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=strndup
+ALLOC_WRAP     := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=strndup,--wrap=free
 .PHONY: alloc-fail
 $(ALLOC_FAIL_BIN): $(BUILD)/tests/alloc_fail/alloc_fail.o $(LIBMOE)
 	@$(if $(Q),echo "  LINK    $@")
@@ -343,8 +343,10 @@ alloc-fail: $(ALLOC_FAIL_BIN)
 # tests/fuzz/fuzz_util.c), built with clang under ASan + UBSan in
 # build/fuzz (HDF5 and OpenBLAS are not instrumented). Seed corpora:
 # tests/fuzz/<name>/ (committed); the inputs found: build/fuzz/corpus/<name>;
-# a crash: build/fuzz/crash-<name>-*. `make fuzz` runs each harness for
-# FUZZ_SECONDS (niced); `make test` runs each for FUZZ_TEST_SECONDS.
+# crashes: build/fuzz/artifacts/<name>/ (tests/fuzz/run.sh: those inside
+# HDF5 are copied to build/fuzz/hdf5-crashes/, the others fail the run).
+# `make fuzz` runs each harness for FUZZ_SECONDS (niced); `make test` runs
+# each for FUZZ_TEST_SECONDS.
 # tests/fuzz/lsan.supp: leaks inside HDF5 itself on malformed files.
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 600
@@ -357,10 +359,6 @@ FUZZ_CFLAGS   = $(CSTD) -Wall -Wextra -Wno-unused-parameter -g -O1 -fopenmp \
 FUZZ_LIB_OBJ := $(filter-out lib/cli/% lib/mpi/%,$(wildcard lib/*/*.c))
 FUZZ_LIB_OBJ := $(FUZZ_LIB_OBJ:%.c=$(FUZZ_BUILD)/%.o)
 FUZZ_BINS    := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz_%)
-FUZZ_ENV     := ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 \
-                LSAN_OPTIONS=suppressions=$(CURDIR)/tests/fuzz/lsan.supp:print_suppressions=0 \
-                UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive
-FUZZ_FLAGS    = -rss_limit_mb=2048 -timeout=60 -print_final_stats=1
 .PHONY: fuzz fuzz-test fuzz-build
 $(FUZZ_BUILD)/%.o: %.c | $(SETUP_STAMP)
 	@mkdir -p $(dir $@)
@@ -375,23 +373,14 @@ $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/tests/fuzz/fuzz_%.o $(FUZZ_BUILD)/tests/fuzz
 fuzz-build: $(FUZZ_BINS)
 .SECONDARY: $(FUZZ_NAMES:%=$(FUZZ_BUILD)/tests/fuzz/fuzz_%.o) $(FUZZ_BUILD)/tests/fuzz/fuzz_util.o
 # each harness on its seeds and the corpus found so far, for FUZZ_SECONDS
+# (tests/fuzz/run.sh: fork mode, crashes inside HDF5 recorded apart)
 fuzz: $(FUZZ_BINS)
-	@for n in $(FUZZ_NAMES); do mkdir -p $(FUZZ_BUILD)/corpus/$$n; \
-	  echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
-	  $(FUZZ_ENV) nice -n 19 $(FUZZ_BUILD)/fuzz_$$n $(FUZZ_FLAGS) -max_total_time=$(FUZZ_SECONDS) \
-	    -artifact_prefix=$(FUZZ_BUILD)/crash-$$n- $(FUZZ_BUILD)/corpus/$$n tests/fuzz/$$n \
-	    > $(FUZZ_BUILD)/$$n.log 2>&1 || { tail -40 $(FUZZ_BUILD)/$$n.log; exit 1; }; \
-	  grep -E '^stat::(number_of_executed_units|average_exec_per_sec)' $(FUZZ_BUILD)/$$n.log; \
-	done
+	@st=0; for n in $(FUZZ_NAMES); do \
+	  tests/fuzz/run.sh $(FUZZ_BUILD) $$n $(FUZZ_SECONDS) $(FUZZ_BUILD)/corpus/$$n || st=1; done; exit $$st
 # the bounded run of `make test`: FUZZ_TEST_SECONDS each, a fresh corpus
 fuzz-test: $(FUZZ_BINS)
-	@for n in $(FUZZ_NAMES); do rm -rf $(FUZZ_BUILD)/test-corpus/$$n; mkdir -p $(FUZZ_BUILD)/test-corpus/$$n; \
-	  $(FUZZ_ENV) nice -n 19 $(FUZZ_BUILD)/fuzz_$$n $(FUZZ_FLAGS) -max_total_time=$(FUZZ_TEST_SECONDS) \
-	    -artifact_prefix=$(FUZZ_BUILD)/crash-$$n- $(FUZZ_BUILD)/test-corpus/$$n tests/fuzz/$$n \
-	    > $(FUZZ_BUILD)/$$n-test.log 2>&1 || { tail -40 $(FUZZ_BUILD)/$$n-test.log; exit 1; }; \
-	  echo "fuzz-test: $$n: $$(grep -E '^stat::number_of_executed_units' $(FUZZ_BUILD)/$$n-test.log | \
-	    sed 's/.*: *//') runs in $(FUZZ_TEST_SECONDS) s, no crash, leak or sanitizer report"; \
-	done
+	@st=0; for n in $(FUZZ_NAMES); do rm -rf $(FUZZ_BUILD)/test-corpus/$$n; \
+	  tests/fuzz/run.sh $(FUZZ_BUILD) $$n $(FUZZ_TEST_SECONDS) $(FUZZ_BUILD)/test-corpus/$$n || st=1; done; exit $$st
 -include $(wildcard $(FUZZ_BUILD)/*/*/*.d $(FUZZ_BUILD)/tests/fuzz/*.d)
 
 clean:

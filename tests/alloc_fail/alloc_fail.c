@@ -18,12 +18,15 @@
 #include "moe_rng.h"
 
 #include <hdf5.h>
+#include <malloc.h>
+#include <sanitizer/common_interface_defs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 void *__real_malloc(size_t n);
+void __real_free(void *p);
 void *__real_calloc(size_t n, size_t s);
 void *__real_realloc(void *p, size_t n);
 char *__real_strdup(const char *s);
@@ -38,12 +41,33 @@ static int injected;   /* whether fail_at was reached                 */
 static int must_fail(void) {
     if (!armed || ++n_alloc != fail_at) return 0;
     injected = 1;
+    if (getenv("ALLOC_FAIL_TRACE") && atol(getenv("ALLOC_FAIL_TRACE")) == fail_at)
+        __sanitizer_print_stack_trace(); /* where allocation N is */
     return 1;
 }
 
-void *__wrap_malloc(size_t n) { return must_fail() ? NULL : __real_malloc(n); }
-void *__wrap_calloc(size_t n, size_t s) { return must_fail() ? NULL : __real_calloc(n, s); }
-void *__wrap_realloc(void *p, size_t n) { return must_fail() ? NULL : __real_realloc(p, n); }
+/* Bytes the library holds (for the memory estimate; malloc_usable_size
+ * of every block) and their peak since measure_start. */
+static double live, peak;
+
+static void *counted(void *p) {
+    if (p) live += (double)malloc_usable_size(p), peak = live > peak ? live : peak;
+    return p;
+}
+
+void *__wrap_malloc(size_t n) { return must_fail() ? NULL : counted(__real_malloc(n)); }
+void *__wrap_calloc(size_t n, size_t s) { return must_fail() ? NULL : counted(__real_calloc(n, s)); }
+void *__wrap_realloc(void *p, size_t n) {
+    if (must_fail()) return NULL;
+    const double old = p ? (double)malloc_usable_size(p) : 0;
+    void *q = __real_realloc(p, n);
+    if (q) live -= old;
+    return counted(q);
+}
+void __wrap_free(void *p) {
+    if (p) live -= (double)malloc_usable_size(p);
+    __real_free(p);
+}
 char *__wrap_strdup(const char *s) { return must_fail() ? NULL : __real_strdup(s); }
 char *__wrap_strndup(const char *s, size_t n) { return must_fail() ? NULL : __real_strndup(s, n); }
 
@@ -53,6 +77,7 @@ typedef struct {
     const char *step;
     moe_status st;
     uint64_t hash;
+    double peak; /* the model's peak bytes (model_case) */
 } outcome;
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n) {
@@ -121,6 +146,8 @@ static void model_case(const char *ck, outcome *o) {
     int32_t tok[12], tgt[12];
     for (int i = 0; i < 12; i++) tok[i] = (i * 7) % 13, tgt[i] = (i * 5 + 1) % 13;
     moe_model *M = NULL;
+    const double live0 = live;
+    peak = live;
     STEP(o, "moe_model_create", moe_model_create(&c, &M));
     if (M) moe_model_init(M, 1.0f, 9);
     STEP(o, "moe_model_forward", moe_model_forward(M, tok, tgt, 2, 6));
@@ -130,6 +157,12 @@ static void model_case(const char *ck, outcome *o) {
         const moe_ckpt_entry e[2] = {{"params", MOE_CKPT_F32, n, moe_model_params(M)},
                                      {"grads", MOE_CKPT_F32, n, moe_model_grads(M)}};
         STEP(o, "moe_ckpt_save", moe_ckpt_save(ck, 1, "[model]\nd_model = 8\n", e, 2));
+        /* AdamW's two moments, as the trainer allocates them */
+        armed = 0; /* the test's own, never failed */
+        float *adam = calloc(2 * n, sizeof *adam);
+        armed = 1;
+        o->peak = peak - live0;
+        free(adam);
         const double loss = moe_model_losses_of(M)->loss;
         o->hash = fnv(o->hash, &loss, sizeof loss);
         o->hash = fnv(o->hash, moe_model_grads(M), n * sizeof(float));
@@ -137,8 +170,41 @@ static void model_case(const char *ck, outcome *o) {
     moe_model_free(M);
 }
 
+/* The estimate of the memory a training run needs (moe_model_memory)
+ * against what the library allocates: the model of
+ * experiments/train/synthetic_tiny.ini (d_model 32, 2 layers, the second
+ * top-2 MoE of 4 experts of 64, vocabulary 64, batches of 8 x 16 tokens):
+ * the peak bytes held from its creation through a forward, a backward and
+ * AdamW's two moments. Returns 0 if the estimate is within 0.8x..2x. */
+static int check_estimate(void) {
+    moe_model_config c = moe_model_config_default();
+    c.vocab = c.n_class = 64;
+    c.seq_len = 16, c.d_model = 32, c.n_layer = 2, c.n_head = 2, c.d_ff = 64, c.moe_every = 2;
+    c.moe = moe_config_default(MOE_FAMILY_TOP2_GSHARD);
+    c.moe.n_expert = 4, c.moe.d_hidden = 64, c.moe.act = MOE_ACT_GELU;
+    const int32_t B = 8, T = B * c.seq_len;
+    int32_t tok[128], tgt[128];
+    for (int i = 0; i < T; i++) tok[i] = (i * 7) % 64, tgt[i] = (i * 5 + 1) % 64;
+    const moe_model_mem est = moe_model_memory(&c, B, 2);
+    const double live0 = live;
+    peak = live;
+    moe_model *M = NULL;
+    if (moe_model_create(&c, &M) != MOE_OK) return 1;
+    moe_model_init(M, 1.0f, 1);
+    if (moe_model_forward(M, tok, tgt, B, c.seq_len) != MOE_OK || moe_model_backward(M) != MOE_OK)
+        return 1;
+    float *adam = calloc(2 * moe_model_n_params(M), sizeof *adam);
+    const double got = peak - live0, ratio = est.total / got;
+    free(adam);
+    moe_model_free(M);
+    printf("alloc_fail: memory estimate of the tiny config: %.0f bytes (parameters %.0f, "
+           "activations %.0f); allocated at the peak: %.0f bytes; ratio %.2f (allowed 0.8..2)\n",
+           est.total, est.params, est.activations, got, ratio);
+    return ratio >= 0.8 && ratio <= 2.0 ? 0 : 1;
+}
+
 static outcome scenario(const char *ck, long n) {
-    outcome o = {"", MOE_OK, 1469598103934665603ull};
+    outcome o = {"", MOE_OK, 1469598103934665603ull, 0};
     moe_clear_error();
     armed = 1, fail_at = n, n_alloc = 0, injected = 0;
     for (int f = 0; f < moe_family_count(); f++) layer_case((moe_family)f, &o);
@@ -156,6 +222,10 @@ int main(void) {
     char ck[64];
     snprintf(ck, sizeof ck, "%s/ck.h5", dir);
     moe_set_threads(1);
+    if (check_estimate() != 0) {
+        fprintf(stderr, "alloc_fail: the memory estimate is off (above)\n");
+        return 1;
+    }
     const outcome ref = scenario(ck, 0);
     if (ref.st != MOE_OK) {
         fprintf(stderr, "alloc_fail: the run without failures stopped at %s: %s\n", ref.step,
