@@ -323,7 +323,7 @@ endif
 
 # Allocation-failure injection (issue 15; tests/alloc_fail/alloc_fail.c):
 # the library's malloc, calloc, realloc, strdup and strndup wrapped at link
-# time; the N-th fails, for N = 1, 2, ... through layer and model creation,
+# time (free too: the peak bytes, against the memory estimate); the N-th fails, for N = 1, 2, ... through layer and model creation,
 # forward, backward and a checkpoint save. `make test` runs it in the
 # ASan + UBSan build (LeakSanitizer: no leak on any failure path).
 ALLOC_FAIL_BIN := $(BUILD)/alloc_fail
