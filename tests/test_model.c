@@ -483,6 +483,8 @@ static void test_memory_estimate_refuses_a_config_beyond_the_machine(void) {
     CU_ASSERT(m.total > 35e9); /* 16 bytes x 2.2e9 parameters and the activations */
     if (getenv("MOE_FD_VERBOSE")) printf("\n  %s", msg);
     CU_ASSERT_PTR_NOT_NULL(strstr(msg, "than the 3.00 GB this machine has available"));
+    CU_ASSERT_EQUAL(moe_model_memory_refuse(&m, 3e9, NULL), MOE_ENOMEM); /* the trainer's */
+    CU_ASSERT_EQUAL(strncmp(moe_errmsg(), "this configuration needs about ", 31), 0);
     CU_ASSERT_EQUAL(moe_model_memory_refuse(&m, 1e12, "t"), MOE_OK);
     CU_ASSERT_EQUAL(moe_model_memory_refuse(&m, 0, "t"), MOE_OK); /* unknown: not refused */
     /* the machine's own figure: a model of about 2^44 bytes never fits */

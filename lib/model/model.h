@@ -80,8 +80,9 @@ moe_model_mem moe_model_memory(const moe_model_config *cfg, int32_t B, int optim
 double moe_memory_available(void);
 /* MOE_ENOMEM when m->total exceeds available (> 0), with the message
  * "WHO: this configuration needs about X GB (P parameters: ... ), more
- * than the Y GB this machine has available (MemAvailable + SwapFree)";
- * MOE_OK otherwise (available 0: unknown, not refused). */
+ * than the Y GB this machine has available (MemAvailable + SwapFree)"
+ * (who NULL: no prefix); MOE_OK otherwise (available 0: unknown, not
+ * refused). */
 moe_status moe_model_memory_refuse(const moe_model_mem *m, double available, const char *who);
 /* moe_model_memory then moe_model_memory_refuse with
  * moe_memory_available(): what the trainer, the bench and the examples

@@ -74,11 +74,11 @@ double moe_memory_available(void) {
 moe_status moe_model_memory_refuse(const moe_model_mem *m, double available, const char *who) {
     if (available <= 0 || m->total <= available) return MOE_OK;
     const double G = 1e9;
-    return moe_fail(MOE_ENOMEM, "%s: this configuration needs about %.2f GB (%.0f parameters: "
+    return moe_fail(MOE_ENOMEM, "%s%sthis configuration needs about %.2f GB (%.0f parameters: "
                     "%.2f GB, gradients %.2f GB, optimizer %.2f GB, activations %.2f GB), more "
                     "than the %.2f GB this machine has available (MemAvailable + SwapFree)",
-                    who, m->total / G, m->n_params, m->params / G, m->grads / G, m->optim / G,
-                    m->activations / G, available / G);
+                    who ? who : "", who ? ": " : "", m->total / G, m->n_params, m->params / G,
+                    m->grads / G, m->optim / G, m->activations / G, available / G);
 }
 
 moe_status moe_model_memory_check(const moe_model_config *cfg, int32_t B, int optim_floats,

@@ -98,7 +98,7 @@ static moe_status setup(run_state *s, const moe_train_opts *o, int64_t *step0) {
     if (c->metrics[0] && !o->force && !o->resume && (st = moe_runlog_check_new(c->metrics, 0)))
         return st;
     if ((st = load_corpus(s)) || (st = finish_config(s)) ||
-        (st = moe_model_memory_check(&c->model, c->batch_size, 2, "moe train")) ||
+        (st = moe_model_memory_check(&c->model, c->batch_size, 2, NULL)) ||
         (st = moe_model_create(&c->model, &s->M)))
         return st;
     const int32_t B = c->batch_size, N = c->model.seq_len;
