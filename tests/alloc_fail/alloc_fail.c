@@ -1,4 +1,5 @@
-/* Allocation-failure injection (issue 15; README "Reliability"), as
+/* Allocation-failure injection (issue 15; README "Allocation-failure
+ * injection"), as
  * sqlite's test builds do: the N-th allocation of the library fails, for
  * N = 1, 2, ... until a whole scenario runs without reaching N. The
  * scenario: for every family, a layer's creation, forward and backward;
@@ -6,7 +7,8 @@
  *
  * The library's malloc, calloc, realloc, strdup and strndup are wrapped
  * at link time (-Wl,--wrap=..., Makefile target alloc-fail): every call
- * from our objects comes here, none of HDF5's, OpenBLAS's or libc's own.
+ * from our objects comes here, none of HDF5's, OpenBLAS's or libc's own
+ * (free too: the bytes held, for the memory estimate's check first).
  * Each run must either stop with MOE_ENOMEM and a message at the first
  * failing step, or (a failure the library recovered from) give the very
  * bits of the run without failures; no HDF5 object may stay open; built
@@ -19,7 +21,9 @@
 
 #include <hdf5.h>
 #include <malloc.h>
+#ifdef __SANITIZE_ADDRESS__
 #include <sanitizer/common_interface_defs.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,8 +45,10 @@ static int injected;   /* whether fail_at was reached                 */
 static int must_fail(void) {
     if (!armed || ++n_alloc != fail_at) return 0;
     injected = 1;
+#ifdef __SANITIZE_ADDRESS__
     if (getenv("ALLOC_FAIL_TRACE") && atol(getenv("ALLOC_FAIL_TRACE")) == fail_at)
         __sanitizer_print_stack_trace(); /* where allocation N is */
+#endif
     return 1;
 }
 
