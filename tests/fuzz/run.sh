@@ -59,9 +59,10 @@ for f in "$art"/*; do
     [ -e "$f" ] || continue
     rep=$("$bin" $limits -runs=1 "$f" 2>&1)
     # the first frame that is not the sanitizers', libFuzzer's or libc's
-    # (malloc, memcpy: their caller decides)
+    # (malloc, memcpy, strdup: their caller decides); frames of the harness
+    # binary without a source line are interceptors (ours have one: -g)
     frame=$(echo "$rep" | grep -E '^ *#[0-9]+ ' |
-        grep -vE '__interceptor_|__asan|__sanitizer|__ubsan|__lsan|libclang_rt|compiler-rt|fuzzer::| in (malloc|calloc|realloc|free|memcpy|memmove|memset) |sysdeps/|libc\.so' |
+        grep -vE '__interceptor_|__asan|__sanitizer|__ubsan|__lsan|libclang_rt|compiler-rt|fuzzer::|/fuzz_[a-z]+\+0x|sysdeps/|libc\.so' |
         head -1)
     if ! echo "$rep" | grep -qE 'ERROR: |runtime error|out-of-memory|timeout|deadly signal'; then
         # e.g. a job of fork mode killed without a report: kept, listed
