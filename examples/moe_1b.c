@@ -47,6 +47,21 @@ static int arg(int argc, char **argv, int i, int def, int32_t *out) {
     return 0;
 }
 
+/* Bytes this machine can still give: MemAvailable + SwapFree of
+ * /proc/meminfo (0: unknown). */
+static double available_bytes(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return 0.0;
+    char line[256];
+    double avail = -1, swap = 0, kb;
+    while (fgets(line, sizeof line, f)) {
+        if (sscanf(line, "MemAvailable: %lf kB", &kb) == 1) avail = kb * 1024.0;
+        else if (sscanf(line, "SwapFree: %lf kB", &kb) == 1) swap = kb * 1024.0;
+    }
+    fclose(f);
+    return avail < 0 ? 0.0 : avail + swap;
+}
+
 static int fail(const char *what) {
     fprintf(stderr, "moe_1b: %s: %s\n", what, moe_errmsg());
     return 1;
@@ -73,6 +88,20 @@ int main(int argc, char **argv) {
     printf("hierarchical (%d, %d) experts, d_model %d, d_hidden %d, %d threads\n", eo, ei, d, h,
            moe_get_threads());
     printf("parameters: %zu (%.4g)\n", np, (double)np);
+    /* what the run needs, refused before allocating when the machine does
+     * not have it: parameters and gradients, x, y, dy, dx, and the layer's
+     * workspace (hierarchical: up to 4 rows a token of the inputs, outputs
+     * and their gradients (4 d) and the expert's saved values and scratch
+     * (about 4 h)) */
+    const double need = 4.0 * (2.0 * (double)np + 4.0 * (double)Td +
+                               4.0 * T * (4.0 * d + 4.0 * h));
+    const double have = available_bytes();
+    if (have > 0 && need > have) {
+        fprintf(stderr, "moe_1b: this run needs about %.2f GB (%zu parameters and their "
+                "gradients, activations), more than the %.2f GB this machine has available "
+                "(MemAvailable + SwapFree)\n", need / 1e9, np, have / 1e9);
+        return 1;
+    }
     double t0 = now();
     float *buf = malloc(np * sizeof *buf), *gbuf = malloc(np * sizeof *gbuf);
     float *x = malloc(Td * sizeof *x), *dy = malloc(Td * sizeof *dy);

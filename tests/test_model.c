@@ -459,6 +459,70 @@ static void test_a_model_too_large_for_memory_is_refused_with_its_byte_count(voi
     if (getenv("MOE_FD_VERBOSE")) printf("\n  %s", msg);
 }
 
+/* Issue 15 item 5: the memory a config needs is estimated before
+ * allocating and refused with the number and the machine's available
+ * memory. The issue's config (d_model 4096, one layer of 16 experts of
+ * hidden 16384: 2^31 expert parameters) needs 16 bytes a parameter with
+ * AdamW: about 34 GB, refused on a machine with 3 GB available. */
+static void test_memory_estimate_refuses_a_config_beyond_the_machine(void) {
+    moe_model_config c = tiny(MOE_DECODER, MOE_FAMILY_TOP2_GSHARD);
+    c.d_model = 4096, c.n_head = 32, c.d_ff = 16384, c.n_layer = 1, c.moe_every = 1;
+    c.moe.n_expert = 16, c.moe.d_hidden = 16384, c.moe.d_model = c.d_model;
+    CU_ASSERT_EQUAL_FATAL(moe_model_config_validate(&c), MOE_OK);
+    const moe_model_mem m = moe_model_memory(&c, 8, 2);
+    /* w1 and w2 of every expert, plus attention's 4 d^2 (3%) and the rest */
+    const double experts = 16.0 * 2 * 4096 * 16384, attention = 4.0 * 4096 * 4096;
+    CU_ASSERT(m.n_params > experts + attention && m.n_params < 1.04 * experts);
+    CU_ASSERT_DOUBLE_EQUAL(m.params + m.grads + m.optim, 16.0 * m.n_params, 1.0);
+    CU_ASSERT(m.activations > 0 && m.total > m.params + m.grads + m.optim);
+    CU_ASSERT_EQUAL(moe_model_memory_refuse(&m, 3e9, "t"), MOE_ENOMEM);
+    const char *msg = moe_errmsg();
+    char want[64];
+    snprintf(want, sizeof want, "t: this configuration needs about %.2f GB", m.total / 1e9);
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, want));
+    CU_ASSERT(m.total > 35e9); /* 16 bytes x 2.2e9 parameters and the activations */
+    if (getenv("MOE_FD_VERBOSE")) printf("\n  %s", msg);
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "than the 3.00 GB this machine has available"));
+    CU_ASSERT_EQUAL(moe_model_memory_refuse(&m, 3e9, NULL), MOE_ENOMEM); /* the trainer's */
+    CU_ASSERT_EQUAL(strncmp(moe_errmsg(), "this configuration needs about ", 31), 0);
+    CU_ASSERT_EQUAL(moe_model_memory_refuse(&m, 1e12, "t"), MOE_OK);
+    CU_ASSERT_EQUAL(moe_model_memory_refuse(&m, 0, "t"), MOE_OK); /* unknown: not refused */
+    /* the machine's own figure: a model of about 2^44 bytes never fits */
+    c.n_layer = 64;
+    if (moe_memory_available() > 0) {
+        CU_ASSERT_EQUAL(moe_model_memory_check(&c, 8, 2, "moe train"), MOE_ENOMEM);
+        CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "(MemAvailable + SwapFree)"));
+    }
+    /* the tiny model fits */
+    c = tiny(MOE_DECODER, MOE_FAMILY_TOP2_GSHARD);
+    CU_ASSERT_EQUAL(moe_model_memory_check(&c, 2, 2, "moe train"), MOE_OK);
+}
+
+/* n_layer is allowed up to 1024: the tensors' list has no fixed size (it
+ * was 512 entries, an assertion at about 40 MoE layers). 100 layers,
+ * every other one MoE: 1500 tensors. */
+static void test_a_model_of_many_layers_has_all_its_tensors(void) {
+    moe_model_config c = tiny(MOE_DECODER, MOE_FAMILY_TOP2_GSHARD);
+    c.n_layer = 100;
+    mcase m;
+    mcase_init(&m, &c, 2, 3);
+    CU_ASSERT(moe_model_n_tensors(m.M) > 512);
+    const char *name;
+    size_t off, len, total = 0;
+    for (int32_t i = 0; i < moe_model_n_tensors(m.M); i++) {
+        moe_model_tensor(m.M, i, &name, &off, &len, NULL);
+        CU_ASSERT_EQUAL(off, total); /* in buffer order, no gap */
+        total += len;
+    }
+    CU_ASSERT_EQUAL(total, moe_model_n_params(m.M));
+    CU_ASSERT_EQUAL(moe_model_param_count(&c), moe_model_n_params(m.M));
+    moe_model_tensor(m.M, moe_model_n_tensors(m.M) - 1, &name, NULL, NULL, NULL);
+    CU_ASSERT_STRING_EQUAL(name, "w_out");
+    CU_ASSERT(isfinite(mloss(&m)));
+    CU_ASSERT_EQUAL(moe_model_backward(m.M), MOE_OK);
+    mcase_free(&m);
+}
+
 void suite_model(void) {
     ADD_SUITE("model",
               {"decoder_gradients_match_finite_differences_for_every_allowed_family", test_decoder_gradients_match_finite_differences_for_every_allowed_family},
@@ -471,5 +535,7 @@ void suite_model(void) {
               {"model_is_bit_identical_with_one_and_two_threads", test_model_is_bit_identical_with_one_and_two_threads},
               {"tiny_model_overfits_one_batch", test_tiny_model_overfits_one_batch},
               {"forward_rejects_bad_tokens_targets_and_lengths", test_forward_rejects_bad_tokens_targets_and_lengths},
-              {"a_model_too_large_for_memory_is_refused_with_its_byte_count", test_a_model_too_large_for_memory_is_refused_with_its_byte_count});
+              {"a_model_too_large_for_memory_is_refused_with_its_byte_count", test_a_model_too_large_for_memory_is_refused_with_its_byte_count},
+              {"memory_estimate_refuses_a_config_beyond_the_machine", test_memory_estimate_refuses_a_config_beyond_the_machine},
+              {"a_model_of_many_layers_has_all_its_tensors", test_a_model_of_many_layers_has_all_its_tensors});
 }

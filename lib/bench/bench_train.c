@@ -122,6 +122,7 @@ static moe_status setup(train_ctx *c, moe_precision prec, moe_bench_train *t) {
     mc->moe.capacity_factor_train = 1.25f;
     mc->precision = prec;
     moe_status st = moe_train_config_finish(&c->cfg, 4098, 0, NULL, NULL);
+    if (st == MOE_OK) st = moe_model_memory_check(mc, c->cfg.batch_size, 2, "moe bench");
     if (st == MOE_OK) st = moe_model_create(mc, &c->M);
     if (st != MOE_OK) return st;
     const size_t n = moe_model_n_params(c->M), T = (size_t)c->cfg.batch_size * mc->seq_len;

@@ -185,18 +185,18 @@ static const moe_tensor_desc tail[] = {
 };
 #define COUNT(t) ((int)(sizeof(t) / sizeof((t)[0])))
 
-/* Records a present tensor (len > 0) in M's list and sets its view at
- * *off (buf NULL: NULL). */
+/* Counts a present tensor (len > 0), records it in M's list once the
+ * list is allocated, and sets its view at *off (buf NULL: NULL). */
 static void take(moe_model *M, float *buf, size_t *off, float **view, size_t len,
                  const char *prefix, const char *name, int decay, double fan,
                  float fill) {
-    if (len) {
-        const int32_t k = M->n_tensors++;
-        MOE_ASSERT(k < MAX_TENSORS);
+    const int32_t k = M->n_tensors;
+    if (len && M->names) { /* the list exists (layout's second pass) */
         snprintf(M->names[k], sizeof M->names[0], "%s%s", prefix, name);
         M->offs[k] = *off, M->lens[k] = len, M->decay[k] = decay;
         M->fan[k] = fan, M->fill[k] = fill;
     }
+    M->n_tensors += len > 0;
     *view = buf && len ? buf + *off : NULL;
     *off += len;
 }
@@ -209,7 +209,8 @@ static void take_all(moe_model *M, float *buf, size_t *off, const moe_tensor_des
              t[i].name, t[i].decay, t[i].fan_in ? t[i].fan_in(s, &t[i]) : 0.0, t[i].fill);
 }
 
-/* Assigns the views of every tensor (buf NULL: only counts). */
+/* Assigns the views of every tensor (buf NULL: only counts them and
+ * their floats, the tensors' list unwritten). */
 static size_t layout(moe_model *M, float *buf) {
     const moe_model_config *c = &M->cfg;
     shape s = {.d = (size_t)c->d_model, .f = (size_t)c->d_ff, .vocab = (size_t)c->vocab,
@@ -245,6 +246,18 @@ static size_t layout(moe_model *M, float *buf) {
     return off;
 }
 
+size_t moe_model_param_count(const moe_model_config *cfg) {
+    moe_model *M = calloc(1, sizeof *M);
+    if (!M) return 0;
+    M->cfg = *cfg;
+    M->moe = layer_moe(cfg);
+    M->lv = calloc((size_t)cfg->n_layer, sizeof *M->lv);
+    const size_t n = M->lv ? layout(M, NULL) : 0; /* counts, allocates nothing */
+    free(M->lv);
+    free(M);
+    return n;
+}
+
 /* The machine's memory and swap in bytes (0: unknown). */
 static double machine_memory(void) {
 #ifdef __linux__
@@ -278,8 +291,15 @@ moe_status moe_model_create(const moe_model_config *cfg, moe_model **out) {
         M->n_params = n;
         M->params = calloc(n, sizeof *M->params);
         M->grads = calloc(n, sizeof *M->grads);
+        /* the tensors' list: as many as layout counted (no fixed limit) */
+        const size_t k = (size_t)M->n_tensors;
+        M->offs = malloc(k * sizeof *M->offs), M->lens = malloc(k * sizeof *M->lens);
+        M->decay = malloc(k * sizeof *M->decay), M->fan = malloc(k * sizeof *M->fan);
+        M->fill = malloc(k * sizeof *M->fill);
+        if (M->offs && M->lens && M->decay && M->fan && M->fill)
+            M->names = malloc(k * sizeof *M->names); /* last: layout records */
     }
-    if (!M->lv || !M->la || !M->params || !M->grads) {
+    if (!M->lv || !M->la || !M->params || !M->grads || !M->names) {
         moe_model_free(M); /* the message uses only the locals: M is gone */
         return moe_fail(MOE_ENOMEM, "moe_model_create: out of memory for %zu parameters "
                         "(%.0f bytes)", n, bytes);
@@ -299,6 +319,7 @@ void moe_model_free(moe_model *M) {
     moe_model_workspace_free(M);
     for (int32_t l = 0; M->lv && l < M->cfg.n_layer; l++) moe_layer_free(M->lv[l].L);
     free(M->params), free(M->grads), free(M->lv), free(M->la);
+    free(M->names), free(M->offs), free(M->lens), free(M->decay), free(M->fan), free(M->fill);
     free(M);
 }
 

@@ -56,6 +56,45 @@ moe_status moe_model_config_validate(const moe_model_config *cfg);
 
 typedef struct moe_model moe_model;
 
+/* Parameters of a model of cfg (validated), without building it; 0 if
+ * the count itself cannot be allocated. */
+size_t moe_model_param_count(const moe_model_config *cfg);
+
+/* What training a model of cfg needs, in bytes (model_mem.c). */
+typedef struct {
+    double n_params;    /* parameters (a count, not bytes)                */
+    double params;      /* parameters, 4 bytes each                       */
+    double grads;       /* gradients, the same                            */
+    double optim;       /* optimizer state: optim_floats per parameter    */
+    double activations; /* forward activations and backward workspaces of
+                           the model and every layer (MoE: router, plan
+                           rows, expert inputs, outputs, saved values)    */
+    double total;
+} moe_model_mem;
+
+/* Estimates the bytes of training cfg (validated) on batches of B
+ * sequences of seq_len tokens with optim_floats floats of optimizer state
+ * per parameter (AdamW: 2), from the same shapes as the workspace tables
+ * (lib/model/model_pass.c, lib/core/layer.c); not counted: the corpus,
+ * OpenBLAS's and HDF5's buffers, the metrics. Measured against the
+ * allocations of a tiny model (tests/alloc_fail/alloc_fail.c): within
+ * 0.8x..2x of the peak. */
+moe_model_mem moe_model_memory(const moe_model_config *cfg, int32_t B, int optim_floats);
+/* Bytes this machine can still give: MemAvailable + SwapFree of
+ * /proc/meminfo (0 if unknown: not Linux, or unreadable). */
+double moe_memory_available(void);
+/* MOE_ENOMEM when m->total exceeds available (> 0), with the message
+ * "WHO: this configuration needs about X GB (P parameters: ... ), more
+ * than the Y GB this machine has available (MemAvailable + SwapFree)"
+ * (who NULL: no prefix); MOE_OK otherwise (available 0: unknown, not
+ * refused). */
+moe_status moe_model_memory_refuse(const moe_model_mem *m, double available, const char *who);
+/* moe_model_memory then moe_model_memory_refuse with
+ * moe_memory_available(): what the trainer, the bench and the examples
+ * call before allocating. */
+moe_status moe_model_memory_check(const moe_model_config *cfg, int32_t B, int optim_floats,
+                                  const char *who);
+
 /* Creates a model: validates, allocates parameters, gradients and the
  * layers (activations grow on first use). *out NULL on failure;
  * MOE_ENOMEM, naming the bytes, when the parameters and gradients exceed

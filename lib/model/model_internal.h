@@ -8,8 +8,6 @@
 
 #include <stddef.h>
 
-#define MAX_TENSORS 512
-
 /* A pre-norm residual dense FFN sub-block next to a MoE sub-block:
  * out = in + FFN(Norm(in)). w1 NULL: absent. */
 typedef struct {
@@ -52,11 +50,12 @@ struct moe_model {
     layer_views *lv;
     layer_acts *la;
     int32_t n_tensors;
-    char names[MAX_TENSORS][64];
-    size_t offs[MAX_TENSORS], lens[MAX_TENSORS];
-    int decay[MAX_TENSORS];      /* weight decay applies (matrices)       */
-    double fan[MAX_TENSORS];     /* init: truncated normal of this fan-in */
-    float fill[MAX_TENSORS];     /*       or, when fan = 0, this constant */
+    /* (n_tensors) each, allocated once their number is known (layout) */
+    char (*names)[64];
+    size_t *offs, *lens;
+    int *decay;                  /* weight decay applies (matrices)       */
+    double *fan;                 /* init: truncated normal of this fan-in */
+    float *fill;                 /*       or, when fan = 0, this constant */
     int32_t B, N, T;
     const int32_t *tok, *tgt;
     moe_model_losses losses;

@@ -99,7 +99,9 @@ static moe_status setup(run_state *s, const moe_train_opts *o, const char *text,
     }
     if (c->metrics[0] && !o->force && !o->resume && (st = moe_runlog_check_new(c->metrics, 0)))
         return st;
-    if ((st = load_corpus(s)) || (st = finish_config(s)) || (st = moe_model_create(&c->model, &s->M)))
+    if ((st = load_corpus(s)) || (st = finish_config(s)) ||
+        (st = moe_model_memory_check(&c->model, c->batch_size, 2, NULL)) ||
+        (st = moe_model_create(&c->model, &s->M)))
         return st;
     const int32_t B = c->batch_size, N = c->model.seq_len;
     const int R = s->dist ? s->dist->size : 1;
