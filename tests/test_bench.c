@@ -152,6 +152,21 @@ static void test_small_shape_prints_a_table_and_writes_json_with_every_key(void)
     if (tmp) fclose(tmp);
 }
 
+/* An --out in a missing folder (or naming a folder) is refused before
+ * anything is measured, with the OS reason; no file appears. */
+static void test_an_unwritable_out_is_refused_at_start(void) {
+    char args[8192], out[8192], path[4096];
+    snprintf(path, sizeof path, "%s/no/such/dir/b.json", tmpdir_path("x"));
+    snprintf(args, sizeof args, "bench --shape seed --reps 1 --warmup 0 --out '%s'", path);
+    CU_ASSERT_EQUAL(run_moe(args, out, sizeof out), 1);
+    CU_ASSERT(strstr(out, "cannot write the --out JSON") && strstr(out, "No such file"));
+    CU_ASSERT(strstr(out, "GF/s") == NULL); /* refused before the seed shape ran */
+    snprintf(args, sizeof args, "bench --shape seed --reps 1 --warmup 0 --out '%s' --force",
+             tmpdir_path(""));
+    CU_ASSERT_EQUAL(run_moe(args, out, sizeof out), 1);
+    CU_ASSERT(strstr(out, "is a directory") != NULL);
+}
+
 static void test_an_existing_out_file_is_kept_unless_force(void) {
     char path[4096], args[8192], out[8192];
     snprintf(path, sizeof path, "%s", tmpdir_path("keep.json"));
@@ -213,6 +228,7 @@ static void test_usage_errors_exit_2_and_help_exits_0(void) {
 void suite_bench(void) {
     CU_pSuite s = CU_add_suite("bench", setup, teardown);
     CU_add_test(s, "small_shape_prints_a_table_and_writes_json_with_every_key", test_small_shape_prints_a_table_and_writes_json_with_every_key);
+    CU_add_test(s, "an_unwritable_out_is_refused_at_start", test_an_unwritable_out_is_refused_at_start);
     CU_add_test(s, "an_existing_out_file_is_kept_unless_force", test_an_existing_out_file_is_kept_unless_force);
     CU_add_test(s, "usage_errors_exit_2_and_help_exits_0", test_usage_errors_exit_2_and_help_exits_0);
 }

@@ -68,3 +68,22 @@ moe_status moe_make_dirs(const char *dir) {
         if (!c) return MOE_OK;
     }
 }
+
+moe_status moe_check_writable(const char *path, const char *what) {
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return moe_fail(MOE_EINVAL, "%s: is a directory (%s is a file to write)", path, what);
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    int err = 0;
+    if (stat(dir, &sb) != 0) err = errno;
+    else if (!S_ISDIR(sb.st_mode)) err = ENOTDIR;
+    else if (access(dir, W_OK | X_OK) != 0) err = errno;
+    if (err)
+        return moe_fail(MOE_EIO, "%s: cannot write %s in %s: %s", path, what, dir,
+                        strerror(err));
+    return MOE_OK;
+}

@@ -34,6 +34,12 @@ moe_status moe_read_file(const char *path, char **buf, size_t *len);
 /* Writes len bytes to path through path.tmp and a rename, so that path is
  * either the old file or the whole new one. */
 moe_status moe_write_file(const char *path, const char *text, size_t len);
+/* Whether a file can later be written at path: MOE_EINVAL if path is a
+ * directory, MOE_EIO if its folder is missing, not a folder or not
+ * writable, each with a message naming what (e.g. "the checkpoint"), the
+ * path, the folder and the OS reason. Checked at start, so that a long
+ * run does not fail at its end. */
+moe_status moe_check_writable(const char *path, const char *what);
 /* mkdir -p: creates dir and its missing parents; an existing folder is fine. */
 moe_status moe_make_dirs(const char *dir);
 

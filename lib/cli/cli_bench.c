@@ -1,5 +1,6 @@
 /* moe bench [--shape seed|small|scale|train|all] [--threads N] [--reps R]
  *           [--out FILE.json [--force]] */
+#include "base/internal.h"
 #include "bench/bench.h"
 #include "cli/cli.h"
 
@@ -99,6 +100,10 @@ int cli_bench(int argc, char **argv) {
     }
     if (out && !force && access(out, F_OK) == 0) {
         fprintf(stderr, "moe bench: %s exists (--force replaces it)\n", out);
+        return 1;
+    }
+    if (out && moe_check_writable(out, "the --out JSON") != MOE_OK) {
+        fprintf(stderr, "moe bench: %s\n", moe_errmsg());
         return 1;
     }
     moe_set_threads(threads);

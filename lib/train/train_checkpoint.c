@@ -16,23 +16,7 @@
 #include <unistd.h>
 
 moe_status moe_train_checkpoint_check(const char *path) {
-    struct stat sb;
-    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
-        return moe_fail(MOE_EINVAL, "%s: is a directory (run.checkpoint names the checkpoint "
-                        "file to write)", path);
-    char dir[4096];
-    const char *slash = strrchr(path, '/');
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else if (slash == path) snprintf(dir, sizeof dir, "/");
-    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    int err = 0;
-    if (stat(dir, &sb) != 0) err = errno;
-    else if (!S_ISDIR(sb.st_mode)) err = ENOTDIR;
-    else if (access(dir, W_OK | X_OK) != 0) err = errno;
-    if (err)
-        return moe_fail(MOE_EIO, "%s: cannot write the checkpoint in %s: %s", path, dir,
-                        strerror(err));
-    return MOE_OK;
+    return moe_check_writable(path, "the checkpoint");
 }
 
 /* The checkpoint's entries over the run's buffers (params, the two
