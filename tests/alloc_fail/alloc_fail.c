@@ -29,12 +29,6 @@
 #include <string.h>
 #include <unistd.h>
 
-void *__real_malloc(size_t n);
-void __real_free(void *p);
-void *__real_calloc(size_t n, size_t s);
-void *__real_realloc(void *p, size_t n);
-char *__real_strdup(const char *s);
-char *__real_strndup(const char *s, size_t n);
 
 static int armed;      /* counting the library's allocations          */
 static long fail_at;   /* the allocation that fails (1-based), 0: none */
@@ -61,21 +55,21 @@ static void *counted(void *p) {
     return p;
 }
 
-void *__wrap_malloc(size_t n) { return must_fail() ? NULL : counted(__real_malloc(n)); }
-void *__wrap_calloc(size_t n, size_t s) { return must_fail() ? NULL : counted(__real_calloc(n, s)); }
+void *__wrap_malloc(size_t n) { return must_fail() ? NULL : counted(malloc(n)); }
+void *__wrap_calloc(size_t n, size_t s) { return must_fail() ? NULL : counted(calloc(n, s)); }
 void *__wrap_realloc(void *p, size_t n) {
     if (must_fail()) return NULL;
     const double old = p ? (double)malloc_usable_size(p) : 0;
-    void *q = __real_realloc(p, n);
+    void *q = realloc(p, n);
     if (q) live -= old;
     return counted(q);
 }
 void __wrap_free(void *p) {
     if (p) live -= (double)malloc_usable_size(p);
-    __real_free(p);
+    free(p);
 }
-char *__wrap_strdup(const char *s) { return must_fail() ? NULL : __real_strdup(s); }
-char *__wrap_strndup(const char *s, size_t n) { return must_fail() ? NULL : __real_strndup(s, n); }
+char *__wrap_strdup(const char *s) { return must_fail() ? NULL : strdup(s); }
+char *__wrap_strndup(const char *s, size_t n) { return must_fail() ? NULL : strndup(s, n); }
 
 /* What a scenario produced: the first failing step and its status, and a
  * hash of every output (compared against the run without failures). */
@@ -113,8 +107,8 @@ static void layer_case(moe_family f, outcome *o) {
     }
     const int32_t b = 2, n = 6, T = b * n, d = c.d_model;
     const size_t np = moe_params_count(&c);
-    float *buf = __real_calloc(2 * np, sizeof *buf);
-    float *x = __real_calloc((size_t)4 * T * d, sizeof *x), *y = x + T * d, *dy = y + T * d,
+    float *buf = calloc(2 * np, sizeof *buf);
+    float *x = calloc((size_t)4 * T * d, sizeof *x), *y = x + T * d, *dy = y + T * d,
           *dx = dy + T * d;
     int32_t ids[12];
     moe_params p, g;
