@@ -69,7 +69,7 @@ moe_status moe_make_dirs(const char *dir) {
     }
 }
 
-moe_status moe_check_writable(const char *path, const char *what) {
+moe_status moe_writable_check(const char *path, const char *what) {
     struct stat sb;
     if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
         return moe_fail(MOE_EINVAL, "%s: is a directory (%s is a file to write)", path, what);

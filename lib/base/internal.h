@@ -39,7 +39,7 @@ moe_status moe_write_file(const char *path, const char *text, size_t len);
  * writable, each with a message naming what (e.g. "the checkpoint"), the
  * path, the folder and the OS reason. Checked at start, so that a long
  * run does not fail at its end. */
-moe_status moe_check_writable(const char *path, const char *what);
+moe_status moe_writable_check(const char *path, const char *what);
 /* mkdir -p: creates dir and its missing parents; an existing folder is fine. */
 moe_status moe_make_dirs(const char *dir);
 

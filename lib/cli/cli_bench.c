@@ -102,7 +102,7 @@ int cli_bench(int argc, char **argv) {
         fprintf(stderr, "moe bench: %s exists (--force replaces it)\n", out);
         return 1;
     }
-    if (out && moe_check_writable(out, "the --out JSON") != MOE_OK) {
+    if (out && moe_writable_check(out, "the --out JSON") != MOE_OK) {
         fprintf(stderr, "moe bench: %s\n", moe_errmsg());
         return 1;
     }

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 moe_status moe_train_checkpoint_check(const char *path) {
-    return moe_check_writable(path, "the checkpoint");
+    return moe_writable_check(path, "the checkpoint");
 }
 
 /* The checkpoint's entries over the run's buffers (params, the two
