@@ -158,6 +158,15 @@ typedef struct {
                             moe_min_expert_capacity), default 4; also
                             hierarchical's both levels                  */
     moe_capacity_mode capacity_mode; /* shared (default) or per_choice  */
+    /* Tokens per routing group (capacity, slot positions and the balance
+     * loss's means are per group): 0 (default) = one group per sequence
+     * (the n tokens of one b row); S > 0 = groups of S consecutive tokens
+     * of the (b, n) batch, spanning S / n sequences: S must be a multiple
+     * of n and divide b n (else moe_layer_forward fails with MOE_EINVAL).
+     * With causal, slots fill position-major across the group (every
+     * sequence's position t before any position t + 1). Token-choice
+     * families and topk_dropless only; the others refuse S != 0. */
+    int32_t group_size;
     moe_priority priority; /* topn_stmoe and switch_top1 only            */
     moe_router_noise router_noise; /* training only                    */
     float router_noise_eps; /* jitter half-width in (0, 1) (router_noise

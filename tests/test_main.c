@@ -23,6 +23,7 @@ int main(int argc, char **argv) {
     void suite_capacity(void); suite_capacity();
     void suite_ec_cap(void); suite_ec_cap();
     suite_layer();
+    void suite_group_size(void); suite_group_size();
     suite_gradcheck();
     suite_golden();
     suite_check_errors();

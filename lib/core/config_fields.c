@@ -62,6 +62,8 @@ static const moe_config_field fields[] = {
         "capacity floor per expert and group (token choice, hierarchical)"),
     CHOICE("capacity_mode", capacity_mode, moe_capacity_mode_names, TOKEN_CHOICE,
            "shared (n cf / e) or per_choice (k n cf / e) capacity"),
+    INT("group_size", group_size, 0, 1 << 30, NULL,
+        "tokens per routing group, spanning sequences (0: one sequence)"),
     INT("ec_cap", expert_choice.cap, 0, 65536, "expert_choice",
         "expert_choice: experts per token at most (0: no cap)"),
     CHOICE("priority", priority, moe_priority_names, NULL, "slot order (bpr: encoder only)"),

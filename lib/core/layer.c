@@ -228,8 +228,14 @@ moe_status moe_layer_forward(moe_layer *L, const moe_params *p,
         return moe_fail(MOE_EINVAL, "moe_layer_forward: b = %d, n = %d: both must be >= 1", b, n);
     if ((size_t)b * n > INT32_MAX / 4)
         return moe_fail(MOE_EINVAL, "moe_layer_forward: %zu tokens is too many", (size_t)b * n);
-    L->G = b;
-    L->n = n;
+    const int64_t S = c->group_size, T = (int64_t)b * n;
+    if (S > 0 && (S % n || T % S))
+        return moe_fail(MOE_EINVAL, "group_size = %lld: must be a multiple of the sequence "
+                        "length n = %d and divide the batch's b n = %lld tokens",
+                        (long long)S, n, (long long)T);
+    L->G = S > 0 ? (int32_t)(T / S) : b; /* routing groups of S tokens */
+    L->n = S > 0 ? (int32_t)S : n;
+    L->seq = n;
     L->T = b * n;
     memset(&L->aux, 0, sizeof L->aux);
     memset(&L->route, 0, sizeof L->route);
@@ -239,7 +245,7 @@ moe_status moe_layer_forward(moe_layer *L, const moe_params *p,
         TICK(forward, t0);
         return st;
     }
-    moe_status st = moe_layer_ensure(L, b, n);
+    moe_status st = moe_layer_ensure(L, L->G, L->n);
     if (st == MOE_OK) st = L->ops->route(L, p, x, draws);
     if (st != MOE_OK) return st;
     TICK(route, tp);

@@ -42,7 +42,9 @@ struct moe_layer {
                                  what the whole batch would; 0 otherwise */
     int64_t draw_T;           /* tokens of that whole batch (row q of the
                                  policy draws at q * draw_T); 0: T       */
-    int32_t G, n, T, cap;     /* groups, tokens per group, tokens, cap */
+    int32_t G, n, T, cap;     /* routing groups, tokens per group, tokens,
+                                 cap (group_size S > 0: G = T / S, n = S) */
+    int32_t seq;              /* sequence length of the batch (<= n)   */
     int64_t n_choice;         /* choices written by the router         */
     moe_gate_rule rule;       /* token-choice families                 */
     moe_gating gating;
@@ -94,6 +96,7 @@ struct moe_family_ops {
     bool has_z_loss;   /* a softmax router: z_coef may be != 0           */
     bool bpr_ok;       /* priority = bpr supported                       */
     bool token_choice; /* router_noise and straight_through supported    */
+    bool group_ok;     /* group_size != 0 supported (groups of sequences) */
     bool ranked;       /* moe_route is k ranks per token: expert,
                           position, gate (k, T) (route_stats.c)          */
     /* Sets L->rule beyond moe_layer_new's defaults (policy all, no

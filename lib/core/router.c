@@ -133,9 +133,11 @@ void moe_gating_forward(moe_gating *g, const moe_gate_rule *rule,
             moe_argsort_desc(g->key, g->order, n, g->tmp);
         }
         memset(g->count, 0, (size_t)e * sizeof *g->count);
-        if (rule->token_major) /* causal: token t's slots before t+1's */
+        if (rule->token_major) /* causal: token t's slots before t+1's (position-major
+                                  across the group's sequences; no BPR when causal) */
             for (int32_t j = 0; j < n; j++)
-                for (int32_t r = 0; r < k; r++) assign_slot(g, r, t0 + g->order[j]);
+                for (int32_t r = 0; r < k; r++)
+                    assign_slot(g, r, t0 + moe_group_fill_token(g->order[j], n, g->seq));
         else /* mesh-tf: every rank-1 choice first, then rank 2, ... */
             for (int32_t r = 0; r < k; r++)
                 for (int32_t j = 0; j < n; j++) assign_slot(g, r, t0 + g->order[j]);

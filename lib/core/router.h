@@ -30,6 +30,8 @@ typedef struct {
  * (buffers owned by the caller, shapes below, T = G * n). */
 typedef struct {
     int32_t G, n, e, k, cap;
+    int32_t seq;      /* sequence length (a group is n / seq sequences);
+                         0: n. Causal fills go position-major            */
     int32_t *expert;  /* (k, T) chosen expert (valid even when not routed) */
     float *gate;      /* (k, T) renormalised gate before dropping           */
     float *denom;     /* (T) normaliser D                                   */
@@ -47,6 +49,16 @@ typedef struct {
     /* statistics */
     int64_t n_routed_first, n_dropped_policy, n_dropped_capacity;
 } moe_gating;
+
+/* The token (within its group of n tokens made of n / seq sequences of
+ * seq tokens, seq = 0: n) filled j-th in position-major order: every
+ * sequence's position t before any position t + 1, so a causal fill
+ * never lets a later position of any sequence take an earlier slot. */
+static inline int32_t moe_group_fill_token(int32_t j, int32_t n, int32_t seq) {
+    if (seq <= 0 || seq >= n) return j;
+    const int32_t m = n / seq; /* sequences in the group */
+    return (j % m) * seq + j / m;
+}
 
 /* probs (T, e) = softmax(logits (T, e)) and lse (T) = logsumexp. */
 void moe_softmax_forward(const float *logits, float *probs, float *lse,

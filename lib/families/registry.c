@@ -89,6 +89,9 @@ moe_status moe_config_validate(const moe_config *c) {
     if (!o->causal_ok && c->causal)
         return moe_fail(MOE_EINVAL, "causal = 1: %s routing looks at later tokens "
                         "(allowed in a decoder: %s)", o->name, NAMES_WITH(causal_ok));
+    if (!o->group_ok && c->group_size != 0)
+        return moe_fail(MOE_EINVAL, "group_size = %d: %s routes one sequence per group "
+                        "(group_size != 0 allowed: %s)", c->group_size, o->name, NAMES_WITH(group_ok));
     if (!o->token_choice && c->router_noise != MOE_NOISE_NONE)
         return moe_fail(MOE_EINVAL, "router_noise: only the token-choice families (%s) "
                         "support it", NAMES_WITH(token_choice));

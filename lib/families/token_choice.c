@@ -107,7 +107,7 @@ moe_status moe_token_choice_route(moe_layer *L, const moe_params *p, const float
         draws = L->draws;
     }
     moe_gating *g = &L->gating;
-    *g = (moe_gating){.G = L->G, .n = L->n, .e = c->n_expert, .k = c->top_n,
+    *g = (moe_gating){.G = L->G, .n = L->n, .seq = L->seq, .e = c->n_expert, .k = c->top_n,
                       .cap = L->cap, .expert = L->expert, .gate = L->gate,
                       .denom = L->denom, .routed = L->routed, .pos = L->pos,
                       .order = L->order, .tmp = L->tmp, .key = L->key,
@@ -197,7 +197,7 @@ static moe_status switch_validate(const moe_config *c) {
     return MOE_OK;
 }
 
-#define TC_FACTS                                                        .causal_ok = true, .has_balance = true, .has_z_loss = true,         .token_choice = true, .ranked = true, .max_choices = tc_max_choices,                .route = moe_token_choice_route, .route_backward = moe_token_choice_route_backward
+#define TC_FACTS                                                        .causal_ok = true, .has_balance = true, .has_z_loss = true,         .token_choice = true, .group_ok = true, .ranked = true, .max_choices = tc_max_choices,                .route = moe_token_choice_route, .route_backward = moe_token_choice_route_backward
 
 const moe_family_ops moe_family_top2_gshard = {
     .name = "top2_gshard", .defaults = top2_defaults, .validate = top2_validate,

@@ -110,7 +110,8 @@ static void positions(moe_layer *L) {
         memset(L->count, 0, (size_t)e * sizeof *L->count);
         for (int32_t i = 0; i < n * k; i++) {
             const int32_t r = L->cfg.causal ? i % k : i / n;
-            const int32_t t = b * n + (L->cfg.causal ? i / k : i % n);
+            const int32_t t = b * n + (L->cfg.causal ? moe_group_fill_token(i / k, n, L->seq)
+                                                     : i % n); /* position-major */
             const size_t rt = (size_t)r * T + t;
             L->pos[rt] = L->count[L->expert[rt]]++;
         }
@@ -248,6 +249,7 @@ const moe_family_ops moe_family_topk_dropless = {
     .defaults = dropless_defaults,
     .validate = dropless_validate,
     .causal_ok = true,
+    .group_ok = true,
     .has_balance = true,
     .has_z_loss = true,
     .ranked = true,
