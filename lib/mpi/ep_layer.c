@@ -252,6 +252,9 @@ moe_status moe_expert_parallel_attach(moe_ep *ep, moe_layer *L) {
         return moe_fail(MOE_EUNSUPPORTED, "expert parallelism: moe.family = %s: allowed "
                         "top2_gshard, topn_stmoe, switch_top1, expert_choice, topk_dropless",
                         moe_family_name(f));
+    if (c->group_size != 0) /* each rank would group only its own tokens: not verified */
+        return moe_fail(MOE_EUNSUPPORTED, "expert parallelism: moe.group_size = %d: allowed 0 "
+                        "(one routing group per sequence)", c->group_size);
     if (c->n_expert % ep->size)
         return moe_fail(MOE_EINVAL, "expert parallelism: moe.n_expert = %d is not divisible by "
                         "the %d ranks (each rank owns n_expert / ranks experts)",
