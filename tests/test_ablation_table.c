@@ -342,6 +342,8 @@ void test_continue_keeps_finished_arms_and_writes_the_table(void) {
     CU_ASSERT(fx_same_file(file_in(dir, "a-s1.h5"), file_in(dir, "a.orig")));
     CU_ASSERT_EQUAL(rc, 0);
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "ablate: arm 2/2 b seed 1 -> "));
+    /* --continue counts only the runs left: b alone */
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "b-s1.h5 (run 1 of 1)"));
     CU_ASSERT_EQUAL(moe_ablate_arm_state(file_in(dir, "b-s1.h5")), 1);
 }
 

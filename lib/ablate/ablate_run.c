@@ -4,6 +4,7 @@
 #include "io/h5io.h"
 
 #include <string.h>
+#include <time.h>
 
 /* DIR/ablation.ini: the ablation file with its base line replaced by
  * "base = base.ini", and DIR/base.ini: a copy of the base config. */
@@ -106,23 +107,47 @@ static int wanted(const moe_ablation *a, const moe_ablate_opts *o, const char *d
     return !(o->cont && moe_ablate_arm_state(p) == 1);
 }
 
+/* " (run 3 of 15, about 4m10s left)": the runs to do in this call and,
+ * after the first, the time left at the mean time of those done. */
+static void progress(char *out, size_t cap, int done, int total, double elapsed) {
+    if (done == 0) {
+        snprintf(out, cap, " (run 1 of %d)", total);
+        return;
+    }
+    const double left = elapsed / done * (total - done);
+    snprintf(out, cap, " (run %d of %d, about %dm%02ds left)", done + 1, total,
+             (int)(left / 60), (int)left % 60);
+}
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
 moe_status moe_ablate_run(const moe_ablation *a, const moe_ablate_opts *o,
                           char *dir_out, size_t cap) {
-    char dir[1024], p[1200];
+    char dir[1024], p[1200], prog[96];
     moe_ablate_dir(a, o, dir, sizeof dir);
     if (dir_out) snprintf(dir_out, cap, "%s", dir);
     moe_status st = check_dir(a, o, dir);
     if (st == MOE_OK) st = moe_make_dirs(dir);
     if (st == MOE_OK && o->force) st = moe_ablate_clean(a, dir);
     if (st == MOE_OK) st = copy_ablation(a, dir);
+    int total = 0, done = 0;
+    for (int i = 0; i < a->n_arms; i++)
+        for (int s = 0; s < a->n_seeds; s++) total += wanted(a, o, dir, i, s);
+    const double t0 = now_s();
     for (int i = 0; st == MOE_OK && i < a->n_arms; i++)
         for (int s = 0; st == MOE_OK && s < a->n_seeds; s++) {
             if (!wanted(a, o, dir, i, s)) continue;
             moe_ablate_arm_path(dir, a->arms[i].name, a->seeds[s], p, sizeof p);
+            progress(prog, sizeof prog, done, total, now_s() - t0);
             if (o->log)
-                fprintf(o->log, "ablate: arm %d/%d %s seed %llu -> %s\n", i + 1, a->n_arms,
-                        a->arms[i].name, (unsigned long long)a->seeds[s], p);
+                fprintf(o->log, "ablate: arm %d/%d %s seed %llu -> %s%s\n", i + 1, a->n_arms,
+                        a->arms[i].name, (unsigned long long)a->seeds[s], p, prog);
             st = run_arm(a, o, i, a->seeds[s], p);
+            done++;
             if (st != MOE_OK) {
                 char why[512];
                 snprintf(why, sizeof why, "%s", moe_errmsg());
