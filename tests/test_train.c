@@ -1,5 +1,6 @@
 /* Suite train: the training loop on the synthetic task (no network). */
 #include "io/checkpoint.h"
+#include "io/h5io.h"
 #include "train/train.h"
 #include "test_util.h"
 
@@ -204,6 +205,43 @@ static void test_ablation_keys_reach_the_model_config(void) {
     CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "dropout"));
 }
 
+/* The root attribute config_hash of a run trained by the CLI with extra
+ * --set arguments (out: 17 bytes). */
+static void trained_hash(const char *sets, const char *name, char *out) {
+    char ini[1200], run[1200], args[4096], log[4096];
+    snprintf(ini, sizeof ini, "%s/hash.ini", tmpdir_root());
+    FILE *f = fopen(ini, "w");
+    CU_ASSERT_FATAL(f != NULL);
+    fputs("[model]\nd_model = 16\nn_layer = 2\nn_head = 2\nd_ff = 32\nseq_len = 16\n"
+          "[moe]\nn_expert = 4\nd_hidden = 16\n[data]\nsource = synthetic\nbatch_size = 4\n"
+          "[optim]\nwarmup_steps = 1\n[run]\nsteps = 3\neval_every = 0\ntrace_every = 0\n", f);
+    fclose(f);
+    snprintf(run, sizeof run, "%s/%s", tmpdir_root(), name);
+    snprintf(args, sizeof args, "train '%s' --quiet --force --set 'run.metrics=%s' %s", ini, run,
+             sets);
+    CU_ASSERT_EQUAL_FATAL(run_moe(args, log, sizeof log), 0);
+    hid_t h;
+    out[0] = '\0';
+    CU_ASSERT_EQUAL_FATAL(moe_h5_open_ro(run, &h), MOE_OK);
+    CU_ASSERT_EQUAL(moe_h5_attr_string(h, "config_hash", out, 17, run), MOE_OK);
+    H5Fclose(h);
+}
+
+/* config_hash names the run's numbers: the metrics path and the thread
+ * count do not change it, a learning rate or a seed does (with git_rev,
+ * the key of a run cache). */
+static void test_config_hash_ignores_paths_and_threads_only(void) {
+    char a[17], b[17], c[17], d[17];
+    trained_hash("--set run.threads=1", "h_a.h5", a);
+    trained_hash("--set run.threads=2", "h_b.h5", b);
+    trained_hash("--set optim.lr=4e-3", "h_c.h5", c);
+    trained_hash("--set run.seed=7", "h_d.h5", d);
+    CU_ASSERT_EQUAL(strlen(a), 16);
+    CU_ASSERT_STRING_EQUAL(a, b);
+    CU_ASSERT_STRING_NOT_EQUAL(a, c);
+    CU_ASSERT_STRING_NOT_EQUAL(a, d);
+}
+
 /* The CLI: one line on stderr, exit 1, for a bad key, a bad value and a
  * missing file; 2 for a usage error. */
 static void test_cli_reports_bad_configs_in_one_line_with_exit_one(void) {
@@ -259,6 +297,7 @@ void suite_train(void) {
     CU_add_test(s, "resuming_a_checkpoint_past_the_run_length_is_refused", test_resuming_a_checkpoint_past_the_run_length_is_refused);
     CU_add_test(s, "an_unwritable_checkpoint_path_is_refused_before_training", test_an_unwritable_checkpoint_path_is_refused_before_training);
     CU_add_test(s, "bad_data_and_config_are_reported", test_bad_data_and_config_are_reported);
+    CU_add_test(s, "config_hash_ignores_paths_and_threads_only", test_config_hash_ignores_paths_and_threads_only);
     CU_add_test(s, "cli_reports_bad_configs_in_one_line_with_exit_one", test_cli_reports_bad_configs_in_one_line_with_exit_one);
     CU_add_test(s, "ablation_keys_reach_the_model_config", test_ablation_keys_reach_the_model_config);
     CU_add_test(s, "extra_eval_cf_lists_are_parsed_and_bad_ones_refused", test_extra_eval_cf_lists_are_parsed_and_bad_ones_refused);

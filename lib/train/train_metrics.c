@@ -2,6 +2,7 @@
 #include "train/train_metrics.h"
 
 #include "base/internal.h"
+#include "core/config_fields.h"
 #include "families/route_stats.h"
 
 #include <math.h>
@@ -60,6 +61,29 @@ static moe_status write_names(train_metrics *T, const moe_corpus *c) {
     return st;
 }
 
+/* FNV-1a 64 of the config text without the keys that do not change a
+ * run's numbers (run.metrics, run.checkpoint, run.threads), as 16 hex
+ * digits: with the root attribute git_rev, the identity of a run. */
+static void config_hash(const char *text, char out[17]) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    int in_run = 0;
+    for (const char *l = text; *l;) {
+        const char *e = strchr(l, '\n');
+        const size_t n = e ? (size_t)(e - l) : strlen(l);
+        if (l[0] == '[') in_run = n >= 5 && !strncmp(l, "[run]", 5);
+        static const char *const ignored[] = {"metrics", "checkpoint", "threads"};
+        int skip = 0;
+        for (int k = 0; in_run && k < 3; k++) {
+            const size_t kl = strlen(ignored[k]);
+            skip |= n > kl && !strncmp(l, ignored[k], kl) && (l[kl] == ' ' || l[kl] == '=');
+        }
+        for (size_t i = 0; !skip && i <= n; i++) /* the line and its newline */
+            h = (h ^ (unsigned char)(i < n ? l[i] : '\n')) * 0x100000001b3ull;
+        l += n + (e != NULL);
+    }
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
 static moe_status write_root(train_metrics *T, const char *text, moe_model *M,
                              const moe_corpus *c) {
     moe_runlog *R = T->R;
@@ -76,6 +100,14 @@ static moe_status write_root(train_metrics *T, const char *text, moe_model *M,
         (st = moe_runlog_attr_i64(R, "/", "trace_k", T->K)) ||
         (st = moe_runlog_attr_i64s(R, "/", "moe_layers", layers, T->n_moe)) ||
         (st = moe_runlog_attr_i64(R, "/", "n_params", (int64_t)moe_model_n_params(M))))
+        return st;
+    char hash[17];
+    config_hash(text, hash);
+    const moe_config *mc = &g->model.moe;
+    if ((st = moe_runlog_attr_str(R, "/", "config_hash", hash)) ||
+        (st = moe_runlog_attr_str(R, "/", "capacity_mode",
+                                  moe_capacity_mode_names[mc->capacity_mode])) ||
+        (st = moe_runlog_attr_i64(R, "/", "group_size", mc->group_size)))
         return st;
     return write_names(T, c);
 }
