@@ -242,6 +242,24 @@ static void test_config_hash_ignores_paths_and_threads_only(void) {
     CU_ASSERT_STRING_NOT_EQUAL(a, d);
 }
 
+/* A group size that does not tile the batch's sequences is refused when the
+ * config is read, naming the key and the sizes, before any training. */
+static void test_bad_group_size_is_refused_at_start(void) {
+    char ini[1200], args[4096], log[4096];
+    snprintf(ini, sizeof ini, "%s/group.ini", tmpdir_root());
+    FILE *f = fopen(ini, "w");
+    CU_ASSERT_FATAL(f != NULL);
+    fputs("[model]\nd_model = 16\nn_layer = 2\nn_head = 2\nd_ff = 32\nseq_len = 16\n"
+          "[moe]\nn_expert = 4\nd_hidden = 16\ngroup_size = 24\n[data]\nsource = synthetic\n"
+          "batch_size = 4\n[optim]\nwarmup_steps = 1\n[run]\nsteps = 3\n", f);
+    fclose(f);
+    snprintf(args, sizeof args, "train '%s' --quiet --force --set run.metrics=%s/g.h5", ini,
+             tmpdir_root());
+    CU_ASSERT_EQUAL(run_moe(args, log, sizeof log), 1);
+    CU_ASSERT(strstr(log, "moe.group_size = 24: must be a multiple of model.seq_len = 16") != NULL);
+    CU_ASSERT(strstr(log, "step") == NULL); /* nothing trained */
+}
+
 /* The CLI: one line on stderr, exit 1, for a bad key, a bad value and a
  * missing file; 2 for a usage error. */
 static void test_cli_reports_bad_configs_in_one_line_with_exit_one(void) {
@@ -297,6 +315,7 @@ void suite_train(void) {
     CU_add_test(s, "resuming_a_checkpoint_past_the_run_length_is_refused", test_resuming_a_checkpoint_past_the_run_length_is_refused);
     CU_add_test(s, "an_unwritable_checkpoint_path_is_refused_before_training", test_an_unwritable_checkpoint_path_is_refused_before_training);
     CU_add_test(s, "bad_data_and_config_are_reported", test_bad_data_and_config_are_reported);
+    CU_add_test(s, "bad_group_size_is_refused_at_start", test_bad_group_size_is_refused_at_start);
     CU_add_test(s, "config_hash_ignores_paths_and_threads_only", test_config_hash_ignores_paths_and_threads_only);
     CU_add_test(s, "cli_reports_bad_configs_in_one_line_with_exit_one", test_cli_reports_bad_configs_in_one_line_with_exit_one);
     CU_add_test(s, "ablation_keys_reach_the_model_config", test_ablation_keys_reach_the_model_config);

@@ -70,6 +70,11 @@ moe_status moe_train_config_finish(moe_train_config *c, int32_t vocab, int32_t n
         return moe_fail(MOE_EINVAL, "run.steps = %lld: the cosine schedule decays after the "
                         "warm-up, so it needs more than optim.warmup_steps = %lld",
                         (long long)c->steps, (long long)c->optim.warmup_steps);
+    const int64_t S = m->moe.group_size, rows = (int64_t)c->batch_size * m->seq_len;
+    if (S != 0 && (S % m->seq_len != 0 || rows % S != 0))
+        return moe_fail(MOE_EINVAL, "moe.group_size = %lld: must be a multiple of model.seq_len "
+                        "= %d and divide the batch's data.batch_size x model.seq_len = %lld "
+                        "tokens", (long long)S, m->seq_len, (long long)rows);
     double cf[16];
     int n;
     moe_status st = parse_extra_cf(c->extra_eval_cf, extra_cf ? extra_cf : cf, n_extra ? n_extra : &n);
