@@ -304,12 +304,14 @@ static moe_status train_loop(run_state *s, const char *text, FILE *log, int64_t 
                 (st = moe_train_dist_agree(s, st)) == MOE_OK)
                 st = report_eval(s, log, step, res);
             /* write order: the metrics rows up to step are on disk before
-             * the checkpoint of step, so a resume never lacks rows */
-            if (st == MOE_OK && cfg->checkpoint[0] && cfg->checkpoint_every &&
-                step % cfg->checkpoint_every == 0 && s->tm)
-                st = moe_train_metrics_flush(s->tm);
-            if (st == MOE_OK && cfg->checkpoint[0] && cfg->checkpoint_every &&
-                step % cfg->checkpoint_every == 0 && (st = moe_train_dist_agree(s, st)) == MOE_OK)
+             * the checkpoint of step, so a resume never lacks rows. Not at
+             * the last step: its checkpoint comes after the final
+             * validation is on disk (finish_run); one here, killed before
+             * that, would resume as "finished" without the final row */
+            const int ckpt = cfg->checkpoint[0] && cfg->checkpoint_every &&
+                             step % cfg->checkpoint_every == 0 && step != last;
+            if (st == MOE_OK && ckpt && s->tm) st = moe_train_metrics_flush(s->tm);
+            if (st == MOE_OK && ckpt && (st = moe_train_dist_agree(s, st)) == MOE_OK)
                 st = moe_train_checkpoint_save(s, step, text);
         }
         st = moe_train_dist_agree(s, st); /* a failure on any rank stops every rank here */
