@@ -62,7 +62,7 @@ for f in "$art"/*; do
     # (malloc, memcpy, strdup: their caller decides); frames of the harness
     # binary without a source line are interceptors (ours have one: -g)
     frame=$(echo "$rep" | grep -E '^ *#[0-9]+ ' |
-        grep -vE '__interceptor_|__asan|__sanitizer|__ubsan|__lsan|libclang_rt|compiler-rt|fuzzer::|/fuzz_[a-z]+\+0x|sysdeps/|libc\.so' |
+        grep -vE '__interceptor_|__asan|__sanitizer|__ubsan|__lsan|libclang_rt|compiler-rt|fuzzer::|libstdc\+\+|/fuzz_[a-z]+\+0x|sysdeps/|libc\.so' |
         head -1)
     if ! echo "$rep" | grep -qE 'ERROR: |runtime error|out-of-memory|timeout|deadly signal'; then
         # e.g. a job of fork mode killed without a report: kept, listed
