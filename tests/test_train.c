@@ -207,15 +207,22 @@ static void test_ablation_keys_reach_the_model_config(void) {
 
 /* The root attribute config_hash of a run trained by the CLI with extra
  * --set arguments (out: 17 bytes). */
-static void trained_hash(const char *sets, const char *name, char *out) {
-    char ini[1200], run[1200], args[4096], log[4096];
-    snprintf(ini, sizeof ini, "%s/hash.ini", tmpdir_root());
+/* A 3-step synthetic config (4 x 16 tokens) at tmpdir/name into ini; moe
+ * holds extra [moe] lines. */
+static void tiny_cli_ini(const char *name, const char *moe, char *ini, size_t cap) {
+    snprintf(ini, cap, "%s/%s", tmpdir_root(), name);
     FILE *f = fopen(ini, "w");
     CU_ASSERT_FATAL(f != NULL);
-    fputs("[model]\nd_model = 16\nn_layer = 2\nn_head = 2\nd_ff = 32\nseq_len = 16\n"
-          "[moe]\nn_expert = 4\nd_hidden = 16\n[data]\nsource = synthetic\nbatch_size = 4\n"
-          "[optim]\nwarmup_steps = 1\n[run]\nsteps = 3\neval_every = 0\ntrace_every = 0\n", f);
+    fprintf(f, "[model]\nd_model = 16\nn_layer = 2\nn_head = 2\nd_ff = 32\nseq_len = 16\n"
+               "[moe]\nn_expert = 4\nd_hidden = 16\n%s[data]\nsource = synthetic\n"
+               "batch_size = 4\n[optim]\nwarmup_steps = 1\n[run]\nsteps = 3\neval_every = 0\n"
+               "trace_every = 0\n", moe);
     fclose(f);
+}
+
+static void trained_hash(const char *sets, const char *name, char *out) {
+    char ini[1200], run[1200], args[4096], log[4096];
+    tiny_cli_ini("hash.ini", "", ini, sizeof ini);
     snprintf(run, sizeof run, "%s/%s", tmpdir_root(), name);
     snprintf(args, sizeof args, "train '%s' --quiet --force --set 'run.metrics=%s' %s", ini, run,
              sets);
@@ -246,13 +253,7 @@ static void test_config_hash_ignores_paths_and_threads_only(void) {
  * config is read, naming the key and the sizes, before any training. */
 static void test_bad_group_size_is_refused_at_start(void) {
     char ini[1200], args[4096], log[4096];
-    snprintf(ini, sizeof ini, "%s/group.ini", tmpdir_root());
-    FILE *f = fopen(ini, "w");
-    CU_ASSERT_FATAL(f != NULL);
-    fputs("[model]\nd_model = 16\nn_layer = 2\nn_head = 2\nd_ff = 32\nseq_len = 16\n"
-          "[moe]\nn_expert = 4\nd_hidden = 16\ngroup_size = 24\n[data]\nsource = synthetic\n"
-          "batch_size = 4\n[optim]\nwarmup_steps = 1\n[run]\nsteps = 3\n", f);
-    fclose(f);
+    tiny_cli_ini("group.ini", "group_size = 24\n", ini, sizeof ini);
     snprintf(args, sizeof args, "train '%s' --quiet --force --set run.metrics=%s/g.h5", ini,
              tmpdir_root());
     CU_ASSERT_EQUAL(run_moe(args, log, sizeof log), 1);

@@ -24,9 +24,9 @@
 /* the vectoriser needs the helpers inlined into its loops */
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
-/* e^x for x in [-87, 88]; NaN for NaN (which passes the callers' clamps). */
+/* e^x for x in [-87, 88]; NaN for NaN (which passes the callers' clamps:
+ * the polynomial carries it, and the exponent is shifted unsigned). */
 ALWAYS_INLINE float exp_range(float x) {
-    if (x != x) return x;
     const float magic = 12582912.0f; /* 1.5 * 2^23: rounds to an integer */
     float k = x * 1.44269504088896341f + magic;
     k -= magic;
