@@ -559,6 +559,51 @@ static void test_synth_sources_emit_visibly_different_distributions(void) {
     moe_corpus_free(c);
 }
 
+/* FACTS: every pair (previous, current) gets one tag wherever it occurs
+ * (a table, not noise), the tag's hint part g is a function of the
+ * previous token alone, tags fill [0, C G), tokens are close to uniform,
+ * and another seed gives another table. */
+static void test_synth_facts_is_a_table_of_pairs(void) {
+    moe_synth_config s = moe_synth_config_default();
+    s.kind = MOE_SYNTH_FACTS;
+    s.vocab_size = 16, s.n_values = 4, s.n_hint = 3, s.n_docs = 200, s.doc_len = 64;
+    moe_corpus *c = synth(&s);
+    const int32_t V = 16, G = 3, C = 4;
+    CU_ASSERT_EQUAL(c->n_tags, C * G);
+    CU_ASSERT_EQUAL(c->n_sources, 1);
+    int32_t table[16][16], hint[16], seen_tag[12] = {0};
+    int64_t count[16] = {0}, bad = 0;
+    for (int32_t a = 0; a < V; a++) {
+        hint[a] = -1;
+        for (int32_t b = 0; b < V; b++) table[a][b] = -1;
+    }
+    for (int64_t t = 0; t < c->n_tokens; t++) {
+        const int32_t b = c->tok[t], a = t % 64 ? c->tok[t - 1] : b, y = c->tag[t];
+        CU_ASSERT_FATAL(b >= 0 && b < V && y >= 0 && y < C * G);
+        count[b]++, seen_tag[y] = 1;
+        bad += table[a][b] >= 0 && table[a][b] != y;
+        bad += hint[a] >= 0 && hint[a] != y % G;
+        table[a][b] = y, hint[a] = y % G;
+        bad += c->src[t] != 0;
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    int32_t tags = 0, filled = 0, differ = 0;
+    for (int32_t y = 0; y < C * G; y++) tags += seen_tag[y];
+    CU_ASSERT(tags >= C * G - 2); /* 256 pairs over 12 classes: all but rare ones */
+    for (int32_t v = 0; v < V; v++) /* 12,800 draws over 16: mean 800, sd 27 */
+        CU_ASSERT(count[v] > 650 && count[v] < 950);
+    s.seed = 2;
+    moe_corpus *d = synth(&s);
+    for (int64_t t = 1; t < d->n_tokens; t++) {
+        if (t % 64 == 0) continue;
+        int32_t old = table[d->tok[t - 1]][d->tok[t]];
+        filled += old >= 0, differ += old >= 0 && old != d->tag[t];
+    }
+    CU_ASSERT(filled > 1000 && differ > filled / 2); /* a new table: ~11/12 differ */
+    moe_corpus_free(c);
+    moe_corpus_free(d);
+}
+
 static void test_synth_bad_config_names_the_field(void) {
     moe_synth_config s = small_synth();
     moe_corpus *c = (moe_corpus *)1;
@@ -573,6 +618,10 @@ static void test_synth_bad_config_names_the_field(void) {
     s = small_synth();
     s.sharpness = NAN;
     CU_ASSERT_EQUAL(moe_synth_validate(&s), MOE_EINVAL);
+    s = small_synth();
+    s.kind = MOE_SYNTH_FACTS, s.n_values = 1;
+    CU_ASSERT_EQUAL(moe_synth_validate(&s), MOE_EINVAL);
+    CU_ASSERT(strstr(moe_errmsg(), "n_values") != NULL);
 }
 
 /* --------------------------------------------------------------- batcher */
@@ -786,6 +835,7 @@ void suite_data(void) {
                test_synth_ground_truth_explains_every_token},
               {"synth_sources_emit_visibly_different_distributions",
                test_synth_sources_emit_visibly_different_distributions},
+              {"synth_facts_is_a_table_of_pairs", test_synth_facts_is_a_table_of_pairs},
               {"synth_bad_config_names_the_field",
                test_synth_bad_config_names_the_field},
               {"batcher_same_seed_same_batches_other_seed_others",

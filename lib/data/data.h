@@ -160,7 +160,27 @@ typedef struct {
     double sharpness;    /* std of the normal logits of the transition and
                             emission weights (2.0); higher = peakier     */
     uint64_t seed;       /* every draw is Philox keyed by this seed (1)  */
+    int32_t kind;        /* MOE_SYNTH_HMM (0) or MOE_SYNTH_FACTS         */
+    int32_t n_values;    /* facts: value classes C (16)                  */
+    int32_t n_hint;      /* facts: classes G of the hint g(previous) (1)  */
 } moe_synth_config;
+
+/* The two synthetic tasks. HMM: the hidden Markov sources above. FACTS: a
+ * lookup limited by parameters (issue 16): a fixed random table
+ * f: [0, V) x [0, V) -> [0, C) of V^2 facts (tags G C), every draw f(a, b) =
+ * floor(C u) with u Philox (TABLES, index (a V + b) | 3 << 32); documents
+ * are uniform random tokens x_t in [0, V), and the tag of position t is
+ * f(x_{t-1}, x_t) (position 0 of a document: f(x_0, x_0)). The embeddings
+ * of single tokens cannot hold a table of pairs, so the model must
+ * combine two tokens (attention to the previous one) and store V^2 log2 C
+ * bits in its weights. With n_hint G > 1 the tag is f(a, b) G + g(a),
+ * g a random function of the previous token alone (draws role 4): it
+ * teaches attention to the previous token early, so that the loss falls
+ * smoothly instead of after a plateau of random length. Only the tagging task (encoder) reads it; use
+ * doc_len = the model's seq_len so that windows start at documents. With
+ * n_docs large enough that the train split exceeds steps x batch windows,
+ * every step sees fresh data. src = 0, n_sources = 1. */
+enum { MOE_SYNTH_HMM = 0, MOE_SYNTH_FACTS = 1 };
 
 moe_synth_config moe_synth_config_default(void);
 /* MOE_EINVAL naming the field and its range on a bad value. */

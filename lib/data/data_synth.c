@@ -17,7 +17,8 @@ moe_synth_config moe_synth_config_default(void) {
     return (moe_synth_config){.n_sources = 4, .n_states = 8, .vocab_size = 512,
                               .n_emit = 16, .n_docs = 1024, .doc_len = 256,
                               .segment_len = 0, .tag_source = 0,
-                              .sharpness = 2.0, .seed = 1};
+                              .sharpness = 2.0, .seed = 1,
+                              .kind = MOE_SYNTH_HMM, .n_values = 16, .n_hint = 1};
 }
 
 static moe_status range(const char *key, int64_t v, int64_t lo, int64_t hi) {
@@ -36,7 +37,10 @@ moe_status moe_synth_validate(const moe_synth_config *c) {
         (st = range("n_docs", c->n_docs, 1, 1 << 24)) ||
         (st = range("doc_len", c->doc_len, 2, 1 << 24)) ||
         (st = range("segment_len", c->segment_len, 0, c->doc_len)) ||
-        (st = range("tag_source", c->tag_source, 0, 1)))
+        (st = range("tag_source", c->tag_source, 0, 1)) ||
+        (st = range("kind", c->kind, MOE_SYNTH_HMM, MOE_SYNTH_FACTS)) ||
+        (st = range("n_values", c->n_values, 2, 1 << 16)) ||
+        (st = range("n_hint", c->n_hint, 1, 1 << 16)))
         return st;
     if ((int64_t)c->n_docs * c->doc_len > ((int64_t)1 << 31))
         return moe_fail(MOE_EINVAL, "synth: n_docs * doc_len = %lld above 2^31 tokens",
@@ -124,6 +128,35 @@ static void make_doc(moe_corpus *c, const moe_synth_config *cfg, int32_t d) {
     }
 }
 
+/* floor(n u), u the table draw (row, role), clamped to n - 1. */
+static int32_t table_class(const moe_synth_config *cfg, int64_t row, int role, int32_t n) {
+    double u = moe_rng_uniform(cfg->seed, DATA_STREAM(DATA_STREAM_TABLES, 0),
+                               table_index(row, role, 0));
+    int32_t v = (int32_t)(u * n);
+    return v < n ? v : n - 1;
+}
+
+/* FACTS: the tag of the pair (a, b): f(a, b) G + g(a), a pure function of
+ * (seed, a, b). */
+static int32_t fact(const moe_synth_config *cfg, int32_t a, int32_t b) {
+    const int32_t G = cfg->n_hint;
+    int32_t f = table_class(cfg, (int64_t)a * cfg->vocab_size + b, 3, cfg->n_values);
+    return G > 1 ? f * G + table_class(cfg, a, 4, G) : f;
+}
+
+/* FACTS: document d, uniform tokens tagged with f(previous, current). */
+static void make_facts_doc(moe_corpus *c, const moe_synth_config *cfg, int32_t d) {
+    const int32_t V = cfg->vocab_size, L = cfg->doc_len;
+    uint64_t stream = DATA_STREAM(DATA_STREAM_DOCS, d);
+    int64_t o = (int64_t)d * L;
+    for (int32_t t = 0; t < L; t++) {
+        int32_t x = (int32_t)(moe_rng_uniform(cfg->seed, stream, (uint64_t)t) * V);
+        c->tok[o + t] = x < V ? x : V - 1;
+        c->tag[o + t] = fact(cfg, t ? c->tok[o + t - 1] : c->tok[o], c->tok[o + t]);
+        c->src[o + t] = 0;
+    }
+}
+
 /* Vocabulary "s0".."s<V-1>" with train counts. */
 static moe_status make_words(moe_corpus *c) {
     c->words = calloc((size_t)c->vocab_size, sizeof *c->words);
@@ -145,7 +178,9 @@ moe_status moe_synth_generate(const moe_synth_config *cfg, moe_corpus **out) {
     *out = NULL;
     moe_status st = moe_synth_validate(cfg);
     if (st != MOE_OK) return st;
-    const int32_t K = cfg->n_sources, S = cfg->n_states, V = cfg->vocab_size;
+    const int facts = cfg->kind == MOE_SYNTH_FACTS;
+    const int32_t K = facts ? 1 : cfg->n_sources, S = facts ? 1 : cfg->n_states;
+    const int32_t V = cfg->vocab_size;
     moe_corpus *c = calloc(1, sizeof *c);
     if (!c) return moe_fail(MOE_ENOMEM, "synth: out of memory");
     st = data_corpus_alloc(c, (int64_t)cfg->n_docs * cfg->doc_len, cfg->n_docs);
@@ -158,9 +193,9 @@ moe_status moe_synth_generate(const moe_synth_config *cfg, moe_corpus **out) {
     if (st == MOE_OK && (!c->synth_trans || !c->synth_emit || !perm || !w))
         st = moe_fail(MOE_ENOMEM, "synth: out of memory");
     if (st == MOE_OK) {
-        make_tables(c, cfg, perm, w);
+        if (!facts) make_tables(c, cfg, perm, w);
         c->vocab_size = V;
-        c->n_tags = cfg->tag_source ? K : K * S;
+        c->n_tags = facts ? cfg->n_values * cfg->n_hint : cfg->tag_source ? K : K * S;
         c->n_sources = K;
         for (int32_t d = 0; d < cfg->n_docs; d++) {
             moe_corpus_file *F = &c->files[d];
@@ -169,7 +204,8 @@ moe_status moe_synth_generate(const moe_synth_config *cfg, moe_corpus **out) {
             F->n_tokens = cfg->doc_len;
             F->genre = -1;
             F->split = moe_split_of_rank(d);
-            make_doc(c, cfg, d);
+            if (facts) make_facts_doc(c, cfg, d);
+            else make_doc(c, cfg, d);
         }
         data_corpus_totals(c);
         st = make_words(c);

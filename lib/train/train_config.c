@@ -46,6 +46,7 @@ static const char *families[MAX_FAMILIES + 1];
 static const char *const schedules[] = {"constant", "cosine", "rsqrt", NULL};
 static const char *const sources[] = {"synthetic", "brown", NULL};
 static const char *const tasks[] = {"lm", "tag", NULL};
+static const char *const synth_kinds[] = {"hmm", "facts", NULL};
 
 #define OFF(f) offsetof(moe_train_config, f)
 #define I(k, f, lo, hi, h) {k, INI_INT, OFF(f), lo, hi, NULL, 0, h}
@@ -106,6 +107,9 @@ static const ini_key keys[] = {
     I("data.synth_tag_source", synth.tag_source, 0, 1, "synthetic tagging target: 0 state, 1 source"),
     D("data.synth_sharpness", synth.sharpness, 0, 100, "synthetic: peakiness of the tables"),
     U("data.synth_seed", synth.seed, "synthetic: generator seed"),
+    C("data.synth_kind", synth.kind, synth_kinds, "synthetic task: hmm (Markov sources) or facts (pair -> value table, tag)"),
+    I("data.synth_values", synth.n_values, 2, 1 << 16, "synthetic facts: value classes"),
+    I("data.synth_hint", synth.n_hint, 1, 1 << 16, "synthetic facts: classes of the previous-token hint (1: none)"),
     L("run.steps", steps, 1, 1e12, "optimizer steps"),
     I("run.log_every", log_every, 1, 1 << 30, "progress line period (steps)"),
     I("run.eval_every", eval_every, 0, 1 << 30, "validation period (0: only at the end)"),
