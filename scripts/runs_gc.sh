@@ -8,7 +8,8 @@
 # folders' <arm>-s<seed>.h5 to it. This lists, one line each
 #   unused  RESULTS/runs/<key>.h5
 # the store files that no symlink under RESULTS points to (a config no
-# ablation file has any more, a run of an older code revision), and
+# ablation file has any more, a run of an older code revision; KEY.h5.part:
+# a run killed before it finished), and
 # deletes them only with --delete (never one whose <key>.lock is there:
 # being trained, not linked yet). Links from outside RESULTS (--out
 # elsewhere) are not seen: such a folder's runs are listed as unused.
@@ -17,7 +18,7 @@ del=0 root=
 for a in "$@"; do
     case $a in
     --delete) del=1 ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "runs_gc.sh: unknown option '$a' (allowed: --delete, --help)" >&2; exit 2 ;;
     *) [ -z "$root" ] || { echo "runs_gc.sh: one RESULTS folder only" >&2; exit 2; }
        root=$a ;;
@@ -39,6 +40,13 @@ for f in "$root"/runs*/*.h5; do
     grep -qxF "$(readlink -f "$f")" "$used" && continue
     [ ! -e "${f%.h5}.lock" ] || { echo "locked  $f (being trained: kept)"; continue; }
     n=$((n + 1))
+    echo "unused  $f"
+    [ "$del" = 0 ] || rm -f "$f"
+done
+for f in "$root"/runs*/*.h5.part; do # a run killed before it finished
+    [ -f "$f" ] || continue
+    [ ! -e "${f%.h5.part}.lock" ] || continue
+    total=$((total + 1)) n=$((n + 1))
     echo "unused  $f"
     [ "$del" = 0 ] || rm -f "$f"
 done

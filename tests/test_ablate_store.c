@@ -140,6 +140,10 @@ void test_the_key_changes_with_the_config_hash_and_the_code_rev(void) {
     CU_ASSERT_EQUAL(moe_h5_attr_string(f, "config_hash", hash, sizeof hash, p), MOE_OK);
     CU_ASSERT_EQUAL(moe_h5_attr_string(f, "code_rev", rev, sizeof rev, p), MOE_OK);
     CU_ASSERT(!moe_h5_has_attr(f, "arm")); /* shared files name no arm */
+    static char config[16384];
+    CU_ASSERT_EQUAL(moe_h5_attr_string(f, "config", config, sizeof config, p), MOE_OK);
+    CU_ASSERT_PTR_NULL(strstr(config, ".part")); /* trained into KEY.h5.part, named KEY.h5 */
+    CU_ASSERT_PTR_NOT_NULL(strstr(config, "runs_k/"));
     H5Fclose(f);
     CU_ASSERT_STRING_EQUAL(rev, moe_runlog_code_rev());
     char key[17], name[64];

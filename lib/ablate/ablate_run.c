@@ -5,6 +5,8 @@
 
 #include "io/runlog.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -68,7 +70,7 @@ static moe_status run_arm(const moe_ablation *a, const moe_ablate_opts *o, int a
     cfg.checkpoint[0] = '\0';
     if (o->threads > 0) cfg.threads = o->threads;
     static char text[32768];
-    char store[1024], path[1100], lock[1100], arg[1200], hash[17], key[17];
+    char store[1024], path[1100], lock[1100], arg[1300], hash[17], key[17];
     if (ini_dump(keys, nk, &cfg, text, sizeof text) < 0)
         return moe_fail(MOE_ENOMEM, "arm %s: config text too long", a->arms[arm].name);
     moe_train_config_hash(text, hash); /* run.metrics is not part of it */
@@ -88,11 +90,18 @@ static moe_status run_arm(const moe_ablation *a, const moe_ablate_opts *o, int a
     if (reuse) {
         if (o->log) fprintf(o->log, "ablate: cached: %s (config_hash %s, code_rev %s)\n",
                             path, hash, rev);
-    } else {
-        st = moe_ablate_remove_file(path);
+    } else { /* into KEY.h5.part, renamed over KEY.h5 once finished: a
+                reader (another folder's table) sees the old run or the new */
+        char part[1200];
+        snprintf(part, sizeof part, "%s.part", path);
+        snprintf(arg, sizeof arg, "run.metrics=%s", part); /* the text keeps KEY.h5 */
+        st = ini_set_arg(keys, nk, &cfg, arg);
+        if (st == MOE_OK) st = moe_ablate_remove_file(part);
         moe_train_opts to = {NULL, 0, 0, o->train_log};
         moe_train_result r;
         if (st == MOE_OK) st = moe_train_run(&cfg, text, &to, &r);
+        if (st == MOE_OK && rename(part, path) != 0)
+            st = moe_fail(MOE_EIO, "%s: cannot rename it to %s: %s", part, path, strerror(errno));
     }
     moe_ablate_unlock(lock);
     return st == MOE_OK ? moe_ablate_link(path, entry) : st;

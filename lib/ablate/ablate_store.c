@@ -55,10 +55,12 @@ static long lock_pid(const char *p) {
     return pid;
 }
 
-/* Whether the lock at p is stale: its pid is dead, or it has no pid and
- * is older than 10 s (a writer killed between creating and writing it). */
+/* Whether the lock at p is stale: its pid is dead or ours (a process
+ * holds one lock at a time: ours is an earlier process's whose pid was
+ * reused), or it has no pid and is older than 10 s (a writer killed
+ * between creating and writing it). */
 static int lock_stale(const char *p, long pid) {
-    if (pid > 0) return pid != (long)getpid() && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+    if (pid > 0) return pid == (long)getpid() || (kill((pid_t)pid, 0) != 0 && errno == ESRCH);
     struct stat sb;
     return stat(p, &sb) == 0 && difftime(time(NULL), sb.st_mtime) > 10;
 }
