@@ -44,6 +44,17 @@ $(BUILD)/lib/io/runlog.o: CFLAGS += -DMOE_GIT_REV='"$(GIT_REV)"'
 GIT_REV_STAMP := $(BUILD)/git_rev.txt
 $(shell mkdir -p $(BUILD) && { [ "$$(cat $(GIT_REV_STAMP) 2>/dev/null)" = "$(GIT_REV)" ] || echo "$(GIT_REV)" > $(GIT_REV_STAMP); })
 $(BUILD)/lib/io/runlog.o: $(GIT_REV_STAMP)
+# the code revision (root attribute code_rev, results/FORMAT.md): the git
+# tree ids of the layers that make a run's numbers and the compiler flags,
+# hashed; -dirty if those layers differ from HEAD. It changes only when the
+# numbers can, so that it keys the ablations' run store (lib/ablate/).
+CODE_DIRS := lib/base lib/kernels lib/io lib/core lib/families lib/model lib/data lib/train
+CODE_REV := $(shell { git ls-tree HEAD $(CODE_DIRS) && grep -E '^(CSTD|OPT) ' Makefile; } 2>/dev/null | git hash-object --stdin 2>/dev/null | cut -c1-12)
+CODE_REV := $(if $(CODE_REV),$(CODE_REV)$(shell git diff --quiet HEAD -- $(CODE_DIRS) 2>/dev/null || echo -dirty),unknown)
+$(BUILD)/lib/io/runlog.o: CFLAGS += -DMOE_CODE_REV='"$(CODE_REV)"'
+CODE_REV_STAMP := $(BUILD)/code_rev.txt
+$(shell mkdir -p $(BUILD) && { [ "$$(cat $(CODE_REV_STAMP) 2>/dev/null)" = "$(CODE_REV)" ] || echo "$(CODE_REV)" > $(CODE_REV_STAMP); })
+$(BUILD)/lib/io/runlog.o: $(CODE_REV_STAMP)
 # the same for the bench's JSON file (lib/bench/bench_out.c)
 $(BUILD)/lib/bench/bench_out.o: CFLAGS += -DMOE_GIT_REV='"$(GIT_REV)"'
 $(BUILD)/lib/bench/bench_out.o: $(GIT_REV_STAMP)
@@ -190,6 +201,11 @@ demo: bin/moe examples
 # `make regress-update` rewrites the references from this tree.
 RTOL ?= 0
 ATOL ?= 0
+# The run stores' files no results folder links to (scripts/runs_gc.sh):
+# listed; DELETE=1 deletes them.
+.PHONY: runs-gc
+runs-gc:
+	scripts/runs_gc.sh $(if $(filter 1,$(DELETE)),--delete)
 .PHONY: regress regress-update
 regress: bin/moe
 	scripts/regress.sh check bin/moe $(RTOL) $(ATOL)

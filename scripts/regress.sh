@@ -40,7 +40,7 @@ for f in experiments/*/*.ini; do
     paper=$(sed -n 's/^ *paper *= *//p' "$f" | head -n 1)
     name=$(basename "$f" .ini)
     out=$tmp/runs/$paper/$name
-    if ! "$moe" ablate "$f" --quick --force --out "$out" --quiet >"$tmp/log" 2>&1; then
+    if ! "$moe" ablate "$f" --quick --force --out "$out" --runs "$tmp/store" --quiet >"$tmp/log" 2>&1; then
         echo "FAILED  $paper/$name: bin/moe ablate $f --quick failed:"
         tail -n 5 "$tmp/log" | sed 's/^/        /'
         bad=1

@@ -212,5 +212,10 @@ void suite_ablation(void) {
     T(test_force_replaces_the_run);
     T(test_clean_deletes_arm_files_table_and_plots_only);
     T(test_bad_options_are_usage_errors);
+    T(test_two_ablations_sharing_an_arm_train_it_once);
+    T(test_the_key_changes_with_the_config_hash_and_the_code_rev);
+    T(test_a_stale_lock_is_taken_over_and_a_live_one_waited_for);
+    T(test_force_retrains_only_the_folders_store_files);
+    T(test_the_table_through_symlinks_equals_the_old_layouts);
 #undef T
 }

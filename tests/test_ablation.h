@@ -48,4 +48,11 @@ void test_force_replaces_the_run(void);
 void test_clean_deletes_arm_files_table_and_plots_only(void);
 void test_bad_options_are_usage_errors(void);
 
+/* The run store (test_ablate_store.c). */
+void test_two_ablations_sharing_an_arm_train_it_once(void);
+void test_the_key_changes_with_the_config_hash_and_the_code_rev(void);
+void test_a_stale_lock_is_taken_over_and_a_live_one_waited_for(void);
+void test_force_retrains_only_the_folders_store_files(void);
+void test_the_table_through_symlinks_equals_the_old_layouts(void);
+
 #endif

@@ -306,7 +306,10 @@ static const char *filled_dir(const char *name, int b_finished) {
 
 static int run_ablate(const char *opts, const char *dir, char *out, size_t cap) {
     char args[1200];
-    snprintf(args, sizeof args, "ablate %s --out %s --quiet %s", driver_ini(), dir, opts);
+    char runs[300];
+    snprintf(runs, sizeof runs, "%s", tmpdir_path("runs"));
+    snprintf(args, sizeof args, "ablate %s --out %s --runs %s --quiet %s", driver_ini(), dir,
+             runs, opts);
     return run_moe(args, out, cap);
 }
 

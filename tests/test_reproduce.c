@@ -62,7 +62,7 @@ static void check_arm_file(const char *path, int64_t steps, int64_t E) {
     CU_ASSERT_EQUAL(moe_h5_attr_double(f, "seed", &seed, path), MOE_OK);
     CU_ASSERT_EQUAL(seed, 1.0);
     static const char *attrs[] = {"config", "git_rev", "threads", "hdf5_version",
-                                  "openblas_config", "created", "moe_layers", "arm"};
+                                  "openblas_config", "created", "moe_layers", "code_rev", "config_hash"};
     for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++)
         CU_ASSERT(moe_h5_has_attr(f, attrs[i]));
     static const char *train[] = {"step", "loss", "ce", "aux", "balance_loss", "z_loss",
@@ -97,7 +97,8 @@ static void test_quick_ablation_writes_files_table_and_plots(void) {
     char dir[512], cmd[1200], path[600];
     snprintf(dir, sizeof dir, "%s", tmpdir_path("switch_t1"));
     snprintf(cmd, sizeof cmd,
-             "ablate experiments/switch/table1_top1_vs_top2.ini --quick --quiet --out %s", dir);
+             "ablate experiments/switch/table1_top1_vs_top2.ini --quick --quiet --out %s"
+             " --runs %s/runs", dir, tmpdir_root());
     int rc = run_moe(cmd, out, sizeof out);
     CU_ASSERT_EQUAL_FATAL(rc, 0);
     if (rc) fprintf(stderr, "%s\n", out);
@@ -129,7 +130,8 @@ static void test_quick_ablation_writes_files_table_and_plots(void) {
     struct stat s0, s1;
     CU_ASSERT_EQUAL(stat(path, &s0), 0);
     snprintf(cmd, sizeof cmd,
-             "ablate experiments/switch/table1_top1_vs_top2.ini --quick --quiet --out %s", dir);
+             "ablate experiments/switch/table1_top1_vs_top2.ini --quick --quiet --out %s"
+             " --runs %s/runs", dir, tmpdir_root());
     CU_ASSERT_EQUAL(run_moe(cmd, out, sizeof out), 1);
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "--force"));
     CU_ASSERT_EQUAL(stat(path, &s1), 0);
@@ -143,7 +145,8 @@ static void test_quick_tagging_ablation_and_heat_map(void) {
     char dir[512], cmd[1200], path[600];
     snprintf(dir, sizeof dir, "%s", tmpdir_path("softmoe_t2"));
     snprintf(cmd, sizeof cmd,
-             "ablate experiments/softmoe/table2_routers.ini --quick --quiet --out %s", dir);
+             "ablate experiments/softmoe/table2_routers.ini --quick --quiet --out %s"
+             " --runs %s/runs", dir, tmpdir_root());
     int rc = run_moe(cmd, out, sizeof out);
     CU_ASSERT_EQUAL_FATAL(rc, 0);
     if (rc) fprintf(stderr, "%s\n", out);

@@ -65,6 +65,8 @@ static moe_status remove_plots(const char *dir) {
     return remove_tree(p, 1);
 }
 
+/* Unlinking a folder's entry removes the symlink only: the store file it
+ * points to stays for the other folders linking to it (runs_gc.sh). */
 moe_status moe_ablate_clean(const moe_ablation *a, const char *dir) {
     char p[1200];
     moe_status st = MOE_OK;

@@ -1,9 +1,14 @@
-/* The ablation driver: every arm and seed into a results folder
- * (ablation.h); the folder's paths and cleaning are in ablate_dir.c. */
+/* The ablation driver: every arm and seed into the run store, linked from
+ * a results folder (ablation.h); the folder's paths and cleaning are in
+ * ablate_dir.c, the store and its locks in ablate_store.c. */
 #include "ablate/ablation.h"
-#include "io/h5io.h"
 
+#include "io/runlog.h"
+
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 /* DIR/ablation.ini: the ablation file with its base line replaced by
@@ -38,48 +43,68 @@ static moe_status copy_ablation(const moe_ablation *a, const char *dir) {
     return st;
 }
 
-static void set_string_attr(hid_t f, const char *name, const char *v) {
-    if (H5Aexists(f, name) > 0) H5Adelete(f, name);
-    hid_t t = H5Tcopy(H5T_C_S1), sp = H5Screate(H5S_SCALAR);
-    H5Tset_size(t, strlen(v) + 1);
-    hid_t at = H5Acreate2(f, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-    if (at >= 0) H5Awrite(at, t, v), H5Aclose(at);
-    H5Sclose(sp), H5Tclose(t);
+/* Seconds since the epoch (the wall clock, as file times are). */
+static double wall_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* Root attributes arm and ablation of a finished run file. */
-static moe_status tag_arm_file(const char *path, const moe_ablation *a, int arm) {
-    moe_h5_quiet();
-    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
-    if (f < 0) return moe_fail(MOE_EIO, "arm %s: run file %s was not written", a->arms[arm].name, path);
-    set_string_attr(f, "arm", a->arms[arm].name);
-    set_string_attr(f, "ablation", a->name);
-    H5Fclose(f);
-    return MOE_OK;
+/* The modification time of path (seconds since the epoch), -1 if none. */
+static double mtime_s(const char *path) {
+    struct stat sb;
+    if (stat(path, &sb) != 0) return -1;
+    return (double)sb.st_mtim.tv_sec + 1e-9 * (double)sb.st_mtim.tv_nsec;
 }
 
-/* Trains one (arm, seed) into path. */
+/* Trains one (arm, seed) into the store (or reuses its finished run file
+ * there), then links the folder's entry to it. t0: when this ablate call
+ * began (wall clock), for --force. */
 static moe_status run_arm(const moe_ablation *a, const moe_ablate_opts *o, int arm,
-                          uint64_t seed, const char *path) {
+                          uint64_t seed, const char *entry, double t0) {
     size_t nk;
     const ini_key *keys = moe_train_keys(&nk);
     moe_train_config cfg;
     moe_status st = moe_ablation_config(a, arm, seed, o->quick, &cfg, NULL, 0);
-    char arg[1300];
-    snprintf(arg, sizeof arg, "run.metrics=%s", path);
-    if (st == MOE_OK) st = ini_set_arg(keys, nk, &cfg, arg);
     if (st != MOE_OK) return st;
     cfg.checkpoint[0] = '\0';
     if (o->threads > 0) cfg.threads = o->threads;
     static char text[32768];
+    char store[1024], path[1100], lock[1100], arg[1300], hash[17], key[17];
     if (ini_dump(keys, nk, &cfg, text, sizeof text) < 0)
         return moe_fail(MOE_ENOMEM, "arm %s: config text too long", a->arms[arm].name);
-    if ((st = moe_ablate_remove_file(path)) != MOE_OK) return st;
-    moe_train_opts to = {NULL, 0, 0, o->train_log};
-    moe_train_result r;
-    st = moe_train_run(&cfg, text, &to, &r);
-    if (st == MOE_OK) st = tag_arm_file(path, a, arm);
-    return st;
+    moe_train_config_hash(text, hash); /* run.metrics is not part of it */
+    const char *rev = moe_runlog_code_rev();
+    moe_ablate_run_key(hash, rev, key);
+    moe_ablate_store_dir(o, store, sizeof store);
+    snprintf(path, sizeof path, "%s/%s.h5", store, key);
+    snprintf(lock, sizeof lock, "%s/%s.lock", store, key);
+    snprintf(arg, sizeof arg, "run.metrics=%s", path);
+    if ((st = ini_set_arg(keys, nk, &cfg, arg)) != MOE_OK) return st;
+    if (ini_dump(keys, nk, &cfg, text, sizeof text) < 0)
+        return moe_fail(MOE_ENOMEM, "arm %s: config text too long", a->arms[arm].name);
+    if ((st = moe_make_dirs(store)) != MOE_OK) return st;
+    if ((st = moe_ablate_lock(lock, o->log, 0.5)) != MOE_OK) return st;
+    const int reuse = moe_ablate_store_match(path, hash, rev) &&
+                      (!o->force || mtime_s(path) >= t0);
+    if (reuse) {
+        if (o->log) fprintf(o->log, "ablate: cached: %s (config_hash %s, code_rev %s)\n",
+                            path, hash, rev);
+    } else { /* into KEY.h5.part, renamed over KEY.h5 once finished: a
+                reader (another folder's table) sees the old run or the new */
+        char part[1200];
+        snprintf(part, sizeof part, "%s.part", path);
+        snprintf(arg, sizeof arg, "run.metrics=%s", part); /* the text keeps KEY.h5 */
+        st = ini_set_arg(keys, nk, &cfg, arg);
+        if (st == MOE_OK) st = moe_ablate_remove_file(part);
+        moe_train_opts to = {NULL, 0, 0, o->train_log};
+        moe_train_result r;
+        if (st == MOE_OK) st = moe_train_run(&cfg, text, &to, &r);
+        if (st == MOE_OK && rename(part, path) != 0)
+            st = moe_fail(MOE_EIO, "%s: cannot rename it to %s: %s", part, path, strerror(errno));
+    }
+    moe_ablate_unlock(lock);
+    return st == MOE_OK ? moe_ablate_link(path, entry) : st;
 }
 
 /* Refuses a folder holding a finished arm unless --force / --continue. */
@@ -137,7 +162,7 @@ moe_status moe_ablate_run(const moe_ablation *a, const moe_ablate_opts *o,
     int total = 0, done = 0;
     for (int i = 0; i < a->n_arms; i++)
         for (int s = 0; s < a->n_seeds; s++) total += wanted(a, o, dir, i, s);
-    const double t0 = now_s();
+    const double t0 = now_s(), wall0 = wall_s();
     for (int i = 0; st == MOE_OK && i < a->n_arms; i++)
         for (int s = 0; st == MOE_OK && s < a->n_seeds; s++) {
             if (!wanted(a, o, dir, i, s)) continue;
@@ -146,7 +171,7 @@ moe_status moe_ablate_run(const moe_ablation *a, const moe_ablate_opts *o,
             if (o->log)
                 fprintf(o->log, "ablate: arm %d/%d %s seed %llu -> %s%s\n", i + 1, a->n_arms,
                         a->arms[i].name, (unsigned long long)a->seeds[s], p, prog);
-            st = run_arm(a, o, i, a->seeds[s], p);
+            st = run_arm(a, o, i, a->seeds[s], p, wall0);
             done++;
             if (st != MOE_OK) {
                 char why[512];

@@ -105,6 +105,7 @@ typedef struct {
     FILE *log;              /* header lines (stderr), NULL = silent       */
     FILE *train_log;        /* training progress lines, NULL = silent     */
     FILE *table;            /* the final table (stdout), NULL = silent    */
+    const char *runs;       /* the run store, NULL: results/runs(-quick)  */
 } moe_ablate_opts;
 
 /* The results folder (ablate_dir.c). */
@@ -121,15 +122,46 @@ int moe_ablate_arm_state(const char *path);
 /* Deletes the file at path; MOE_OK if it does not exist, MOE_EIO with a
  * message if it cannot be deleted. */
 moe_status moe_ablate_remove_file(const char *path);
-/* Deletes the arm files of every arm and seed, table.md, summary.csv and
- * plots/ in dir (what --force replaces). */
+/* Deletes the arm files (the folder's symlinks or, old layout, its run
+ * files; never the store files they link to) of every arm and seed,
+ * table.md, summary.csv and plots/ in dir (what --force replaces). */
 moe_status moe_ablate_clean(const moe_ablation *a, const char *dir);
 
+/* The run store (ablate_store.c): STORE/<key>.h5 holds the run of one
+ * canonical configuration (config_hash: every key after defaults and the
+ * seed) and code revision (code_rev); the folders' <arm>-s<seed>.h5 are
+ * relative symlinks to it, so that equal arms of several ablation files
+ * train once. */
 
-/* Trains every (arm, seed) into the results folder (refusing a folder that
- * holds a finished arm unless o->force or o->cont), copies the ablation
- * file there as ablation.ini (with base.ini beside it), then writes the
- * table (moe_ablation_table). A failing arm stops everything with a
+/* The store of o into dir: o->runs, else results/runs (results/runs-quick
+ * with --quick). */
+void moe_ablate_store_dir(const moe_ablate_opts *o, char *dir, size_t cap);
+/* key: 16 hex digits and a NUL, FNV-1a 64 of config_hash, a newline and
+ * code_rev. */
+void moe_ablate_run_key(const char *config_hash, const char *code_rev, char key[17]);
+/* 1 if path is a finished run file with these config_hash and code_rev
+ * root attributes, else 0 (missing, unfinished, unreadable, other). */
+int moe_ablate_store_match(const char *path, const char *config_hash, const char *code_rev);
+/* Takes the lock file p (created O_CREAT | O_EXCL, holding the pid):
+ * while another live process holds it, polls every poll_s seconds (one
+ * line to log, may be NULL); a lock whose pid is dead (or without a pid
+ * and older than 10 s) is taken over. MOE_EIO if p cannot be created. */
+moe_status moe_ablate_lock(const char *p, FILE *log, double poll_s);
+/* Releases the lock file p. */
+void moe_ablate_unlock(const char *p);
+/* Makes entry a relative symlink to target (an existing file or link at
+ * entry is replaced; both folders must exist). MOE_EIO with a message. */
+moe_status moe_ablate_link(const char *target, const char *entry);
+
+/* Trains every (arm, seed) into the run store (moe_ablate_store_dir) and
+ * links the results folder's <arm>-s<seed>.h5 to it (refusing a folder
+ * that holds a finished arm unless o->force or o->cont), copies the
+ * ablation file there as ablation.ini (with base.ini beside it), then
+ * writes the table (moe_ablation_table). A store file that is finished
+ * with the same config_hash and code_rev is reused, not trained (o->force:
+ * unless it was written after this call began, i.e. by a concurrent
+ * process or an equal arm of this ablation); each store key is locked
+ * while it is checked and trained. A failing arm stops everything with a
  * message naming it. dir receives the folder (cap bytes, may be NULL). */
 moe_status moe_ablate_run(const moe_ablation *a, const moe_ablate_opts *o,
                           char *dir, size_t cap);

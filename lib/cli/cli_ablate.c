@@ -1,5 +1,5 @@
 /* moe ablate FILE.ini [--quick] [--force] [--continue] [--out DIR]
- *            [--only ARM] [--threads N] [--quiet];  moe table DIR [--markdown] */
+ *            [--runs DIR] [--only ARM] [--threads N] [--quiet];  moe table DIR [--markdown] */
 #include "ablate/ablation.h"
 #include "cli/cli.h"
 
@@ -9,17 +9,21 @@
 
 static const char *ablate_usage =
     "usage: moe ablate FILE.ini [--quick] [--force] [--continue] [--out DIR]\n"
-    "                  [--only ARM] [--threads N] [--quiet]\n"
+    "                  [--runs DIR] [--only ARM] [--threads N] [--quiet]\n"
     "\n"
     "Trains every arm of the ablation file once per seed (experiments/README.md)\n"
-    "into DIR (default results/PAPER/NAME, or results/PAPER/NAME-quick with\n"
-    "--quick), one moe-run/1 file per arm and seed (DIR/ARM-sSEED.h5), then\n"
-    "prints the table and writes DIR/table.md and DIR/summary.csv. The whole\n"
-    "file is checked before the first arm trains. A folder holding a finished\n"
-    "arm is refused unless --force (deletes the arm files, table and plots\n"
-    "first) or --continue (keeps finished arms, reruns the others). --only ARM\n"
-    "trains one arm; --threads N sets run.threads; --quiet hides the training\n"
-    "progress lines. Exit status: 0 done, 1 error, 2 usage.\n";
+    "into the run store (--runs, default results/runs, or results/runs-quick\n"
+    "with --quick), one moe-run/1 file per configuration and code revision\n"
+    "(STORE/KEY.h5; an equal finished run there is reused, not retrained), and\n"
+    "links DIR/ARM-sSEED.h5 to it (DIR: --out, default results/PAPER/NAME, or\n"
+    "results/PAPER/NAME-quick with --quick), then prints the table and writes\n"
+    "DIR/table.md and DIR/summary.csv. The whole file is checked before the\n"
+    "first arm trains. A folder holding a finished arm is refused unless\n"
+    "--force (deletes the folder's arm links, table and plots first, and\n"
+    "retrains the store files it uses) or --continue (keeps finished arms,\n"
+    "reruns the others). --only ARM trains one arm; --threads N sets\n"
+    "run.threads; --quiet hides the training progress lines. Exit status: 0\n"
+    "done, 1 error, 2 usage.\n";
 
 static const char *table_usage =
     "usage: moe table DIR [--markdown]\n"
@@ -41,13 +45,15 @@ static int ablate_args(int argc, char **argv, const char **file, moe_ablate_opts
         else if (!strcmp(a, "--force")) o->force = 1;
         else if (!strcmp(a, "--continue")) o->cont = 1;
         else if (!strcmp(a, "--quiet")) o->train_log = NULL;
-        else if (!strcmp(a, "--out") || !strcmp(a, "--only") || !strcmp(a, "--threads")) {
+        else if (!strcmp(a, "--out") || !strcmp(a, "--only") || !strcmp(a, "--threads") ||
+                 !strcmp(a, "--runs")) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "moe ablate: %s needs a value\n", a);
                 return 2;
             }
             const char *v = argv[++i];
-            if (a[2] == 'o' && a[3] == 'u') o->out = v;
+            if (a[2] == 'r') o->runs = v;
+            else if (a[2] == 'o' && a[3] == 'u') o->out = v;
             else if (a[2] == 'o') o->only = v;
             else {
                 int64_t n;
@@ -56,7 +62,8 @@ static int ablate_args(int argc, char **argv, const char **file, moe_ablate_opts
             }
         } else if (a[0] == '-') {
             fprintf(stderr, "moe ablate: unknown option '%s' (allowed: --quick, --force, "
-                            "--continue, --out, --only, --threads, --quiet, --help)\n", a);
+                            "--continue, --out, --runs, --only, --threads, --quiet, "
+                            "--help)\n", a);
             return 2;
         } else if (*file) {
             fprintf(stderr, "moe ablate: one FILE.ini only ('%s' and '%s')\n", *file, a);

@@ -9,7 +9,7 @@ static const char *const series_groups[] = {"/train", "/valid", "/routing", "/tr
 /* wall-clock series: differ from run to run, never compared */
 static const char *const wall_clock[] = {"/train/time_s", "/train/tokens_per_s", NULL};
 /* root attributes naming the machine, the build or the time: noted only */
-static const char *const attr_noted[] = {"created", "git_rev", "hdf5_version",
+static const char *const attr_noted[] = {"created", "git_rev", "code_rev", "hdf5_version",
                                          "openblas_config", "threads", NULL};
 /* config keys that cannot change the numbers (paths; the thread count,
  * since results are the same bits whatever the threads): noted only */

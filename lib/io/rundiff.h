@@ -68,7 +68,7 @@ typedef struct {
 /* Compares run files a and b: every series of /train, /valid, /routing
  * and /trace (recursively; the wall-clock /train/time_s and
  * /train/tokens_per_s are skipped), the root attributes (those naming the
- * machine, the build or the time: git_rev, created, threads,
+ * machine, the build or the time: git_rev, code_rev, created, threads,
  * hdf5_version, openblas_config are only noted) and the `config` text
  * key by key (run.metrics, run.checkpoint, run.threads only noted).
  * Writes one line per series (status, first diverging step with both

@@ -11,6 +11,9 @@
 #ifndef MOE_GIT_REV
 #define MOE_GIT_REV "unknown"
 #endif
+#ifndef MOE_CODE_REV
+#define MOE_CODE_REV "unknown"
+#endif
 
 char *openblas_get_config(void); /* OpenBLAS; no header of ours declares it */
 
@@ -99,6 +102,8 @@ static moe_runlog *alloc_log(const char *path) {
     return R;
 }
 
+const char *moe_runlog_code_rev(void) { return MOE_CODE_REV; }
+
 /* The build's and libraries' versions and the start time. */
 static moe_status write_versions(moe_runlog *R) {
     unsigned maj, min, rel;
@@ -112,6 +117,7 @@ static moe_status write_versions(moe_runlog *R) {
     const char *ob = openblas_get_config();
     moe_status st;
     if ((st = moe_runlog_attr_str(R, "/", "git_rev", MOE_GIT_REV)) ||
+        (st = moe_runlog_attr_str(R, "/", "code_rev", MOE_CODE_REV)) ||
         (st = moe_runlog_attr_str(R, "/", "hdf5_version", v)) ||
         (st = moe_runlog_attr_str(R, "/", "openblas_config", ob ? ob : "unknown")))
         return st;

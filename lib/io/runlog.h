@@ -21,8 +21,13 @@ typedef enum { MOE_RL_I64 = 0, MOE_RL_I32, MOE_RL_F64, MOE_RL_F32, MOE_RL_U8 } m
  * For checks before any work is done. */
 moe_status moe_runlog_check_new(const char *path, int force);
 
+/* The code revision of this build (Makefile CODE_REV: the git trees of
+ * the layers that make a run's numbers, "-dirty" if edited, "unknown"
+ * outside git), the root attribute code_rev of every run file. */
+const char *moe_runlog_code_rev(void);
+
 /* Creates path (an existing file is refused unless force) with the root
- * attributes format, finished = 0, git_rev, hdf5_version,
+ * attributes format, finished = 0, git_rev, code_rev, hdf5_version,
  * openblas_config and created (UTC now). *out NULL on failure. */
 moe_status moe_runlog_create(const char *path, int force, moe_runlog **out);
 

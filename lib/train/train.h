@@ -113,6 +113,12 @@ typedef struct {
                             (still MOE_OK: a diverged run is a result)    */
 } moe_train_result;
 
+/* The root attribute config_hash of a run file (train_metrics.c): FNV-1a
+ * 64 of the config text without the keys that do not change a run's
+ * numbers (run.metrics, run.checkpoint, run.threads), as 16 hex digits
+ * and a NUL; with code_rev, the identity of a run's numbers. */
+void moe_train_config_hash(const char *text, char out[17]);
+
 /* Runs the training described by cfg (config_text: the INI text stored in
  * checkpoints and metrics files). Checks everything first: data, model,
  * optimizer, the checkpoint path (an existing file is refused unless

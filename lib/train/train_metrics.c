@@ -61,10 +61,7 @@ static moe_status write_names(train_metrics *T, const moe_corpus *c) {
     return st;
 }
 
-/* FNV-1a 64 of the config text without the keys that do not change a
- * run's numbers (run.metrics, run.checkpoint, run.threads), as 16 hex
- * digits: with the root attribute git_rev, the identity of a run. */
-static void config_hash(const char *text, char out[17]) {
+void moe_train_config_hash(const char *text, char out[17]) {
     uint64_t h = 0xcbf29ce484222325ull;
     int in_run = 0;
     for (const char *l = text; *l;) {
@@ -102,7 +99,7 @@ static moe_status write_root(train_metrics *T, const char *text, moe_model *M,
         (st = moe_runlog_attr_i64(R, "/", "n_params", (int64_t)moe_model_n_params(M))))
         return st;
     char hash[17];
-    config_hash(text, hash);
+    moe_train_config_hash(text, hash);
     const moe_config *mc = &g->model.moe;
     if ((st = moe_runlog_attr_str(R, "/", "config_hash", hash)) ||
         (st = moe_runlog_attr_str(R, "/", "capacity_mode",
