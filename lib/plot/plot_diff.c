@@ -38,7 +38,7 @@ static moe_status diff_dat(plot_ctx *c, int a, int b, int acc, const char *name,
     int pa[64], pb[64], np = 0;
     for (int i = 0; i < A->n_run; i++)
         for (int j = 0; j < B->n_run; j++)
-            if (c->runs[A->run[i]].seed == c->runs[B->run[j]].seed &&
+            if (np < 64 && c->runs[A->run[i]].seed == c->runs[B->run[j]].seed &&
                 vals(&c->runs[A->run[i]], acc) && vals(&c->runs[B->run[j]], acc))
                 pa[np] = A->run[i], pb[np++] = B->run[j];
     *n_seeds = np;
