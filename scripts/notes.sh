@@ -86,11 +86,11 @@ for note in "$@"; do
 done
 
 # results/claims.csv and paper_notes/claims.md from every full run's claims
+# (older claims.csv files have no 13th column, paper_delta: left empty)
 claims() {
-    first=1
+    echo "paper,claim,metric,relation,a,b,delta,ci_low,ci_high,n_seeds,verdict,ablation,paper_delta"
     for f in $(find results -mindepth 3 -maxdepth 3 -name claims.csv -not -path '*-quick/*' | sort); do
-        if [ $first -eq 1 ]; then head -n 1 "$f"; first=0; fi
-        tail -n +2 "$f"
+        tail -n +2 "$f" | awk -F, '{ print (NF == 12) ? $0 "," : $0 }'
     done
 }
 claims >results/claims.csv.tmp.$$ && mv -f results/claims.csv.tmp.$$ results/claims.csv
@@ -106,11 +106,12 @@ claims >results/claims.csv.tmp.$$ && mv -f results/claims.csv.tmp.$$ results/cla
     echo "undecided and the direction is in the ablation's table. The papers' numbers"
     echo "beside ours are in each paper's note."
     echo
-    echo "| claim | metric | relation | a | b | a - b | 95% CI | seeds | verdict |"
-    echo "|---|---|---|---|---|---|---|---|---|"
+    echo "| claim | metric | relation | a | b | a - b | 95% CI | seeds | verdict | paper's a - b |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
     tail -n +2 results/claims.csv | awk -F, '{
         ci = ($8 == "nan") ? "" : sprintf("[%.4g, %.4g]", $8, $9);
         d = ($7 == "nan") ? "" : sprintf("%.4g", $7);
-        printf "| %s | %s | %s | %.4g | %.4g | %s | %s | %s | %s |\n", $2, $3, $4, $5, $6, d, ci, $10, $11 }'
+        p = ($13 == "") ? "" : sprintf("%.4g", $13);
+        printf "| %s | %s | %s | %.4g | %.4g | %s | %s | %s | %s | %s |\n", $2, $3, $4, $5, $6, d, ci, $10, $11, p }'
 } >paper_notes/claims.md.tmp.$$ && mv -f paper_notes/claims.md.tmp.$$ paper_notes/claims.md
 echo "$me: updated results/claims.csv and paper_notes/claims.md" >&2

@@ -16,6 +16,8 @@ double fixture_ce(int arm, int64_t i) {
 
 double fixture_dropped(double cf) { return 0.1 / cf; }
 
+double fixture_valid_offset;
+
 /* A time series dataset: first dimension unlimited, chunked, compressed. */
 static void put(hid_t loc, const char *name, hid_t ftype, hid_t mtype, int rank,
                 const hsize_t *dims, const void *data) {
@@ -136,7 +138,7 @@ static void valid_group(hid_t f, int arm, double cf) {
     double ce[FIX_V + 1], ppl[FIX_V + 1], zero[FIX_V + 1], cfs[FIX_V + 1];
     for (int i = 0; i <= FIX_V; i++) { /* the last row: an extra eval cf */
         step[i] = i < FIX_V ? (i + 1) * FIX_S / FIX_V : FIX_S;
-        ce[i] = i < FIX_V ? 4.5 - 0.5 * i - 0.1 * arm : 9.0;
+        ce[i] = i < FIX_V ? 4.5 - 0.5 * i - 0.1 * arm + fixture_valid_offset : 9.0;
         ppl[i] = exp(ce[i]), zero[i] = 0, cfs[i] = i < FIX_V ? cf : 0.5;
     }
     put_steps(g, "step", step, FIX_V + 1);

@@ -27,6 +27,15 @@ double fixture_dropped(double cf);
 static inline int fixture_tag(int t) { return t % FIX_TAGS; }
 static inline int fixture_expert(int arm, int tag) { return (tag + arm) % FIX_E; }
 
+/* Added to every /valid/ce row (not the extra-cf row) of the files
+ * written next (0 unless a test sets it). */
+extern double fixture_valid_offset;
+
+/* The plot suite's tests of the forest and diff plots and the styles
+ * (test_plot_claims.c), added to suite s. */
+#include <CUnit/CUnit.h>
+void plot_claims_tests(CU_pSuite s);
+
 /* One run file of arm index `arm` (0 or 1) at capacity factor cf; 0 on
  * success. */
 int fixture_run(const char *path, int arm, double cf, const char *name, int flags);

@@ -116,6 +116,60 @@ static void test_an_unknown_key_in_an_arm_names_file_line_key_and_allowed_keys(v
                  (const char *[]){"bad.ini:8", "model.width", NULL});
 }
 
+/* The claim line of good, replaced by `claim`, parsed: its first claim. */
+static moe_status load_claim(const char *claim, moe_abl_claim *out) {
+    char text[4096];
+    const char *from = "claim = valid_ppl top2 < top1 : top-2 beats top-1\n";
+    const char *at = strstr(good, from);
+    snprintf(text, sizeof text, "%.*s%s%s", (int)(at - good), good, claim, at + strlen(from));
+    moe_ablation *a = NULL;
+    moe_status st = load("paper.ini", text, &a);
+    if (st == MOE_OK) *out = a->claims[0];
+    moe_ablation_free(a);
+    return st;
+}
+
+static void test_a_claims_trailing_paper_effect_is_parsed_and_cut_from_the_text(void) {
+    moe_abl_claim c;
+    CU_ASSERT_EQUAL_FATAL(load_claim("claim = valid_ppl top2 < top1 : better [paper=-0.02]\n", &c), MOE_OK);
+    CU_ASSERT_DOUBLE_EQUAL(c.paper, -0.02, 0);
+    CU_ASSERT_STRING_EQUAL(c.text, "better");
+    CU_ASSERT_STRING_EQUAL(c.arm_b, "top1");
+    CU_ASSERT_EQUAL_FATAL(load_claim("claim = valid_ppl top2 ~ top1 0.5 : tie [paper=1e-3]  \n", &c), MOE_OK);
+    CU_ASSERT_DOUBLE_EQUAL(c.paper, 1e-3, 0);
+    CU_ASSERT_DOUBLE_EQUAL(c.margin, 0.5, 0);
+    CU_ASSERT_STRING_EQUAL(c.text, "tie");
+    /* none given: NaN; another bracket stays in the text */
+    CU_ASSERT_EQUAL_FATAL(load_claim("claim = valid_ppl top2 < top1 : see [3]\n", &c), MOE_OK);
+    CU_ASSERT(isnan(c.paper));
+    CU_ASSERT_STRING_EQUAL(c.text, "see [3]");
+    const char *bad[] = {"[paper=]", "[paper=abc]", "[paper=-0.02x]", "[paper -0.02]",
+                         "[paper=nan]", "[paper=inf]"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char line[200];
+        snprintf(line, sizeof line, "claim = valid_ppl top2 < top1 : better %s\n", bad[i]);
+        CU_ASSERT_EQUAL(load_claim(line, &c), MOE_EINVAL);
+        const char *msg = moe_errmsg();
+        CU_ASSERT_PTR_NULL(strchr(msg, '\n'));
+        CU_ASSERT_PTR_NOT_NULL(strstr(msg, "paper.ini:11: claim: "));
+        CU_ASSERT_PTR_NOT_NULL(strstr(msg, bad[i]));
+        CU_ASSERT_PTR_NOT_NULL(strstr(msg, "[paper=NUMBER]"));
+        if (!strstr(msg, "paper.ini:11") || !strstr(msg, bad[i])) fprintf(stderr, "\n  said: %s\n", msg);
+    }
+}
+
+static void test_baseline_names_an_arm(void) {
+    moe_ablation *a;
+    char text[4096];
+    snprintf(text, sizeof text, "%.*sbaseline = top2\n%s", (int)(strstr(good, "x = ") - good), good,
+             strstr(good, "x = "));
+    CU_ASSERT_EQUAL_FATAL(load("base_ok.ini", text, &a), MOE_OK);
+    CU_ASSERT_STRING_EQUAL(a->baseline, "top2");
+    moe_ablation_free(a);
+    expect_error("x = ", "baseline = top3\nx = ", MOE_EINVAL,
+                 (const char *[]){"bad.ini:10", "baseline = 'top3'", "no such arm", NULL});
+}
+
 static void test_an_unknown_ablation_key_is_refused_with_the_allowed_keys(void) {
     expect_error("title = ", "titel = ", MOE_EINVAL,
                  (const char *[]){"bad.ini:3", "titel", "allowed: title, paper, base", NULL});
@@ -189,6 +243,8 @@ void suite_ablation(void) {
     CU_pSuite s = CU_add_suite("ablation", tmpdir_make, tmpdir_remove);
 #define T(f) CU_add_test(s, #f + 5, f)
     T(test_a_good_file_gives_its_arms_seeds_overrides_and_claims);
+    T(test_a_claims_trailing_paper_effect_is_parsed_and_cut_from_the_text);
+    T(test_baseline_names_an_arm);
     T(test_resolved_configs_apply_base_set_arm_then_quick);
     T(test_an_unknown_key_in_an_arm_names_file_line_key_and_allowed_keys);
     T(test_an_unknown_ablation_key_is_refused_with_the_allowed_keys);

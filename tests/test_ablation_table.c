@@ -19,7 +19,7 @@ static const char *results_ini =
     "columns = valid_ppl train_loss cv_load n_params sd_valid_ppl\n"
     "x = moe.capacity_factor\n"
     "claim = valid_ppl a < b : a is better\n"
-    "claim = valid_ppl a > b : a is worse\n"
+    "claim = valid_ppl a > b : a is worse [paper=0.5]\n"
     "claim = valid_ppl c < b : c is better\n"
     "claim = valid_ppl a > sd_valid_ppl b : two metrics\n"
     "[arm a]\n"
@@ -119,15 +119,16 @@ void test_claims_are_decided_by_the_paired_ci_with_both_numbers(void) {
                                       "(a - b = -9.5, 95% CI [-15.85, -3.147] over 2 paired "
                                       "seeds; 11 vs 20.5)"));
     CU_ASSERT_PTR_NOT_NULL(strstr(md, "- valid_ppl a > b: a is worse: **contradicted** (a - b = -9.5"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(md, "seeds; 11 vs 20.5; paper: a - b = 0.5)\n")); /* claim 2 only */
     CU_ASSERT_PTR_NOT_NULL(strstr(md, "- valid_ppl c < b: c is better: **not reproduced** (n/a < 20.5)"));
     /* an sd over seeds has no per-seed pairs: the direction of the values */
     CU_ASSERT_PTR_NOT_NULL(strstr(md, "- valid_ppl a > sd_valid_ppl b: two metrics: **reproduced** (11 > 0.7071)"));
     if (!strstr(md, "**reproduced** (a - b = -9.5")) fprintf(stderr, "\n%s", md);
     const char *csv = fx_read(file_in(dir, "claims.csv"));
-    CU_ASSERT_PTR_NOT_NULL(strstr(csv, "paper,claim,metric,relation,a,b,delta,ci_low,ci_high,n_seeds,verdict,ablation\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(csv, "paper,claim,metric,relation,a,b,delta,ci_low,ci_high,n_seeds,verdict,ablation,paper_delta\n"));
     CU_ASSERT_PTR_NOT_NULL(strstr(csv, "\np,t2.1,valid_ppl,a < b,11,20.5,-9.5,-15.853"));
-    CU_ASSERT_PTR_NOT_NULL(strstr(csv, ",2,reproduced,experiments/p/t2.ini\n"));
-    CU_ASSERT_PTR_NOT_NULL(strstr(csv, ",2,contradicted,experiments/p/t2.ini\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(csv, ",2,reproduced,experiments/p/t2.ini,\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(csv, ",2,contradicted,experiments/p/t2.ini,0.5\n"));
     CU_ASSERT_PTR_NOT_NULL(strstr(csv, "\np,t2.3,valid_ppl,c < b,nan,20.5,nan,nan,nan,0,undecided,"));
 }
 

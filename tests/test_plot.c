@@ -73,7 +73,8 @@ static void expect_one_line(const char *out, const char *w1, const char *w2) {
 }
 
 static const char *all_plots[] = {"loss", "load_cf1", "load_cf2", "dropped_vs_x",
-                                  "router_lse", "expert_tag_cf1", "expert_tag_cf2"};
+                                  "router_lse", "expert_tag_cf1", "expert_tag_cf2",
+                                  "diff_valid_ce"};
 
 static void test_every_plot_of_the_fixture_is_written_as_png_and_svg(void) {
     char *dir = path_dup("full");
@@ -81,7 +82,7 @@ static void test_every_plot_of_the_fixture_is_written_as_png_and_svg(void) {
     char args[300], out[4096], plots[300];
     snprintf(args, sizeof args, "'%s'", dir);
     CU_ASSERT_EQUAL(plot_cli(args, out, sizeof out), 0);
-    CU_ASSERT_PTR_NOT_NULL(strstr(out, "7 plots"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "8 plots")); /* the 7 and diff_valid_ce; no claims.csv */
     snprintf(plots, sizeof plots, "%s/plots", dir);
     for (size_t i = 0; i < sizeof all_plots / sizeof *all_plots; i++)
         CU_ASSERT(plot_ok(plots, all_plots[i]));
@@ -142,7 +143,7 @@ static void test_dropped_vs_x_export_holds_each_arms_capacity_factor_and_tail_dr
     CU_ASSERT_DOUBLE_EQUAL(rows[hi][0], 2.0, 1e-12);
     CU_ASSERT_DOUBLE_EQUAL(rows[hi][1], fixture_dropped(2.0), 1e-9);
     FILE *f = fopen(p, "r");
-    char all[2048] = "";
+    char all[8192] = "";
     if (f) all[fread(all, 1, sizeof all - 1, f)] = '\0', fclose(f);
     CU_ASSERT_PTR_NOT_NULL(strstr(all, "\"capacity 1.0\"")); /* labels from ablation.ini */
     snprintf(p, sizeof p, "%s/plots/data/dropped_vs_x.gp", tmpdir_path("full"));
@@ -164,7 +165,7 @@ static void read_gp(const char *name, char *all, size_t cap) {
 }
 
 static void test_loss_script_has_one_key_entry_per_arm_outside_and_a_two_line_title(void) {
-    char all[4096];
+    char all[8192];
     read_gp("loss", all, sizeof all);
     int titled = 0, untitled = 0;
     for (const char *s = all; (s = strstr(s, "lw 2 title '")); s++) titled++;
@@ -175,8 +176,9 @@ static void test_loss_script_has_one_key_entry_per_arm_outside_and_a_two_line_ti
     CU_ASSERT_PTR_NOT_NULL(strstr(all, "size 1100,560"));
     CU_ASSERT_PTR_NOT_NULL(strstr(all, "; points: validation'.\"\\n \"\nset label 1 "
                                        "'Fixture: capacity factor' at"));
-    /* 12 colours, then dash types, for every series */
-    CU_ASSERT_PTR_NOT_NULL(strstr(all, "do for [i=1:64]"));
+    /* 10 colours, then dash types, for every series (moe_plot_style) */
+    CU_ASSERT_PTR_NOT_NULL(strstr(all, "set linetype 1 lc rgb '#1f77b4' dt 1\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(all, "set linetype 11 lc rgb '#1f77b4' dt 2\n"));
     read_gp("expert_tag_cf2", all, sizeof all);
     CU_ASSERT_PTR_NOT_NULL(strstr(all, "'ADJ' 2")); /* tag names on the axis */
     CU_ASSERT_PTR_NOT_NULL(strstr(all, "unset key"));
@@ -396,4 +398,5 @@ void suite_plot(void) {
     CU_add_test(s, "ablation_file_gives_arm_labels_in_order_and_x", test_ablation_file_gives_arm_labels_in_order_and_x);
     CU_add_test(s, "moving_average_is_trailing_and_skips_nan", test_moving_average_is_trailing_and_skips_nan);
     CU_add_test(s, "run_reader_reads_arm_seed_traces_and_tag_names", test_run_reader_reads_arm_seed_traces_and_tag_names);
+    plot_claims_tests(s);
 }

@@ -137,13 +137,34 @@ static moe_status add_columns(parser *p, char *v) {
     return MOE_OK;
 }
 
+/* The optional trailing "[paper=NUMBER]" of a claim's value v: cut off
+ * into *paper (NaN if absent). A trailing [...] starting "[paper" must be
+ * exactly that form. */
+static moe_status claim_paper(parser *p, char *v, double *paper) {
+    *paper = NAN;
+    char *s = trim(v), *open = strrchr(s, '[');
+    size_t n = strlen(s);
+    if (!n || s[n - 1] != ']' || !open || strncmp(open, "[paper", 6)) return MOE_OK;
+    char *end = NULL;
+    s[n - 1] = '\0';
+    double x = open[6] == '=' ? strtod(open + 7, &end) : NAN;
+    if (!end || end == open + 7 || *end || !isfinite(x))
+        return FAIL(p, "claim: '%s]': expected a trailing [paper=NUMBER], the paper's a - b "
+                       "(e.g. [paper=-0.02])", open);
+    *open = '\0';
+    *paper = x;
+    return MOE_OK;
+}
+
 /* claim = METRIC ARM_A < [METRIC_B] ARM_B : text, or the tie claim
- * METRIC ARM_A ~ ARM_B MARGIN : text (arm names are checked at the end) */
+ * METRIC ARM_A ~ ARM_B MARGIN : text (arm names are checked at the end),
+ * each with an optional trailing [paper=NUMBER] */
 static moe_status add_claim(parser *p, char *v) {
     moe_ablation *a = p->a;
     if (a->n_claims >= MOE_ABL_MAX_CLAIMS)
         return FAIL(p, "claim: more than %d claims", MOE_ABL_MAX_CLAIMS);
     moe_abl_claim *c = &a->claims[a->n_claims];
+    if (claim_paper(p, v, &c->paper) != MOE_OK) return MOE_EINVAL;
     char *colon = strchr(v, ':');
     if (colon) *colon = '\0';
     char m[48] = "", x[64] = "", op[8] = "", w4[64] = "", w5[64] = "", extra[8] = "";
@@ -201,9 +222,14 @@ static moe_status ablation_key(parser *p, const char *k, char *v) {
         snprintf(a->noise, sizeof a->noise, "%s", v);
     }
     else if (!strcmp(k, "claim")) return add_claim(p, v);
-    else
+    else if (!strcmp(k, "baseline")) {
+        if (!name_ok(v) || strlen(v) >= sizeof a->baseline)
+            return FAIL(p, "baseline = '%s': an arm name (letters, digits, _ . -)", v);
+        snprintf(a->baseline, sizeof a->baseline, "%s", v);
+        a->baseline_line = p->line;
+    } else
         return FAIL(p, "unknown key '%s' in [ablation] (allowed: title, paper, base, seeds, "
-                       "set, quick, columns, x, noise, claim)", k);
+                       "set, quick, columns, x, baseline, noise, claim)", k);
     return MOE_OK;
 }
 
@@ -296,6 +322,9 @@ static moe_status check_whole(moe_ablation *a) {
         return moe_fail(MOE_EIO, "%s:%d: base config '%s': %s", a->path, a->base_line, a->base,
                         strerror(errno));
     fclose(f);
+    if (a->baseline[0] && moe_ablation_arm_index(a, a->baseline) < 0)
+        return moe_fail(MOE_EINVAL, "%s:%d: baseline = '%s': no such arm", a->path,
+                        a->baseline_line, a->baseline);
     for (int i = 0; i < a->n_claims; i++) {
         const moe_abl_claim *c = &a->claims[i];
         const char *bad = moe_ablation_arm_index(a, c->arm_a) < 0   ? c->arm_a

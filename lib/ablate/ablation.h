@@ -34,7 +34,8 @@ typedef struct {
 /* claim = METRIC ARM_A < ARM_B : text  (or >), or
  * claim = METRIC ARM_A < METRIC_B ARM_B : text  (two metrics, e.g. the same
  * arm at two eval capacity factors), or the tie claim
- * claim = METRIC ARM_A ~ ARM_B MARGIN : text   (|a - b| < MARGIN) */
+ * claim = METRIC ARM_A ~ ARM_B MARGIN : text   (|a - b| < MARGIN),
+ * each with an optional trailing [paper=NUMBER]: the paper's a - b */
 typedef struct {
     char metric[48];
     char metric_b[48];      /* = metric in the 4-word form                 */
@@ -43,6 +44,7 @@ typedef struct {
     int tie;                /* 1: '~': the two agree within margin        */
     double margin;          /* tie claims: the margin (> 0)               */
     char text[256];
+    double paper;           /* [paper=NUMBER]: the paper's a - b; NaN: none */
     int line;
 } moe_abl_claim;
 
@@ -61,6 +63,8 @@ typedef struct {
     int n_columns;
     char columns[MOE_ABL_MAX_COLUMNS][48];
     char x[64];             /* "" = none                                  */
+    char baseline[64];      /* the arm the plots subtract; "" = the first */
+    int baseline_line;
     char noise[128];        /* PAPER/NAME: the results folder whose seed
                                spread judges the claims; "" = none        */
     int n_claims;

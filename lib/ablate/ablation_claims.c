@@ -103,26 +103,28 @@ static void claim_relation(const moe_abl_claim *c, char *out, size_t cap) {
 
 static void print_claim(FILE *f, const results *r, const moe_abl_claim *c) {
     claim_stats k = claim_eval(r, c);
-    char sx[32], sy[32], sd[32], slo[32], shi[32], rel[200];
+    char sx[32], sy[32], sd[32], slo[32], shi[32], rel[200], sp[32], paper[64] = "";
     abl_fmt_num(k.x, sx, sizeof sx), abl_fmt_num(k.y, sy, sizeof sy);
     abl_fmt_num(k.delta, sd, sizeof sd);
     abl_fmt_num(k.lo, slo, sizeof slo), abl_fmt_num(k.hi, shi, sizeof shi);
+    abl_fmt_num(c->paper, sp, sizeof sp);
+    if (isfinite(c->paper)) snprintf(paper, sizeof paper, "; paper: a - b = %s", sp);
     claim_relation(c, rel, sizeof rel);
     fprintf(f, "- %s %s%s%s: **%s** ", c->metric, rel, c->text[0] ? ": " : "", c->text,
             k.verdict);
     if (k.n >= 2) {
-        fprintf(f, "(%s - %s = %s, 95%% CI [%s, %s] over %d paired seeds; %s vs %s)\n",
-                c->arm_a, c->arm_b, sd, slo, shi, k.n, sx, sy);
+        fprintf(f, "(%s - %s = %s, 95%% CI [%s, %s] over %d paired seeds; %s vs %s%s)\n",
+                c->arm_a, c->arm_b, sd, slo, shi, k.n, sx, sy, paper);
         return;
     }
     if (c->tie) {
-        fprintf(f, "(%s vs %s: a tie needs 2 or more paired seeds)\n", sx, sy);
+        fprintf(f, "(%s vs %s: a tie needs 2 or more paired seeds%s)\n", sx, sy, paper);
         return;
     }
     char noise[96] = "", st[32];
     abl_fmt_num(k.noise, st, sizeof st);
     if (isfinite(k.noise)) snprintf(noise, sizeof noise, "; noise %s", st);
-    fprintf(f, "(%s %s %s%s)\n", sx, c->less ? "<" : ">", sy, noise);
+    fprintf(f, "(%s %s %s%s%s)\n", sx, c->less ? "<" : ">", sy, noise, paper);
 }
 
 void abl_print_claims(FILE *f, const results *r, int markdown) {
@@ -163,7 +165,7 @@ char *abl_claims_csv(const results *r) {
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
     if (!f) return NULL;
-    fputs("paper,claim,metric,relation,a,b,delta,ci_low,ci_high,n_seeds,verdict,ablation\n", f);
+    fputs("paper,claim,metric,relation,a,b,delta,ci_low,ci_high,n_seeds,verdict,ablation,paper_delta\n", f);
     for (int i = 0; i < a->n_claims; i++) {
         const moe_abl_claim *c = &a->claims[i];
         claim_stats k = claim_eval(r, c);
@@ -173,7 +175,9 @@ char *abl_claims_csv(const results *r) {
         fprintf(f, "%s,%s.%d,%s,%s", a->paper, name, i + 1, c->metric, rel);
         csv_num(f, k.x), csv_num(f, k.y), csv_num(f, k.delta);
         csv_num(f, k.lo), csv_num(f, k.hi);
-        fprintf(f, ",%d,%s,experiments/%s/%s.ini\n", k.n, v, a->paper, name);
+        fprintf(f, ",%d,%s,experiments/%s/%s.ini,", k.n, v, a->paper, name);
+        if (isfinite(c->paper)) fprintf(f, "%.9g", c->paper);
+        fputc('\n', f);
     }
     fclose(f);
     return buf;

@@ -229,6 +229,8 @@ static moe_status plot_all(plot_ctx *c, const char *dir) {
     if (st == MOE_OK) st = plot_dropped_vs_x(c);
     if (st == MOE_OK) st = plot_router_lse(c);
     if (st == MOE_OK) st = plot_expert_tag(c);
+    if (st == MOE_OK) st = plot_diff(c);
+    if (st == MOE_OK) st = plot_forest(c, dir);
     return st;
 }
 

@@ -21,6 +21,7 @@ typedef struct {
     double *step, *ce;   /* (S)                                           */
     int64_t V;           /* rows of /valid (0 if absent)                  */
     double *vstep, *vce; /* (V)                                           */
+    double *vacc;        /* (V) /valid/acc, NULL if absent                */
     int32_t layer;       /* first MoE layer, -1 if the model has none     */
     int32_t n_layers;    /* MoE layers (moe_layers)                       */
     int64_t E;           /* experts of the first MoE layer                */
@@ -49,11 +50,13 @@ void moe_plot_run_free(moe_plot_run *r);
 typedef struct {
     int n_arms;
     char arm[64][128], label[64][128];
-    char x[128];      /* "" if absent */
-    char title[256];  /* "" if absent */
+    char x[128];        /* "" if absent */
+    char title[256];    /* "" if absent */
+    char baseline[128]; /* "" if absent (the first arm) */
+    char columns[1024]; /* "" if absent */
 } moe_plot_ablation;
 
-/* Parses the [ablation] keys x, title and every [arm NAME] with its
+/* Parses the [ablation] keys x, title, baseline, columns and every [arm NAME] with its
  * `label = ...`, minimally (no key is checked). A missing file leaves a
  * zeroed struct and returns MOE_OK; MOE_EIO if it exists but is
  * unreadable. */
@@ -78,6 +81,20 @@ typedef struct {
  * NULL) counts the plots rendered. Existing plot files are replaced;
  * nothing else in the output folder is removed. */
 moe_status moe_plot_dir(const char *dir, const moe_plot_opts *o, int *n_plots);
+
+/* The look of series i >= 0 (gnuplot linetype i + 1): colour i mod 10 of
+ * a 10-colour palette ("#rrggbb") and dash type i / 10 mod 5 + 1 (1 solid,
+ * then gnuplot's dashed patterns), so the first 50 series differ in
+ * (colour, dash). */
+#define MOE_PLOT_COLOURS 10
+#define MOE_PLOT_DASHES 5
+void moe_plot_style(int i, const char **colour, int *dash);
+
+/* The title of a diff_<metric> plot into out (cap bytes): the metric,
+ * the baseline arm's label, the number of seeds actually paired (a range
+ * "lo-hi" when the arms differ) and what the band is. */
+void moe_plot_diff_title(const char *metric, const char *baseline, int seeds_lo, int seeds_hi,
+                         char *out, size_t cap);
 
 /* --- gnuplot (plot_gnuplot.c) --- */
 

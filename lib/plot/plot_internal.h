@@ -23,7 +23,8 @@ typedef struct {
     int png, svg;
     FILE *log;
     int n_plots;
-    int width; /* of the plot being written (plot_gp_begin) */
+    int width;  /* of the plot being written (plot_gp_begin)   */
+    int height; /* of the plot being written, 0: 560 px         */
 } plot_ctx;
 
 /* The run of the arm's first (lowest) seed. */
@@ -38,7 +39,7 @@ FILE *plot_open_data(plot_ctx *c, const char *name);
 /* Starts data/NAME.gp: header comment, output of the first format,
  * noenhanced text, the title (and the ablation's title, truncated to 100
  * characters, on a second line in a smaller font), axis labels, grid, the
- * line types (12 colours, then other dash types), and `set key KEY` on
+ * line types (moe_plot_style), and `set key KEY` on
  * a 1100 px wide canvas (900 and no key if key is NULL). */
 #define PLOT_KEY_RIGHT "outside right top box opaque"
 FILE *plot_gp_begin(plot_ctx *c, const char *name, const char *title,
@@ -46,6 +47,11 @@ FILE *plot_gp_begin(plot_ctx *c, const char *name, const char *title,
 /* Ends the script (replot into the second format), closes it, renders
  * with gnuplot. Closes f in every case. */
 moe_status plot_gp_end(plot_ctx *c, FILE *f, const char *name);
+/* plot_gp_end writing `again` (the plot commands) instead of `replot` for
+ * the second format (a multiplot cannot be replotted). */
+moe_status plot_gp_end_with(plot_ctx *c, FILE *f, const char *name, const char *again);
+/* `set linetype 1..64` of moe_plot_style (plot_gp_begin writes them). */
+void plot_gp_styles(FILE *f);
 /* A note on the log (if any): "moe plot: skipping NAME: why". */
 void plot_note(const plot_ctx *c, const char *name, const char *why);
 
@@ -54,5 +60,10 @@ void plot_note(const plot_ctx *c, const char *name, const char *why);
 moe_status plot_load(plot_ctx *c);
 moe_status plot_dropped_vs_x(plot_ctx *c);
 moe_status plot_expert_tag(plot_ctx *c);
+/* forest: the claims of DIR/claims.csv (plot_forest.c). */
+moe_status plot_forest(plot_ctx *c, const char *dir);
+/* diff_valid_ce, diff_valid_acc: the per-seed validation curves minus the
+ * baseline arm's (plot_diff.c). */
+moe_status plot_diff(plot_ctx *c);
 
 #endif

@@ -8,7 +8,7 @@
 
 void moe_plot_run_free(moe_plot_run *r) {
     free(r->config);
-    free(r->step), free(r->ce), free(r->vstep), free(r->vce);
+    free(r->step), free(r->ce), free(r->vstep), free(r->vce), free(r->vacc);
     free(r->load), free(r->lse);
     free(r->tstep), free(r->tag), free(r->expert);
     for (int32_t i = 0; r->tag_names && i < r->n_tags; i++) free(r->tag_names[i]);
@@ -156,6 +156,8 @@ static moe_status read_run(hid_t f, moe_plot_run *r, const char *where) {
         int64_t wv[1] = {-1};
         st = moe_h5_read_doubles(f, "/valid/step", 1, wv, &r->vstep, where);
         if (st == MOE_OK) st = moe_h5_read_doubles(f, "/valid/ce", 1, wv, &r->vce, where);
+        if (st == MOE_OK && moe_h5_has(f, "/valid/acc"))
+            st = moe_h5_read_doubles(f, "/valid/acc", 1, wv, &r->vacc, where);
         if (st != MOE_OK) return st;
         r->V = wv[0];
     }
@@ -235,6 +237,10 @@ moe_status moe_plot_ablation_load(const char *path, moe_plot_ablation *a) {
         } else if (split_kv(s, &k, &v)) {
             if (sec == ABLATION && !strcmp(k, "x")) snprintf(a->x, sizeof a->x, "%s", v);
             if (sec == ABLATION && !strcmp(k, "title")) snprintf(a->title, sizeof a->title, "%s", v);
+            if (sec == ABLATION && !strcmp(k, "baseline"))
+                snprintf(a->baseline, sizeof a->baseline, "%s", v);
+            if (sec == ABLATION && !strcmp(k, "columns"))
+                snprintf(a->columns, sizeof a->columns, "%s", v);
             if (sec == ARM && !strcmp(k, "label") && *v)
                 snprintf(a->label[a->n_arms - 1], sizeof a->label[0], "%s", v);
         }

@@ -18,13 +18,34 @@ FILE *plot_open_data(plot_ctx *c, const char *name) {
 }
 
 /* The terminal line of format i (0 png, 1 svg). */
-static void gp_terminal(FILE *f, int i, int width) {
+static void gp_terminal(FILE *f, int i, int width, int height) {
     if (i == 0)
-        fprintf(f, "set terminal pngcairo size %d,560 noenhanced font 'Sans,11'\n"
-                   "set output out.'.png'\n", width);
+        fprintf(f, "set terminal pngcairo size %d,%d noenhanced font 'Sans,11'\n"
+                   "set output out.'.png'\n", width, height);
     else
-        fprintf(f, "set terminal svg size %d,560 noenhanced dynamic font 'Sans,11'\n"
-                   "set output out.'.svg'\n", width);
+        fprintf(f, "set terminal svg size %d,%d noenhanced dynamic font 'Sans,11'\n"
+                   "set output out.'.svg'\n", width, height);
+}
+
+/* 10 colours (matplotlib's tab10: told apart in print and by most colour
+ * blind readers better than a longer palette) crossed with 5 dash types. */
+static const char *const palette[MOE_PLOT_COLOURS] = {
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+
+void moe_plot_style(int i, const char **colour, int *dash) {
+    MOE_ASSERT(i >= 0);
+    *colour = palette[i % MOE_PLOT_COLOURS];
+    *dash = (i / MOE_PLOT_COLOURS) % MOE_PLOT_DASHES + 1;
+}
+
+void plot_gp_styles(FILE *f) {
+    for (int i = 0; i < 64; i++) {
+        const char *col;
+        int dt;
+        moe_plot_style(i, &col, &dt);
+        fprintf(f, "set linetype %d lc rgb '%s' dt %d\n", i + 1, col, dt);
+    }
 }
 
 FILE *plot_gp_begin(plot_ctx *c, const char *name, const char *title,
@@ -38,7 +59,7 @@ FILE *plot_gp_begin(plot_ctx *c, const char *name, const char *title,
                "if (!exists(\"out\")) out = '../%s'\n",
             name, name, name, name, name);
     c->width = key ? 1100 : 900;
-    gp_terminal(f, c->png ? 0 : 1, c->width);
+    gp_terminal(f, c->png ? 0 : 1, c->width, c->height ? c->height : 560);
     fprintf(f, "set title ");
     moe_plot_gp_quote(f, title);
     if (c->abl.title[0]) { /* the ablation's title, smaller, on a second line */
@@ -53,20 +74,21 @@ FILE *plot_gp_begin(plot_ctx *c, const char *name, const char *title,
     moe_plot_gp_quote(f, xlabel);
     fprintf(f, "\nset ylabel ");
     moe_plot_gp_quote(f, ylabel);
-    /* 12 colours, then the same with other dash types: one look per series */
-    fprintf(f, "\nset grid\nC = '#1f77b4 #ff7f0e #2ca02c #d62728 #9467bd #8c564b #e377c2 "
-               "#7f7f7f #bcbd22 #17becf #000000 #005f5f'\n"
-               "do for [i=1:64] { d = ((i-1)/12)%%5 + 1; "
-               "set linetype i lc rgb word(C, (i-1)%%12 + 1) dt d }\n");
+    fprintf(f, "\nset grid\n");
+    plot_gp_styles(f);
     if (key) fprintf(f, "set key %s\n", key);
     else fprintf(f, "unset key\n");
     return f;
 }
 
 moe_status plot_gp_end(plot_ctx *c, FILE *f, const char *name) {
+    return plot_gp_end_with(c, f, name, NULL);
+}
+
+moe_status plot_gp_end_with(plot_ctx *c, FILE *f, const char *name, const char *again) {
     if (c->png && c->svg) {
-        gp_terminal(f, 1, c->width);
-        fprintf(f, "replot\n");
+        gp_terminal(f, 1, c->width, c->height ? c->height : 560);
+        fputs(again ? again : "replot\n", f);
     }
     fprintf(f, "unset output\n");
     if (fclose(f) != 0) return moe_fail(MOE_EIO, "%s/%s.gp: write error", c->data, name);
