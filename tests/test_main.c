@@ -34,6 +34,7 @@ int main(int argc, char **argv) {
     suite_hash();
     void suite_uniform(void); suite_uniform();
     void suite_topk_dropless(void); suite_topk_dropless();
+    void suite_router_init(void); suite_router_init();
     suite_block();
     suite_attention();
     suite_loss();
