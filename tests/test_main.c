@@ -35,6 +35,7 @@ int main(int argc, char **argv) {
     void suite_uniform(void); suite_uniform();
     void suite_topk_dropless(void); suite_topk_dropless();
     void suite_router_init(void); suite_router_init();
+    void suite_soft_variant(void); suite_soft_variant();
     suite_block();
     suite_attention();
     suite_loss();

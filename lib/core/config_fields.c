@@ -7,7 +7,8 @@
 _Static_assert(sizeof(moe_act) == sizeof(int) && sizeof(moe_policy) == sizeof(int) &&
                sizeof(moe_priority) == sizeof(int) && sizeof(moe_router_noise) == sizeof(int) &&
                sizeof(moe_capacity_mode) == sizeof(int) && sizeof(moe_expert_kind) == sizeof(int) &&
-               sizeof(moe_precision) == sizeof(int) && sizeof(moe_router_init) == sizeof(int),
+               sizeof(moe_precision) == sizeof(int) && sizeof(moe_router_init) == sizeof(int) &&
+               sizeof(moe_soft_variant) == sizeof(int),
                "CHOICE fields are int-sized (INI_CHOICE writes an int)");
 
 const char *const moe_act_names[] = {"relu", "gelu", "geglu", "swiglu", NULL};
@@ -18,6 +19,8 @@ const char *const moe_capacity_mode_names[] = {"shared", "per_choice", NULL};
 const char *const moe_expert_kind_names[] = {"ffn", "ln_mlp", NULL};
 const char *const moe_precision_names[] = {"fp32", "bf16", NULL};
 const char *const moe_router_init_names[] = {"normal", "zero", NULL};
+const char *const moe_soft_variant_names[] = {"soft", "soft_uniform", "uniform_soft", "uniform",
+                                              "identity", NULL};
 
 #define OFF(m) offsetof(moe_config, m)
 /* key, member, range, families (NULL: all), help (NULL: no INI key) */
@@ -87,6 +90,8 @@ static const moe_config_field fields[] = {
         "noisy_topk load loss weight"),
     INT("slots", soft_moe.slots, 1, 65536, "soft_moe", "soft_moe slots per expert"),
     BOOL("normalize", soft_moe.normalize, "soft_moe", "soft_moe l2 normalisation"),
+    CHOICE("soft_variant", soft_moe.variant, moe_soft_variant_names, "soft_moe",
+           "soft_moe dispatch/combine (Table 2): soft, soft_uniform, uniform_soft, uniform, identity"),
     INT("d_gate", dense_softmax.d_gate, 1, 1 << 20, "dense_softmax", "dense_softmax gate MLP width"),
     BOOL("renormalize", dropless.renormalize, "topk_dropless",
          "topk_dropless weights over their sum (0: raw probabilities)"),
