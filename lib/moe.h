@@ -117,6 +117,23 @@ typedef enum { MOE_CAPACITY_SHARED = 0, MOE_CAPACITY_PER_CHOICE } moe_capacity_m
  * Soft MoE write-up's LayerNorm MLP (moe_expert_ln_mlp). */
 typedef enum { MOE_EXPERT_FFN = 0, MOE_EXPERT_LN_MLP } moe_expert_kind;
 
+/* The router matrices at init: drawn like every matrix (default), or 0
+ * (Shazeer et al. 2017 App. A start W_g and W_noise at zero). */
+typedef enum { MOE_ROUTER_INIT_NORMAL = 0, MOE_ROUTER_INIT_ZERO } moe_router_init;
+
+/* Soft MoE's routing ablations (Puigcerver et al. 2023, Table 2): the
+ * dispatch weights D (softmax over a group's tokens, or uniform 1/n) and
+ * the combine weights C (softmax over a token's slots, or uniform 1/S);
+ * identity: D = C = the identity, slot j is token j of the group (needs
+ * n_expert x slots = the group's tokens), no token mixing. */
+typedef enum {
+    MOE_SOFT_SOFT = 0,      /* learned dispatch and combine (Soft MoE)     */
+    MOE_SOFT_SOFT_UNIFORM,  /* learned dispatch, uniform combine           */
+    MOE_SOFT_UNIFORM_SOFT,  /* uniform dispatch, learned combine           */
+    MOE_SOFT_UNIFORM,       /* both uniform                                */
+    MOE_SOFT_IDENTITY       /* slot j = token j                            */
+} moe_soft_variant;
+
 #define MOE_MAX_TOPN 8
 
 /* A user-defined expert network (see "experts" below); NULL in a config
@@ -184,6 +201,13 @@ typedef struct {
      * weights rounded to bf16 (MOE_BF16; float32 sums, its backward is
      * float32) or float32 (default): Switch's "selective precision". */
     moe_precision router_precision;
+    /* normal (default): the router matrices (w_gate, hierarchical's
+     * w_gate_inner) drawn N(0, init_scale^2 / d); zero: all 0, so every
+     * expert starts equally likely (noisy_topk's w_noise starts at 0
+     * either way). Only the families whose router is a matrix (token
+     * choice, expert_choice, noisy_topk, hierarchical, topk_dropless);
+     * moe_config_validate refuses zero for the others. */
+    moe_router_init router_init;
     /* ------------------------------------- each family's own */
     struct {             /* top2_gshard and hierarchical                 */
         moe_policy policy;   /* second-expert policy                     */
@@ -201,6 +225,9 @@ typedef struct {
     struct {             /* soft_moe                                     */
         int32_t slots;       /* per expert                               */
         bool normalize;      /* l2-normalise tokens and phi, learned scale */
+        moe_soft_variant variant; /* Table 2 ablations (default soft);
+                                the experts see the normalised tokens
+                                (normalize) whatever the variant        */
     } soft_moe;
     struct {             /* dense_softmax                                */
         int32_t d_gate;      /* hidden width of the gate MLP             */

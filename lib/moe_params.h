@@ -64,7 +64,7 @@ void moe_params_map(const moe_config *cfg, float *buf, moe_params *p);
 /* How tensor i starts: a matrix drawn with sd ~ 1 / sqrt(*fan_in) when
  * *fan_in > 0, else the constant *fill (biases 0; Soft MoE's scale and the
  * multiplicative bias 1; w_noise 0, as Shazeer et al. start the noise
- * router). Returns 1 for a weight matrix (w_noise included: what weight
+ * router; w_gate and w_gate_inner 0 with router_init = zero). Returns 1 for a weight matrix (w_noise included: what weight
  * decay applies to), 0 for biases and scalars. */
 int moe_params_init_rule(const moe_config *cfg, int i, double *fan_in,
                          float *fill);

@@ -34,6 +34,8 @@ int main(int argc, char **argv) {
     suite_hash();
     void suite_uniform(void); suite_uniform();
     void suite_topk_dropless(void); suite_topk_dropless();
+    void suite_router_init(void); suite_router_init();
+    void suite_soft_variant(void); suite_soft_variant();
     suite_block();
     suite_attention();
     suite_loss();

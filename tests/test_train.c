@@ -1,9 +1,11 @@
 /* Suite train: the training loop on the synthetic task (no network). */
 #include "io/checkpoint.h"
 #include "io/h5io.h"
+#include "data/data.h"
 #include "train/train.h"
 #include "test_util.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -306,6 +308,49 @@ static void test_extra_eval_cf_lists_are_parsed_and_bad_ones_refused(void) {
     }
 }
 
+/* run.eval_batches = 0: every window of the validation split once, the
+ * last batch partial. The targets counted are the split's windows (LM:
+ * (tokens - 1) / seq_len of them, counted here from the corpus) times
+ * seq_len; the mean does not depend on how the windows are batched (B = 4
+ * leaves a last batch of 3; B = 1 and B = W take the windows one at a
+ * time and all at once). The model is the same in each run up to the two
+ * steps of lr 1e-12 (Adam moves each weight by ~1e-12), so the
+ * cross-entropies agree to 1e-5 (float logits from products of different
+ * shapes); dropping the last partial batch moves it by far more (checked,
+ * so that the test can fail). */
+static void test_eval_batches_zero_counts_every_valid_window_once(void) {
+    moe_train_config c = tiny_train_config(2);
+    c.optim.lr = 1e-12;
+    c.model.moe.gshard.policy = MOE_POLICY_THRESHOLD; /* random: draws keyed by batch position */
+    moe_corpus *corp;
+    CU_ASSERT_EQUAL_FATAL(moe_synth_generate(&c.synth, &corp), MOE_OK);
+    const int64_t n = c.model.seq_len, W = (corp->split_tokens[MOE_SPLIT_VALID] - 1) / n;
+    moe_corpus_free(corp);
+    CU_ASSERT_FATAL(W > 4 && W % 4 != 0); /* a partial last batch at B = 4 */
+    moe_train_opts o = {NULL, 0, 0, NULL};
+    moe_train_result r[3], cut;
+    const int32_t batch[3] = {4, 1, (int32_t)W};
+    c.eval_batches = 0;
+    for (int i = 0; i < 3; i++) {
+        c.batch_size = batch[i];
+        CU_ASSERT_EQUAL_FATAL(moe_train_run(&c, "all", &o, &r[i]), MOE_OK);
+        CU_ASSERT_EQUAL(r[i].valid_tokens, W * n);
+        CU_ASSERT_DOUBLE_EQUAL(r[i].valid_ce, r[0].valid_ce, 1e-5);
+        CU_ASSERT_DOUBLE_EQUAL(r[i].valid_acc, r[0].valid_acc, 1.5 / (double)(W * n));
+    }
+    c.batch_size = 4, c.eval_batches = (int32_t)(W / 4); /* the full batches only */
+    CU_ASSERT_EQUAL_FATAL(moe_train_run(&c, "cut", &o, &cut), MOE_OK);
+    CU_ASSERT_EQUAL(cut.valid_tokens, W / 4 * 4 * n); /* >= 1: eval_batches batches of B */
+    CU_ASSERT(fabs(cut.valid_ce - r[0].valid_ce) > 1e-4);
+    if (getenv("MOE_FD_VERBOSE"))
+        printf("\n  %lld windows: ce %.9f (B 4) %.9f (B 1) %.9f (B W), full batches only %.9f",
+               (long long)W, r[0].valid_ce, r[1].valid_ce, r[2].valid_ce, cut.valid_ce);
+    /* a last batch that is not whole routing groups is refused at the start */
+    c.eval_batches = 0, c.model.moe.group_size = 2 * (int32_t)n;
+    CU_ASSERT_EQUAL(moe_train_run(&c, "grp", &o, &cut), MOE_EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(moe_errmsg(), "run.eval_batches = 0 with moe.group_size"));
+}
+
 void suite_train(void) {
     CU_pSuite s = CU_add_suite("train", tmpdir_make, tmpdir_remove);
     CU_add_test(s, "resumed_training_is_bit_identical_to_a_straight_run", test_resumed_training_is_bit_identical_to_a_straight_run);
@@ -321,4 +366,5 @@ void suite_train(void) {
     CU_add_test(s, "cli_reports_bad_configs_in_one_line_with_exit_one", test_cli_reports_bad_configs_in_one_line_with_exit_one);
     CU_add_test(s, "ablation_keys_reach_the_model_config", test_ablation_keys_reach_the_model_config);
     CU_add_test(s, "extra_eval_cf_lists_are_parsed_and_bad_ones_refused", test_extra_eval_cf_lists_are_parsed_and_bad_ones_refused);
+    CU_add_test(s, "eval_batches_zero_counts_every_valid_window_once", test_eval_batches_zero_counts_every_valid_window_once);
 }

@@ -85,6 +85,10 @@ moe_status moe_config_validate_shared(const moe_config *c, const char *family) {
     if (c->router_noise == MOE_NOISE_DROPOUT && !(c->router_noise_eps >= 0.0f && c->router_noise_eps < 1.0f))
         return moe_fail(MOE_EINVAL, "noise_eps = %g: allowed [0, 1) for router input dropout (the drop probability)",
                         (double)c->router_noise_eps);
+    if (c->router_init != MOE_ROUTER_INIT_NORMAL &&
+        !moe_config_field_used(moe_config_field_find("router_init"), family))
+        return moe_fail(MOE_EINVAL, "router_init = zero: %s has no router matrix to zero "
+                        "(allowed: %s)", family, moe_config_router_matrix_families());
     if (c->mult_bias && !moe_act_gated(c->act))
         return moe_fail(MOE_EINVAL, "mult_bias = 1: only geglu and swiglu experts have a "
                         "multiplicative bias");

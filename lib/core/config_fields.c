@@ -7,7 +7,8 @@
 _Static_assert(sizeof(moe_act) == sizeof(int) && sizeof(moe_policy) == sizeof(int) &&
                sizeof(moe_priority) == sizeof(int) && sizeof(moe_router_noise) == sizeof(int) &&
                sizeof(moe_capacity_mode) == sizeof(int) && sizeof(moe_expert_kind) == sizeof(int) &&
-               sizeof(moe_precision) == sizeof(int),
+               sizeof(moe_precision) == sizeof(int) && sizeof(moe_router_init) == sizeof(int) &&
+               sizeof(moe_soft_variant) == sizeof(int),
                "CHOICE fields are int-sized (INI_CHOICE writes an int)");
 
 const char *const moe_act_names[] = {"relu", "gelu", "geglu", "swiglu", NULL};
@@ -17,6 +18,9 @@ const char *const moe_router_noise_names[] = {"none", "jitter", "gumbel", "dropo
 const char *const moe_capacity_mode_names[] = {"shared", "per_choice", NULL};
 const char *const moe_expert_kind_names[] = {"ffn", "ln_mlp", NULL};
 const char *const moe_precision_names[] = {"fp32", "bf16", NULL};
+const char *const moe_router_init_names[] = {"normal", "zero", NULL};
+const char *const moe_soft_variant_names[] = {"soft", "soft_uniform", "uniform_soft", "uniform",
+                                              "identity", NULL};
 
 #define OFF(m) offsetof(moe_config, m)
 /* key, member, range, families (NULL: all), help (NULL: no INI key) */
@@ -32,6 +36,8 @@ const char *const moe_precision_names[] = {"fp32", "bf16", NULL};
 
 #define TOKEN_CHOICE "top2_gshard topn_stmoe switch_top1"
 #define GSHARD "top2_gshard hierarchical"
+/* the families whose router is a matrix (moe_config.router_init) */
+#define ROUTER_MATRIX TOKEN_CHOICE " expert_choice noisy_topk hierarchical topk_dropless"
 
 static const moe_config_field fields[] = {
     INT("d_model", d_model, 1, 1 << 20, NULL, NULL), /* the INI's model.d_model */
@@ -84,6 +90,8 @@ static const moe_config_field fields[] = {
         "noisy_topk load loss weight"),
     INT("slots", soft_moe.slots, 1, 65536, "soft_moe", "soft_moe slots per expert"),
     BOOL("normalize", soft_moe.normalize, "soft_moe", "soft_moe l2 normalisation"),
+    CHOICE("soft_variant", soft_moe.variant, moe_soft_variant_names, "soft_moe",
+           "soft_moe dispatch/combine (Table 2): soft, soft_uniform, uniform_soft, uniform, identity"),
     INT("d_gate", dense_softmax.d_gate, 1, 1 << 20, "dense_softmax", "dense_softmax gate MLP width"),
     BOOL("renormalize", dropless.renormalize, "topk_dropless",
          "topk_dropless weights over their sum (0: raw probabilities)"),
@@ -91,6 +99,8 @@ static const moe_config_field fields[] = {
            "experts' products: fp32 or bf16 operands (float32 sums)"),
     CHOICE("router_precision", router_precision, moe_precision_names, TOKEN_CHOICE,
            "router logits from bf16-rounded input and weights (token choice)"),
+    CHOICE("router_init", router_init, moe_router_init_names, ROUTER_MATRIX,
+           "router matrices at init: normal or zero (Shazeer et al. 2017)"),
 };
 
 const moe_config_field *moe_config_fields(size_t *n) {
@@ -104,6 +114,8 @@ const moe_config_field *moe_config_field_find(const char *key) {
     MOE_ASSERT(!"moe_config_field_find: no such key");
     return NULL;
 }
+
+const char *moe_config_router_matrix_families(void) { return ROUTER_MATRIX; }
 
 bool moe_config_field_used(const moe_config_field *f, const char *family) {
     if (!f->families) return true;

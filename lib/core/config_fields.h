@@ -43,6 +43,11 @@ extern const char *const moe_router_noise_names[];
 extern const char *const moe_capacity_mode_names[];
 extern const char *const moe_expert_kind_names[];
 extern const char *const moe_precision_names[];
+extern const char *const moe_router_init_names[];
+extern const char *const moe_soft_variant_names[];
+/* The families whose router is a matrix, space-separated: those
+ * moe_config.router_init = zero applies to. */
+const char *moe_config_router_matrix_families(void);
 
 /* The table, in the order of the INI keys; *n entries. */
 const moe_config_field *moe_config_fields(size_t *n);

@@ -164,6 +164,9 @@ int moe_params_init_rule(const moe_config *c, int i, double *fan_in,
     moe_expert_tensor x;
     *fan_in = t->fan_in ? t->fan_in(c, t) : 0.0;
     *fill = t->fill;
+    /* router_init = zero: the router matrices start at 0 (fill 0) */
+    if (c->router_init == MOE_ROUTER_INIT_ZERO && (t->len == len_router || t->len == len_inner))
+        *fan_in = 0.0;
     if (t->len != len_expert) return t->decay;
     /* the built-in FFN: w1 by d, w2 by h, biases 0, mult_bias 1 */
     if (expert_tensor(c, t, &x)) *fill = x.fill;

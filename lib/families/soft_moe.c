@@ -9,6 +9,8 @@
  *   logits = xs phi'                          (T, S)   one sgemm
  *   D      = softmax of logits over the n tokens of the group (columns)
  *   C      = softmax of logits over the S slots of a token (rows)
+ * (soft_variant, Table 2: D or C uniform, 1/n or 1/S, their softmax
+ * backward dropped; identity: D = C = I, slot j = token j, S = n)
  *   slots  = D_b^T xs_b                       (S, d)   one sgemm per group
  *   ys     = expert i on its s slots of every group    one sgemm per product
  *   y_b    = C_b ys_b                         (n, d)   one sgemm per group
@@ -45,13 +47,18 @@ typedef struct {
 typedef struct {
     int32_t b, n, T, d, e, s, S, R;
     int normalize;
+    int dsoft, csoft, ident; /* learned dispatch / combine; identity */
 } soft_dims;
 
 static soft_dims dims_of(const moe_layer *L) {
     const moe_config *c = &L->cfg;
     soft_dims m = {L->G, L->n, L->T, c->d_model, c->n_expert, c->soft_moe.slots,
-                   c->n_expert * c->soft_moe.slots, 0, c->soft_moe.normalize};
+                   c->n_expert * c->soft_moe.slots, 0, c->soft_moe.normalize, 0, 0, 0};
     m.R = m.b * m.S;
+    const moe_soft_variant v = c->soft_moe.variant;
+    m.dsoft = v == MOE_SOFT_SOFT || v == MOE_SOFT_SOFT_UNIFORM;
+    m.csoft = v == MOE_SOFT_SOFT || v == MOE_SOFT_UNIFORM_SOFT;
+    m.ident = v == MOE_SOFT_IDENTITY;
     return m;
 }
 
@@ -236,6 +243,15 @@ static void col_softmax_backward(const float *D, const float *dD, int32_t n,
         }
 }
 
+/* W (T, S) of the fixed variants: the identity within each group (token
+ * i of a group, slot i), or u everywhere (uniform: 1/n or 1/S). */
+static void fixed_weights(const soft_dims *m, float u, float *W) {
+#pragma omp parallel for schedule(static)
+    for (int32_t t = 0; t < m->T; t++)
+        for (int32_t j = 0; j < m->S; j++)
+            W[(size_t)t * m->S + j] = m->ident ? (float)(t % m->n == j) : u;
+}
+
 /* ------------------------------------------------------------ layouts */
 
 /* dst (e, b, s, d) from src (b, e, s, d), or back when to_group. */
@@ -291,11 +307,13 @@ static void soft_logits_backward(moe_layer *L, const soft_dims *m,
 static void soft_dispatch(moe_layer *L, const soft_dims *m, const float *xs) {
     soft_state *st = L->fam;
     const int32_t n = m->n, S = m->S, d = m->d;
+    if (!m->dsoft) fixed_weights(m, 1.0f / (float)n, st->dispatch);
 #pragma omp parallel for schedule(static)
     for (int32_t g = 0; g < m->b; g++) {
         const size_t r0 = (size_t)g * n * S;
-        col_softmax_forward(st->logits + r0, n, S, st->colmax + (size_t)g * S,
-                            st->acc + (size_t)g * S, st->dispatch + r0);
+        if (m->dsoft)
+            col_softmax_forward(st->logits + r0, n, S, st->colmax + (size_t)g * S,
+                                st->acc + (size_t)g * S, st->dispatch + r0);
         gemm(1, 0, S, d, n, st->dispatch + r0, S, xs + (size_t)g * n * d, d,
              0.0f, st->tmp + (size_t)g * S * d, d);
     }
@@ -313,8 +331,9 @@ static void soft_dispatch_backward(moe_layer *L, const soft_dims *m,
         const size_t r0 = (size_t)g * n * S;
         const float *dsl = st->tmp + (size_t)g * S * d;
         /* slots_b = D_b^T xs_b:  dD_b = xs_b dslots_b^T,  dxs_b += D_b dslots_b */
-        gemm(0, 1, n, S, d, xs + (size_t)g * n * d, d, dsl, d, 0.0f, st->dw + r0, S);
         gemm(0, 0, n, d, S, st->dispatch + r0, S, dsl, d, 1.0f, dxs + (size_t)g * n * d, d);
+        if (!m->dsoft) continue; /* fixed D: no gradient to the logits */
+        gemm(0, 1, n, S, d, xs + (size_t)g * n * d, d, dsl, d, 0.0f, st->dw + r0, S);
         col_softmax_backward(st->dispatch + r0, st->dw + r0, n, S,
                              st->acc + (size_t)g * S, st->dlogits + r0);
     }
@@ -341,13 +360,13 @@ static void soft_combine_backward(moe_layer *L, const soft_dims *m,
     for (int32_t g = 0; g < m->b; g++) {
         const float *dyg = dy + (size_t)g * n * d, *ysg = st->ys + (size_t)g * S * d;
         /* y_b = C_b ys_b:  dC_b = dy_b ys_b^T,  dys_b = C_b^T dy_b */
-        gemm(0, 1, n, S, d, dyg, d, ysg, d, 0.0f, st->dw + (size_t)g * n * S, S);
+        if (m->csoft) gemm(0, 1, n, S, d, dyg, d, ysg, d, 0.0f, st->dw + (size_t)g * n * S, S);
         gemm(1, 0, S, d, n, st->combine + (size_t)g * n * S, S, dyg, d, 0.0f,
              st->tmp + (size_t)g * S * d, d);
     }
     permute_slots(m, st->tmp, st->dye, 0);
     memset(st->dlogits, 0, (size_t)m->T * S * sizeof *st->dlogits);
-    moe_softmax_backward(st->combine, st->dw, st->dlogits, m->T, S);
+    if (m->csoft) moe_softmax_backward(st->combine, st->dw, st->dlogits, m->T, S);
 }
 
 /* ----------------------------------------------------------- the layer */
@@ -363,12 +382,19 @@ static moe_status soft_forward(moe_layer *L, const moe_params *p,
                         "n_expert = %d, slots = %d: %lld slot rows is too many",
                         L->G, c->n_expert, c->soft_moe.slots, (long long)rows);
     const soft_dims m = dims_of(L); /* every product below fits int32 */
+    if (m.ident && m.S != m.n)
+        return moe_fail(MOE_EINVAL, "moe_layer_forward: soft_variant = identity: n_expert x "
+                        "slots = %d slots must equal the %d tokens of a group (slot j takes "
+                        "token j)", m.S, m.n);
     moe_status status = soft_ensure(L, &m);
     if (status != MOE_OK) return status;
     soft_state *st = L->fam;
     const float *xs, *phin;
     soft_logits(L, &m, p, x, &xs, &phin);
-    moe_softmax_forward(st->logits, st->combine, NULL, m.T, m.S);
+    if (m.csoft)
+        moe_softmax_forward(st->logits, st->combine, NULL, m.T, m.S);
+    else
+        fixed_weights(&m, 1.0f / (float)m.S, st->combine);
     soft_dispatch(L, &m, xs);
     for (int32_t i = 0; i <= m.e; i++) st->offset[i] = i * m.b * m.s;
     moe_layer_experts_forward(&L->cfg, p, st->offset, st->xe, st->saved, st->ye);

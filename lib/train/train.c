@@ -121,6 +121,14 @@ static moe_status setup(run_state *s, const moe_train_opts *o, const char *text,
     if ((st = moe_batcher_create(s->corpus, MOE_SPLIT_TRAIN, c->task, B, N, 1, c->seed, &s->train)) ||
         (st = moe_batcher_create(s->corpus, MOE_SPLIT_VALID, c->task, B, N, 0, c->seed, &s->valid)))
         return st;
+    const int64_t S = c->model.moe.group_size, last = moe_batcher_n_windows(s->valid) % B;
+    if (c->eval_batches == 0 && S > 0 && last * N % S != 0)
+        return moe_fail(MOE_EINVAL, "run.eval_batches = 0 with moe.group_size = %lld: the "
+                        "validation split's %lld windows leave a last batch of %lld sequences, "
+                        "not whole routing groups of %lld (set run.eval_batches >= 1 or change "
+                        "data.batch_size)", (long long)S,
+                        (long long)moe_batcher_n_windows(s->valid), (long long)last,
+                        (long long)(S / N));
     const size_t n = moe_model_n_params(s->M);
     const int32_t nt = moe_model_n_tensors(s->M);
     s->m = calloc(n, sizeof *s->m), s->v = calloc(n, sizeof *s->v);
@@ -142,26 +150,63 @@ static moe_status setup(run_state *s, const moe_train_opts *o, const char *text,
     return st;
 }
 
-/* Mean cross-entropy and accuracy over eval_batches validation batches
- * (always the same ones: the valid batcher restarts). */
-static moe_status evaluate(run_state *s, double *ce, double *acc, double *dropped) {
+/* This rank's part of a validation batch of `rows` sequences: a whole
+ * batch is the training split (Bl sequences from off); a last partial one
+ * (run.eval_batches = 0) is cut in routing groups (u sequences each:
+ * moe.group_size / seq_len, or 1) spread over the ranks in rank order.
+ * A rank left without any returns *b = u with *pad = 1: it forwards one
+ * group whose targets are ignored and counts nothing (the layers of a
+ * spread run are collective, so every rank forwards; a group routes on
+ * its own, so it changes no other group's outputs). */
+static void eval_share(run_state *s, int32_t rows, int32_t *b, size_t *off, int *pad) {
+    const int32_t N = s->cfg.model.seq_len, B = s->cfg.batch_size;
+    *pad = 0;
+    if (rows == B) {
+        *b = s->Bl, *off = s->off;
+        return;
+    }
+    const int32_t S = s->cfg.model.moe.group_size, u = S > 0 ? S / N : 1;
+    const int32_t R = s->dist ? s->dist->size : 1, q = s->dist ? s->dist->rank : 0;
+    const int32_t units = rows / u, base = units / R, rem = units % R;
+    MOE_ASSERT(rows % u == 0); /* checked by setup */
+    const int32_t first = q * base + (q < rem ? q : rem), mine = base + (q < rem);
+    *b = mine * u, *off = (size_t)first * u * N;
+    if (mine == 0) {
+        *b = u, *off = 0, *pad = 1;
+        for (size_t t = 0; t < (size_t)u * N; t++) s->tgt[t] = -1;
+    }
+}
+
+/* Mean cross-entropy and accuracy over the validation batches (always the
+ * same ones: the valid batcher restarts): run.eval_batches of them, or
+ * with 0 every window of the split once (the last batch partial).
+ * *counted: the targets counted. */
+static moe_status evaluate(run_state *s, double *ce, double *acc, double *dropped,
+                           int64_t *counted) {
     const moe_train_config *c = &s->cfg;
-    const int32_t N = c->model.seq_len, C = c->model.n_class;
+    const int32_t N = c->model.seq_len, C = c->model.n_class, B = c->batch_size;
+    const int64_t W = moe_batcher_n_windows(s->valid);
+    const int64_t nb = c->eval_batches > 0 ? c->eval_batches : (W + B - 1) / B;
     moe_status st = moe_batcher_seek(s->valid, (moe_batch_pos){0, 0});
     double sum = 0.0;
     int64_t cnt = 0, right = 0, drop = 0, routed = 0;
     moe_model_set_train(s->M, 0);
-    for (int32_t i = 0; st == MOE_OK && i < c->eval_batches; i++) {
-        if ((st = moe_batcher_next(s->valid, s->inp, s->tgt, NULL, NULL)) ||
-            (st = moe_model_forward(s->M, s->inp + s->off, s->tgt + s->off, s->Bl, N)))
-            break;
+    for (int64_t i = 0; st == MOE_OK && i < nb; i++) {
+        int32_t b;
+        size_t off;
+        int pad;
+        if ((st = moe_batcher_next(s->valid, s->inp, s->tgt, NULL, NULL))) break;
+        eval_share(s, c->eval_batches > 0 || W - i * B >= B ? B : (int32_t)(W - i * B), &b,
+                   &off, &pad);
+        if ((st = moe_model_forward(s->M, s->inp + off, s->tgt + off, b, N))) break;
+        if (pad) continue;
         const moe_model_losses *l = moe_model_losses_of(s->M);
         sum += l->ce * (double)l->counted;
         cnt += l->counted;
         drop += l->dropped, routed += l->routed;
         const float *lg = moe_model_logits(s->M);
-        const int32_t *tg = s->tgt + s->off;
-        for (int32_t t = 0; t < s->Bl * N; t++) {
+        const int32_t *tg = s->tgt + off;
+        for (int32_t t = 0; t < b * N; t++) {
             if (tg[t] < 0) continue;
             int32_t best = 0;
             for (int32_t j = 1; j < C; j++)
@@ -179,6 +224,7 @@ static moe_status evaluate(run_state *s, double *ce, double *acc, double *droppe
     *ce = cnt ? sum / (double)cnt : 0.0;
     *acc = cnt ? (double)right / (double)cnt : 0.0;
     *dropped = routed ? (double)drop / (double)routed : 0.0;
+    *counted = cnt;
     return st;
 }
 
@@ -211,9 +257,10 @@ static moe_status step_once(run_state *s, int64_t step, moe_optim_stats *os, int
 
 static moe_status report_eval(run_state *s, FILE *log, int64_t step, moe_train_result *r) {
     double ce, acc, dropped;
-    moe_status st = evaluate(s, &ce, &acc, &dropped);
+    int64_t cnt;
+    moe_status st = evaluate(s, &ce, &acc, &dropped, &cnt);
     if (st != MOE_OK) return st;
-    r->valid_ce = ce, r->valid_ppl = exp(ce), r->valid_acc = acc;
+    r->valid_ce = ce, r->valid_ppl = exp(ce), r->valid_acc = acc, r->valid_tokens = cnt;
     if (s->tm && (st = moe_train_metrics_valid(s->tm, step, ce, acc, dropped,
                                     moe_model_config_of(s->M)->moe.capacity_factor_eval)))
         return st;
@@ -233,8 +280,9 @@ static moe_status extra_evals(run_state *s, int64_t step) {
     moe_status st = MOE_OK;
     for (int i = 0; st == MOE_OK && s->cfg.metrics[0] && i < s->n_extra; i++) {
         double ce, acc, dropped;
+        int64_t cnt;
         moe_model_set_capacity_factor_eval(s->M, s->extra_cf[i]);
-        if ((st = evaluate(s, &ce, &acc, &dropped)) == MOE_OK && s->tm)
+        if ((st = evaluate(s, &ce, &acc, &dropped, &cnt)) == MOE_OK && s->tm)
             st = moe_train_metrics_valid(s->tm, step, ce, acc, dropped, s->extra_cf[i]);
     }
     moe_model_set_capacity_factor_eval(s->M, cf0);

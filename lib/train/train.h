@@ -24,7 +24,9 @@ typedef struct {
     moe_synth_config synth;
     int32_t batch_size;
     int64_t steps;
-    int32_t log_every, eval_every, eval_batches, checkpoint_every;
+    int32_t log_every, eval_every, checkpoint_every;
+    int32_t eval_batches;    /* validation batches; 0: every window of the
+                                valid split once, the last batch partial  */
     char checkpoint[256];    /* "" = none                                 */
     uint64_t seed;
     float init_scale;
@@ -107,6 +109,7 @@ typedef struct {
     double valid_ce;     /* last validation: mean cross-entropy          */
     double valid_ppl;    /* exp(valid_ce) (LM)                           */
     double valid_acc;    /* tagging accuracy                             */
+    int64_t valid_tokens; /* last validation: targets counted (all ranks) */
     double unigram_ppl;  /* LM baseline on the valid split               */
     double tokens_per_s;
     int diverged;        /* 1: a loss went non-finite, the run stopped there

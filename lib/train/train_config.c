@@ -113,7 +113,7 @@ static const ini_key keys[] = {
     L("run.steps", steps, 1, 1e12, "optimizer steps"),
     I("run.log_every", log_every, 1, 1 << 30, "progress line period (steps)"),
     I("run.eval_every", eval_every, 0, 1 << 30, "validation period (0: only at the end)"),
-    I("run.eval_batches", eval_batches, 1, 1 << 20, "validation batches"),
+    I("run.eval_batches", eval_batches, 0, 1 << 20, "validation batches (0: the whole split once)"),
     I("run.checkpoint_every", checkpoint_every, 0, 1 << 30, "checkpoint period (0: only at the end)"),
     S("run.checkpoint", checkpoint, "checkpoint file (HDF5), empty: none"),
     U("run.seed", seed, "seed of init, batches and routing draws"),

@@ -12,7 +12,9 @@
  *  - resuming on R ranks (each rank reads its own slices) continues bit for
  *    bit: interrupted at step 10 and resumed = the straight R-rank run;
  *    a one-process checkpoint resumed on R ranks = the one-process run
- *    (1e-5 relative). */
+ *    (1e-5 relative);
+ *  - run.eval_batches = 0 (the whole valid split, the last batch partial)
+ *    counts the targets of one process and gives its cross-entropy. */
 #include "mpi_test.h"
 
 #include "io/checkpoint.h"
@@ -197,10 +199,41 @@ static void test_checkpoint_equals_one_process_and_resumes(void) {
     if (moe_expert_parallel_rank(test_ep) == 0) CU_ASSERT(tmpdir_remove() == 0);
 }
 
+/* run.eval_batches = 0 on R ranks: every window of the valid split once,
+ * the last partial batch spread over the ranks in whole sequences (a rank
+ * left without any forwards one whose targets are ignored): the same
+ * targets counted and the same cross-entropy as one process (1e-5: the
+ * sums over ranks; lr 1e-12 keeps the two steps' models equal). Of the
+ * 27 windows, B = 4 leaves 3 sequences (2 ranks: 2 + 1; 4 ranks: 1 + 1 +
+ * 1 and rank 3 pads), B = 2 one (2 ranks: rank 1 pads), B = 8 three. */
+static void test_whole_split_validation_equals_one_process(void) {
+    moe_train_config c = tiny_train_config(2);
+    c.eval_batches = 0, c.optim.lr = 1e-12;
+    c.model.moe.gshard.policy = MOE_POLICY_THRESHOLD; /* no draws */
+    const int32_t batch[2] = {4, moe_expert_parallel_size(test_ep) == 2 ? 2 : 8};
+    for (int i = 0; i < 2; i++) {
+        c.batch_size = batch[i];
+        moe_train_opts o = {NULL, 0, 0, NULL};
+        moe_train_result one, ranks;
+        moe_train_dist d;
+        moe_expert_parallel_train_dist(test_ep, &d);
+        CU_ASSERT_EQUAL_FATAL(moe_train_run_dist(&c, "eval0", &o, &d, &ranks), MOE_OK);
+        CU_ASSERT_EQUAL_FATAL(moe_train_run(&c, "eval0", &o, &one), MOE_OK);
+        CU_ASSERT_EQUAL(ranks.valid_tokens, one.valid_tokens);
+        CU_ASSERT_EQUAL(one.valid_tokens, 27 * c.model.seq_len);
+        CU_ASSERT_DOUBLE_EQUAL(ranks.valid_ce, one.valid_ce, 1e-5);
+        if (moe_expert_parallel_rank(test_ep) == 0)
+            printf("\n    eval_batches = 0, B = %d: %lld targets, ce %.9f (ranks) %.9f (one)",
+                   batch[i], (long long)ranks.valid_tokens, ranks.valid_ce, one.valid_ce);
+    }
+}
+
 void suite_ep_train(void) {
     CU_pSuite s = CU_add_suite("ep_train", NULL, NULL);
     CU_add_test(s, "sharded AdamW matches one process and stays in its part",
                 test_sharded_adamw_matches_one_process);
     CU_add_test(s, "R-rank checkpoint equals one process's; resume on R ranks",
                 test_checkpoint_equals_one_process_and_resumes);
+    CU_add_test(s, "eval_batches = 0 on R ranks equals one process",
+                test_whole_split_validation_equals_one_process);
 }
