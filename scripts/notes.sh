@@ -13,12 +13,15 @@
 # line saying the ablation has not been run. Nothing outside the blocks
 # changes. A note is rewritten through a
 # temporary file and renamed, so an interrupted run leaves it whole.
-# Then every full (not -quick) results folder's claims.csv is gathered into
-# results/claims.csv (one header) and rendered as paper_notes/claims.md.
+# Then, when called without arguments (as make reproduce does), every full
+# (not -quick) results folder's claims.csv is gathered into
+# results/claims.csv (one header) and rendered as paper_notes/claims.md;
+# named notes only get their blocks (so a test never rewrites results/).
 set -eu
 cd "$(dirname "$0")/.."
 me=notes.sh
-[ $# -gt 0 ] || set -- paper_notes/*.md
+gather=0
+[ $# -gt 0 ] || { set -- paper_notes/*.md; gather=1; }
 
 block() { # $1 results dir, relative to the repository root
     dir=$1
@@ -85,6 +88,7 @@ for note in "$@"; do
     echo "$me: updated $note" >&2
 done
 
+[ $gather -eq 1 ] || exit 0
 # results/claims.csv and paper_notes/claims.md from every full run's claims
 # (older claims.csv files have no 13th column, paper_delta: left empty)
 claims() {

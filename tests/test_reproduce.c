@@ -166,7 +166,8 @@ static int sh(const char *cmd) {
  * quick run of the first test) and leaves the rest of the note alone; a
  * block without its end line is refused and the note kept as it was. */
 static void test_notes_fill_blocks_and_refuse_a_broken_one(void) {
-    char note[512], text[4096], cmd[1400];
+    static char text[65536]; /* the block holds a whole table and its plot links */
+    char note[512], cmd[1400];
     snprintf(note, sizeof note, "%s", tmpdir_path("note.md"));
     FILE *f = fopen(note, "w");
     CU_ASSERT_FATAL(f != NULL);
