@@ -190,7 +190,7 @@ demo: bin/moe examples
 	$(BUILD)/examples/custom_expert
 	bin/moe bench --shape small --reps 3
 	@echo "demo: quick ablations in results/*/*-quick/ (tables: table.md, plots: plots/*.png);" \
-	      "the full ones: make -j2 reproduce (Brown, about 80 minutes on 2 cores);" \
+	      "the full ones: make -j2 reproduce (v2: facts task and Brown, not yet timed);" \
 	      "the full benchmark: make bench (about 2 minutes)"
 
 # The numerics regression check (issue 17, scripts/regress.sh): every
