@@ -21,10 +21,8 @@ void moe_ablate_store_dir(const moe_ablate_opts *o, char *dir, size_t cap) {
 }
 
 void moe_ablate_run_key(const char *config_hash, const char *code_rev, char key[17]) {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (const char *s = config_hash; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
-    h = (h ^ (unsigned char)'\n') * 0x100000001b3ull;
-    for (const char *s = code_rev; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    uint64_t h = moe_fnv1a64(MOE_FNV1A64_INIT, config_hash, strlen(config_hash));
+    h = moe_fnv1a64(moe_fnv1a64(h, "\n", 1), code_rev, strlen(code_rev));
     snprintf(key, 17, "%016llx", (unsigned long long)h);
 }
 

@@ -26,6 +26,13 @@ moe_status moe_fail(moe_status s, const char *fmt, ...)
 /* Clears the thread's message. */
 void moe_clear_error(void);
 
+/* --- hashing (status.c) --- */
+
+/* FNV-1a 64: start from MOE_FNV1A64_INIT, then continue the hash h over n
+ * bytes of p (checkpoint checksums, config hashes, run-store keys). */
+#define MOE_FNV1A64_INIT 0xcbf29ce484222325ull
+uint64_t moe_fnv1a64(uint64_t h, const void *p, size_t n);
+
 /* --- files (fileio.c) --- */
 
 /* Reads a whole file into a new NUL-terminated *buf (*len bytes): MOE_EIO

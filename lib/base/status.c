@@ -32,3 +32,9 @@ const char *moe_status_str(moe_status s) {
     }
     return "unknown status";
 }
+
+uint64_t moe_fnv1a64(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}

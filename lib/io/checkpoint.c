@@ -34,21 +34,12 @@ static hid_t mem_type(moe_ckpt_dtype t) {
 
 /* ------------------------------------------------------------ checksums */
 
-#define FNV_OFFSET 0xcbf29ce484222325ull
-#define FNV_PRIME 0x100000001b3ull
-
-/* FNV-1a 64 of n bytes, continuing from h. */
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * FNV_PRIME;
-    return h;
-}
 
 static size_t dtype_size(moe_ckpt_dtype t) { return t == MOE_CKPT_F32 ? 4 : 8; }
 
 /* The checksum of an entry's values (little-endian bytes, as stored). */
 static uint64_t entry_sum(const moe_ckpt_entry *e) {
-    return fnv1a(FNV_OFFSET, e->data, e->len * dtype_size(e->dtype));
+    return moe_fnv1a64(MOE_FNV1A64_INIT, e->data, e->len * dtype_size(e->dtype));
 }
 
 /* The checksum of the header: the step (8 bytes little-endian), then the
@@ -57,7 +48,7 @@ static uint64_t header_sum(int64_t step, const char *config) {
     unsigned char b[8];
     for (int i = 0; i < 8; i++) b[i] = (unsigned char)((uint64_t)step >> (8 * i));
     const char *t = config ? config : "";
-    return fnv1a(fnv1a(FNV_OFFSET, b, 8), t, strlen(t) + 1);
+    return moe_fnv1a64(moe_fnv1a64(MOE_FNV1A64_INIT, b, 8), t, strlen(t) + 1);
 }
 
 /* Reads the uint64 attribute name of obj into *v; 0 if absent or not a

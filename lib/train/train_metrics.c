@@ -62,7 +62,7 @@ static moe_status write_names(train_metrics *T, const moe_corpus *c) {
 }
 
 void moe_train_config_hash(const char *text, char out[17]) {
-    uint64_t h = 0xcbf29ce484222325ull;
+    uint64_t h = MOE_FNV1A64_INIT;
     int in_run = 0;
     for (const char *l = text; *l;) {
         const char *e = strchr(l, '\n');
@@ -74,8 +74,7 @@ void moe_train_config_hash(const char *text, char out[17]) {
             const size_t kl = strlen(ignored[k]);
             skip |= n > kl && !strncmp(l, ignored[k], kl) && (l[kl] == ' ' || l[kl] == '=');
         }
-        for (size_t i = 0; !skip && i <= n; i++) /* the line and its newline */
-            h = (h ^ (unsigned char)(i < n ? l[i] : '\n')) * 0x100000001b3ull;
+        if (!skip) h = moe_fnv1a64(moe_fnv1a64(h, l, n), "\n", 1); /* the line, its newline */
         l += n + (e != NULL);
     }
     snprintf(out, 17, "%016llx", (unsigned long long)h);
